@@ -1,0 +1,236 @@
+"""``terrasynth <command>``: the command line over the whole toolkit.
+
+Errors a user can fix (missing files, bad layouts, wrong model folders) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError, TerrasynthError
+
+log = logging.getLogger("terrasynth")
+
+
+# generate -----------------------------------------------------------------------------------------------------
+
+def _parse_grid(text: str | None, crs: str | None, size: int):
+    if text is None:
+        return None
+    from .data.layouts import TileGrid
+
+    try:
+        left, bottom, right, top = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(None, f"--grid must be 'left,bottom,right,top', got {text!r}") from None
+    return TileGrid((left, bottom, right, top), size, size, crs or "EPSG:4326")
+
+
+def load_layout_argument(args, class_table):
+    from .data.layouts import load_layout
+
+    class_map = None
+    if args.class_map:
+        from .files import read_json
+
+        class_map = read_json(args.class_map)
+    grid = _parse_grid(args.grid, args.grid_crs, args.size)
+    return load_layout(args.layout, class_table, grid=grid, class_property=args.class_property,
+                       class_map=class_map, size=args.size)
+
+
+def cmd_generate(args) -> int:
+    from .generate.api import generate_images
+
+    written = generate_images(
+        model=args.model, prompt=args.prompt, layout_path=args.layout, out_dir=args.out, num_images=args.n,
+        seed=args.seed, steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
+        height=args.height, width=args.width, class_table_path=args.class_table,
+        grid=_parse_grid(args.grid, args.grid_crs, args.size), class_property=args.class_property,
+        class_map_path=args.class_map, size=args.size, progress=not args.quiet,
+    )
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .generate.provenance import describe
+
+    info = describe(args.file)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        if key == "provenance" and isinstance(value, dict):
+            print("provenance:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .generate.demo import run_demo
+
+    started = time.time()
+    page = run_demo(args.out, steps=args.steps, progress=not args.quiet)
+    print(f"demo written to {page} in {time.time() - started:.0f} s")
+    return 0
+
+
+# training -----------------------------------------------------------------------------------------------------
+
+def _load_or_default(config_class, path: str | None, overrides: dict):
+    """A training config from a JSON file (if given) with command-line flags on top."""
+    from .config import config_from_dict
+    from .files import read_json
+
+    data = read_json(path) if path else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(config_class, data, path)
+
+
+def cmd_train_autoencoder(args) -> int:
+    from .train.autoencoder import AutoencoderTrainConfig, train_autoencoder
+
+    config = _load_or_default(AutoencoderTrainConfig, args.config, {
+        "paired_roots": tuple(args.paired) or None, "scene_roots": tuple(args.scenes) or None,
+        "output_dir": args.out, "max_steps": args.max_steps, "batch_size": args.batch_size,
+        "checkpoint_every": args.checkpoint_every,
+    })
+    print(train_autoencoder(config, resume=args.resume, progress=not args.quiet))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train.diffusion import DiffusionTrainConfig, train_diffusion
+
+    config = _load_or_default(DiffusionTrainConfig, args.config, {
+        "paired_roots": tuple(args.paired) or None, "scene_roots": tuple(args.scenes) or None,
+        "output_dir": args.out, "autoencoder_path": args.autoencoder, "init_from": args.init_from,
+        "max_steps": args.max_steps, "batch_size": args.batch_size, "checkpoint_every": args.checkpoint_every,
+        "validate_every": args.validate_every,
+    })
+    print(train_diffusion(config, resume=args.resume, progress=not args.quiet))
+    return 0
+
+
+def cmd_export(args) -> int:
+    import torch
+
+    from .config import load_config
+    from .train.checkpoints import resolve_checkpoint
+    from .train.diffusion import DiffusionTrainConfig, export_checkpoint
+
+    run = Path(args.run)
+    config = load_config(DiffusionTrainConfig, run / "config.json")
+    checkpoint = resolve_checkpoint(run, args.checkpoint)
+    if checkpoint is None:
+        raise InputError(run, "no checkpoint to export yet")
+    out = export_checkpoint(config, checkpoint, Path(args.out), torch.float16 if args.fp16 else None)
+    print(out)
+    return 0
+
+
+# parser -------------------------------------------------------------------------------------------------------
+
+def _with_parents(common: argparse.ArgumentParser):
+    class SubcommandParser(argparse.ArgumentParser):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("parents", [common])
+            super().__init__(**kwargs)
+
+    return SubcommandParser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="terrasynth", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"terrasynth {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_with_parents(common))
+
+    generate = commands.add_parser("generate", help="make images from a layout and/or a prompt")
+    generate.add_argument("--model", default="default", help="model folder or shipped model name (default)")
+    generate.add_argument("--layout", help="mask PNG/GeoTIFF, colour-coded map image, or GeoJSON")
+    generate.add_argument("--prompt", default="", help="text prompt (empty: unconditional on text)")
+    generate.add_argument("--n", type=int, default=4, help="number of images")
+    generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
+    generate.add_argument("--steps", type=int, default=20)
+    generate.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    generate.add_argument("--scheduler", default="dpm++", choices=["dpm++", "ddim", "ddpm", "euler"])
+    generate.add_argument("--height", type=int, default=None, help="output height without a layout")
+    generate.add_argument("--width", type=int, default=None, help="output width without a layout")
+    generate.add_argument("--class-table", help="classes.json of the layout (default: the model's)")
+    generate.add_argument("--grid", help="GeoJSON grid bounds 'left,bottom,right,top' (default: features' box)")
+    generate.add_argument("--grid-crs", help="CRS of --grid (default: the GeoJSON's)")
+    generate.add_argument("--size", type=int, default=256, help="GeoJSON raster size in pixels")
+    generate.add_argument("--class-property", default="class", help="GeoJSON property holding the class")
+    generate.add_argument("--class-map", help="JSON mapping GeoJSON class values to class names")
+    generate.add_argument("--out", required=True, help="output folder")
+    generate.set_defaults(func=cmd_generate)
+
+    info = commands.add_parser("info", help="show an image's provenance and georeference")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+
+    demo = commands.add_parser("demo", help="generate from bundled layouts and prompts; write an HTML page")
+    demo.add_argument("--out", default="terrasynth-demo")
+    demo.add_argument("--steps", type=int, default=20)
+    demo.set_defaults(func=cmd_demo)
+
+    for name, func, helptext in (
+        ("train-autoencoder", cmd_train_autoencoder, "train the autoencoder the embedded model diffuses in"),
+        ("train", cmd_train, "train the embedded diffusion model"),
+    ):
+        train = commands.add_parser(name, help=helptext)
+        train.add_argument("--config", help="training config JSON (flags override it)")
+        train.add_argument("--paired", action="append", default=[], help="paired tiles folder (repeatable)")
+        train.add_argument("--scenes", action="append", default=[], help="scene folder set (repeatable)")
+        train.add_argument("--out", help="run folder")
+        train.add_argument("--max-steps", type=int)
+        train.add_argument("--batch-size", type=int)
+        train.add_argument("--checkpoint-every", type=int)
+        train.add_argument("--resume", help="'latest' or a checkpoint folder")
+        if name == "train":
+            train.add_argument("--autoencoder", help="folder of a trained autoencoder")
+            train.add_argument("--init-from", help="model folder to start from")
+            train.add_argument("--validate-every", type=int)
+        train.set_defaults(func=func)
+
+    export = commands.add_parser("export", help="write a training checkpoint's EMA weights as a model folder")
+    export.add_argument("--run", required=True)
+    export.add_argument("--checkpoint", default="latest")
+    export.add_argument("--out", required=True)
+    export.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except TerrasynthError as error:
+        print(f"terrasynth: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("terrasynth: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Generation: pipelines from layout and text to images, and provenance-tagged output files."""

@@ -1,0 +1,77 @@
+"""``generate_images``: the one call behind ``terrasynth generate``, for either kind of model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..data.classes import ClassTable
+from ..data.layouts import Layout, TileGrid, load_layout
+from ..errors import InputError
+from ..files import read_json
+from ..models.embedded import model_fingerprint
+from ..models.registry import resolve_model_path
+from .outputs import provenance_records, write_contact_grid, write_generated
+from .pipeline import LayoutToImagePipeline
+
+log = logging.getLogger(__name__)
+
+
+def load_pipeline(model: str | Path, scheduler: str = "dpm++") -> tuple[LayoutToImagePipeline, str, str]:
+    """(pipeline, model id, model sha256) for a shipped model name or a model folder."""
+    path = resolve_model_path(model)
+    pipeline = LayoutToImagePipeline.from_pretrained(path, scheduler=scheduler)
+    model_id = str(model) if str(model) == "default" else str(path)
+    return pipeline, model_id, model_fingerprint(path)
+
+
+def generate_images(
+    model: str | Path = "default",
+    prompt: str = "",
+    layout_path: str | Path | None = None,
+    out_dir: str | Path = "generated",
+    num_images: int = 4,
+    seed: int | None = None,
+    steps: int = 20,
+    guidance_scale: float = 2.0,
+    scheduler: str = "dpm++",
+    height: int | None = None,
+    width: int | None = None,
+    class_table_path: str | Path | None = None,
+    grid: TileGrid | None = None,
+    class_property: str = "class",
+    class_map_path: str | Path | None = None,
+    size: int = 256,
+    progress: bool = False,
+    pipeline: tuple | None = None,
+    stem: str | None = None,
+) -> list[Path]:
+    """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
+    provenance, plus ``grid.png``. Returns the written image paths."""
+    if num_images < 1:
+        raise InputError(None, "--n must be at least 1")
+    pipe, model_id, model_sha = pipeline or load_pipeline(model, scheduler)
+    layout = None
+    if layout_path is not None:
+        table = ClassTable.from_json(class_table_path) if class_table_path else pipe.model.config.layout_classes
+        if table is None:
+            raise InputError(layout_path, "this model takes no layout", "generate from --prompt alone")
+        model_table = pipe.model.config.layout_classes
+        if model_table is not None and table.names != model_table.names:
+            raise InputError(class_table_path, f"classes {table.names} differ from the model's {model_table.names}")
+        class_map = read_json(class_map_path) if class_map_path else None
+        layout = load_layout(layout_path, table, grid=grid, class_property=class_property, class_map=class_map,
+                             size=size)
+    elif not prompt:
+        log.warning("no layout and no prompt: sampling unconditionally")
+    output = pipe(prompt, layout=None if layout is None else layout.classes, num_images=num_images,
+                  height=height, width=width, num_inference_steps=steps, guidance_scale=guidance_scale,
+                  seed=seed, scheduler=scheduler, progress=progress)
+    records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout)
+    stem = stem or (Path(layout_path).stem if layout_path else "generated")
+    written = write_generated(output.images, records, out_dir, stem, layout)
+    write_contact_grid(output.images, Path(out_dir) / f"{stem}-grid.png", layout)
+    return written
+
+
+__all__ = ["Layout", "generate_images", "load_pipeline"]

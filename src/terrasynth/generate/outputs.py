@@ -1,0 +1,79 @@
+"""Writing generated images: one file per image with provenance in its metadata, and a contact grid."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..data.grids import image_grid, to_uint8, write_png
+from ..data.layouts import Layout
+from .provenance import ProvenanceRecord, layout_sha256, write_geotiff
+from .provenance import write_png as write_png_with_provenance
+
+
+def provenance_records(
+    output, model_id: str, model_sha256: str, steps: int, guidance_scale: float, scheduler: str,
+    layout: Layout | None, extra: dict | None = None,
+) -> list[ProvenanceRecord]:
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    height, width = output.images.shape[-2:]
+    return [
+        ProvenanceRecord(
+            synthetic=True,
+            generator=f"terrasynth {__version__}",
+            model=model_id,
+            model_sha256=model_sha256,
+            prompt=prompt,
+            negative_prompt=None,
+            seed=seed,
+            steps=steps,
+            guidance_scale=float(guidance_scale),
+            scheduler=scheduler,
+            layout_sha256=None if layout is None else layout_sha256(layout.classes),
+            layout_source=None if layout is None else layout.source,
+            width=int(width),
+            height=int(height),
+            created=created,
+            extra=dict(extra or {}),
+        )
+        for prompt, seed in zip(output.prompts, output.seeds)
+    ]
+
+
+def write_generated(
+    images: torch.Tensor, records: list[ProvenanceRecord], out_dir: str | Path, stem: str = "generated",
+    layout: Layout | None = None,
+) -> list[Path]:
+    """Write each image as PNG, or as GeoTIFF on the layout's grid when the layout is georeferenced."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    georeference = None if layout is None else layout.georeference
+    for index, (image, record) in enumerate(zip(images, records)):
+        array = to_uint8(image)
+        if georeference is not None:
+            path = out_dir / f"{stem}-{index:03d}.tif"
+            write_geotiff(path, array, record, georeference["crs"], georeference["transform"])
+        else:
+            path = out_dir / f"{stem}-{index:03d}.png"
+            write_png_with_provenance(path, array, record)
+        written.append(path)
+    return written
+
+
+def write_contact_grid(images: torch.Tensor, out_path: str | Path, layout: Layout | None = None,
+                       columns: int | None = None) -> Path:
+    """Layout (rendered in its display colours) first, then every generated image."""
+    tiles = list(images)
+    if layout is not None:
+        rendered = torch.from_numpy(layout.class_table.render(layout.classes)).permute(2, 0, 1) / 255.0
+        tiles = [rendered] + tiles
+    return write_png(out_path, image_grid(tiles, columns or min(len(tiles), 5)))
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,337 @@
+"""The embedded default model: latent diffusion small enough for a CPU, built from diffusers parts.
+
+- ``vae``: a small ``AutoencoderKL`` (4× down-sampling) trained on satellite tiles; None for a pixel model.
+- ``unet``: a ``UNet2DModel`` whose input is the noisy latent concatenated with the layout (class shares at
+  latent resolution, one channel per class) and a "layout given" channel; fully convolutional, so it samples
+  at any size that is a multiple of ``size_multiple``.
+- ``condition``: the prompt embedding (all-MiniLM-L6-v2) or a scene-class embedding, projected to the UNet's
+  time-embedding width and added to it (ADM-style); a learned null embedding stands for a dropped prompt,
+  which is what classifier-free guidance needs.
+
+A saved model is a folder: ``terrasynth_model.json`` (this config), ``vae/``, ``unet/``, ``condition/`` (each a
+diffusers ``save_pretrained`` folder of ``config.json`` + safetensors) and ``scheduler/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from ..config import config_to_dict, load_config, save_config
+from ..data.classes import LANDCOVER_AI, ClassTable
+from ..errors import InputError
+from .text import TEXT_DIM, TEXT_ENCODER_NAME
+
+MODEL_CONFIG_NAME = "terrasynth_model.json"
+CONDITIONINGS = ("text", "class", "none")
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    latent_channels: int = 4
+    layers_per_block: int = 1
+
+    def __post_init__(self):
+        if len(self.block_out_channels) < 2:
+            raise ValueError("the autoencoder needs at least two levels")
+
+    @property
+    def downsampling(self) -> int:
+        return 2 ** (len(self.block_out_channels) - 1)
+
+    def build(self) -> AutoencoderKL:
+        levels = len(self.block_out_channels)
+        return AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * levels,
+            up_block_types=("UpDecoderBlock2D",) * levels,
+            block_out_channels=self.block_out_channels,
+            layers_per_block=self.layers_per_block,
+            latent_channels=self.latent_channels,
+            norm_num_groups=min(32, self.block_out_channels[0]),
+            mid_block_add_attention=False,  # attention at full latent size makes large tiles crawl
+        )
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 256)
+    layers_per_block: int = 2
+    attention_levels: tuple[int, ...] = (3,)
+    attention_head_dim: int = 32
+    norm_num_groups: int = 16
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if any(not 0 <= level < len(self.block_out_channels) for level in self.attention_levels):
+            raise ValueError("attention_levels must index block_out_channels")
+
+    @property
+    def time_embed_dim(self) -> int:
+        return self.block_out_channels[0] * 4
+
+    def build(self, in_channels: int, out_channels: int) -> UNet2DModel:
+        down = tuple(
+            "AttnDownBlock2D" if i in self.attention_levels else "DownBlock2D"
+            for i in range(len(self.block_out_channels))
+        )
+        up = tuple(name.replace("Down", "Up") for name in reversed(down))
+        return UNet2DModel(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            block_out_channels=self.block_out_channels,
+            down_block_types=down,
+            up_block_types=up,
+            layers_per_block=self.layers_per_block,
+            attention_head_dim=self.attention_head_dim,
+            norm_num_groups=self.norm_num_groups,
+            dropout=self.dropout,
+            class_embed_type="identity",
+        )
+
+
+@dataclass(frozen=True)
+class EmbeddedModelConfig:
+    """Everything that defines the embedded model; the constructor of :class:`EmbeddedDiffusionModel`."""
+
+    class_table: dict | None = field(default_factory=LANDCOVER_AI.to_dict)
+    conditioning: str = "text"
+    scene_classes: tuple[str, ...] = ()
+    text_encoder: str = TEXT_ENCODER_NAME
+    text_dim: int = TEXT_DIM
+    autoencoder: AutoencoderConfig | None = field(default_factory=AutoencoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    prediction_type: str = "v_prediction"
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    num_train_timesteps: int = 1000
+    name: str = "terrasynth-embedded"
+
+    def __post_init__(self):
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
+        if self.conditioning == "class" and not self.scene_classes:
+            raise ValueError("class conditioning needs scene_classes")
+        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"unknown prediction_type {self.prediction_type!r}")
+        if self.class_table is not None:
+            ClassTable.from_dict(self.class_table)  # validates
+
+    @property
+    def layout_classes(self) -> ClassTable | None:
+        return None if self.class_table is None else ClassTable.from_dict(self.class_table)
+
+    @property
+    def num_layout_channels(self) -> int:
+        return 0 if self.class_table is None else len(self.class_table["classes"]) + 1
+
+    @property
+    def image_channels(self) -> int:
+        return 3 if self.autoencoder is None else self.autoencoder.latent_channels
+
+    @property
+    def downsampling(self) -> int:
+        return 1 if self.autoencoder is None else self.autoencoder.downsampling
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: autoencoder and UNet down-sampling together."""
+        return self.downsampling * 2 ** (len(self.denoiser.block_out_channels) - 1)
+
+    def noise_scheduler(self) -> DDPMScheduler:
+        return DDPMScheduler(
+            num_train_timesteps=self.num_train_timesteps,
+            beta_schedule=self.beta_schedule,
+            beta_start=self.beta_start,
+            beta_end=self.beta_end,
+            prediction_type=self.prediction_type,
+            clip_sample=False,
+        )
+
+
+class ConditionEncoder(ModelMixin, ConfigMixin):
+    """Prompt embedding or scene class → a vector added to the UNet's time embedding."""
+
+    @register_to_config
+    def __init__(self, text_dim: int = TEXT_DIM, num_scene_classes: int = 0, embed_dim: int = 128):
+        super().__init__()
+        self.text_projection = (
+            nn.Sequential(nn.Linear(text_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+            if text_dim
+            else None
+        )
+        self.class_embedding = nn.Embedding(num_scene_classes, embed_dim) if num_scene_classes else None
+        self.null_embedding = nn.Parameter(torch.zeros(embed_dim))
+
+    def forward(
+        self,
+        batch_size: int,
+        text_embeds: torch.Tensor | None = None,
+        class_ids: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``keep`` (bool, B) marks samples whose condition is used; the rest get the null embedding."""
+        null = self.null_embedding.expand(batch_size, -1)
+        if text_embeds is not None and self.text_projection is not None:
+            embedded = self.text_projection(text_embeds.to(self.null_embedding.dtype))
+        elif class_ids is not None and self.class_embedding is not None:
+            embedded = self.class_embedding(class_ids)
+        else:
+            return null
+        if keep is None:
+            return embedded
+        return torch.where(keep[:, None], embedded, null)
+
+
+def layout_to_channels(
+    layout: torch.Tensor | None, num_classes: int, batch_size: int, size: tuple[int, int], keep=None
+) -> torch.Tensor:
+    """Class-index layouts (B×H×W) → class shares at ``size`` (area average of the one-hot) plus a
+    "layout given" channel. A missing layout, or one with ``keep`` False, is all zeros."""
+    channels = torch.zeros(batch_size, num_classes + 1, *size)
+    if layout is None:
+        return channels
+    if layout.dim() == 2:
+        layout = layout.expand(batch_size, -1, -1)
+    onehot = F.one_hot(layout.long().clamp(0, num_classes - 1), num_classes).permute(0, 3, 1, 2).float()
+    if tuple(onehot.shape[-2:]) != tuple(size):
+        onehot = F.adaptive_avg_pool2d(onehot, size)
+    channels = torch.cat([onehot, torch.ones(batch_size, 1, *size)], dim=1)
+    if keep is not None:
+        channels = channels * keep.view(-1, 1, 1, 1).float()
+    return channels
+
+
+class EmbeddedDiffusionModel(nn.Module):
+    def __init__(self, config: EmbeddedModelConfig, vae: AutoencoderKL | None = None,
+                 unet: UNet2DModel | None = None, condition: ConditionEncoder | None = None):
+        super().__init__()
+        self.config = config
+        if config.autoencoder is not None and vae is None:
+            vae = config.autoencoder.build()
+        self.vae = vae
+        in_channels = config.image_channels + config.num_layout_channels
+        self.unet = unet if unet is not None else config.denoiser.build(in_channels, config.image_channels)
+        self.condition = condition if condition is not None else ConditionEncoder(
+            text_dim=config.text_dim if config.conditioning == "text" else 0,
+            num_scene_classes=len(config.scene_classes) if config.conditioning == "class" else 0,
+            embed_dim=config.denoiser.time_embed_dim,
+        )
+
+    @property
+    def scaling_factor(self) -> float:
+        return 1.0 if self.vae is None else float(self.vae.config.scaling_factor)
+
+    def encode_images(self, images: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+        """[0, 1] images → scaled latents (or [-1, 1] pixels for a pixel model)."""
+        pixels = images * 2 - 1
+        if self.vae is None:
+            return pixels
+        distribution = self.vae.encode(pixels).latent_dist
+        latents = distribution.sample(generator) if sample else distribution.mode()
+        return latents * self.scaling_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents → [0, 1] images."""
+        pixels = latents if self.vae is None else self.vae.decode(latents / self.scaling_factor).sample
+        return ((pixels + 1) / 2).clamp(0, 1)
+
+    def layout_channels(self, layout, batch_size: int, latent_size: tuple[int, int], keep=None) -> torch.Tensor | None:
+        if self.config.class_table is None:
+            return None
+        num_classes = self.config.num_layout_channels - 1
+        return layout_to_channels(layout, num_classes, batch_size, latent_size, keep).to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, layout_channels: torch.Tensor | None,
+                condition: torch.Tensor) -> torch.Tensor:
+        model_input = noisy if layout_channels is None else torch.cat([noisy, layout_channels.to(noisy.dtype)], 1)
+        return self.unet(model_input, timesteps, class_labels=condition.to(noisy.dtype)).sample
+
+    # Saving and loading -------------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Write the model folder. Built beside the target and renamed into place, so it is never half-written."""
+        import shutil
+
+        directory = Path(directory)
+        staging = directory.with_name(f".{directory.name}.partial")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        parts = {"unet": self.unet, "condition": self.condition}
+        if self.vae is not None:
+            parts["vae"] = self.vae
+        for name, module in parts.items():
+            module_to_save = module
+            if dtype is not None:
+                import copy
+
+                module_to_save = copy.deepcopy(module).to(dtype)
+            module_to_save.save_pretrained(staging / name, safe_serialization=True)
+        self.config.noise_scheduler().save_pretrained(staging / "scheduler")
+        save_config(self.config, staging / MODEL_CONFIG_NAME)
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, dtype: torch.dtype = torch.float32) -> EmbeddedDiffusionModel:
+        directory = Path(directory)
+        config_path = directory / MODEL_CONFIG_NAME
+        if not config_path.is_file():
+            raise InputError(directory, f"not a terrasynth model folder (no {MODEL_CONFIG_NAME})")
+        config = load_config(EmbeddedModelConfig, config_path)
+        parts = {"unet": UNet2DModel, "condition": ConditionEncoder}
+        if config.autoencoder is not None:
+            parts["vae"] = AutoencoderKL
+        loaded = {}
+        for name, model_class in parts.items():
+            folder = directory / name
+            weights = list(folder.glob("*.safetensors")) if folder.is_dir() else []
+            if not weights:
+                others = [p.name for p in folder.glob("*.bin")] if folder.is_dir() else []
+                fix = "convert it to safetensors; pickled weights are not loaded" if others else "re-save the model"
+                raise InputError(folder, "no safetensors weights found", fix)
+            loaded[name] = model_class.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
+        return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"])
+
+
+def model_fingerprint(directory: str | Path) -> str:
+    """sha256 over the model folder's config and weight files: names a model in provenance records."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).rglob("*")):
+        if path.is_file() and (path.suffix in (".safetensors", ".json")):
+            digest.update(path.relative_to(directory).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def model_summary(model: EmbeddedDiffusionModel) -> dict:
+    count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
+    return {
+        "unet_parameters": count(model.unet),
+        "vae_parameters": count(model.vae),
+        "condition_parameters": count(model.condition),
+        "config": config_to_dict(model.config),
+    }
+
+
+__all__ = [
+    "AutoencoderConfig", "ConditionEncoder", "DenoiserConfig", "EmbeddedDiffusionModel", "EmbeddedModelConfig",
+    "layout_to_channels", "model_fingerprint",
+]

@@ -1,0 +1,162 @@
+"""Train the small autoencoder that the embedded model diffuses in.
+
+Loss (as in Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion Models", at CPU size):
+L1 reconstruction + a perceptual distance on EfficientNet-Lite0 features + a tiny KL term, and, after
+``adversarial_start`` steps, a hinge-loss patch discriminator (Isola et al. 2017) that restores texture an L1
+loss blurs away.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data.grids import image_grid, write_png
+from ..models.embedded import AutoencoderConfig
+from ..models.features import EffNetFeatures, perceptual_distance
+from .data import image_dataset
+from .run import TrainingRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AutoencoderTrainConfig:
+    paired_roots: tuple[str, ...] = ()
+    scene_roots: tuple[str, ...] = ()
+    output_dir: str = "runs/autoencoder"
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    crop: int = 128
+    batch_size: int = 8
+    learning_rate: float = 2e-4
+    max_steps: int = 20000
+    perceptual_weight: float = 1.0
+    kl_weight: float = 1e-6
+    adversarial_weight: float = 0.05
+    adversarial_start: int = 4000
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    validate_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.paired_roots and not self.scene_roots:
+            raise ValueError("give at least one dataset (paired_roots or scene_roots)")
+        if self.crop % self.autoencoder.downsampling:
+            raise ValueError("crop must be a multiple of the autoencoder's down-sampling")
+
+
+class PatchDiscriminator(nn.Module):
+    """A small PatchGAN: one real/fake logit per overlapping patch."""
+
+    def __init__(self, channels: int = 32, layers: int = 3):
+        super().__init__()
+        blocks: list[nn.Module] = [nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        width = channels
+        for _ in range(layers - 1):
+            blocks += [nn.Conv2d(width, width * 2, 4, 2, 1), nn.GroupNorm(8, width * 2), nn.LeakyReLU(0.2)]
+            width *= 2
+        blocks += [nn.Conv2d(width, 1, 4, 1, 1)]
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images * 2 - 1)
+
+
+def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None, progress: bool = True) -> Path:
+    """Train, checkpointing every ``checkpoint_every`` steps; returns the folder of the final autoencoder."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    run = TrainingRun(config.output_dir, config, config.keep_checkpoints)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    vae = config.autoencoder.build()
+    discriminator = PatchDiscriminator()
+    features = EffNetFeatures().to(accelerator.device)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.learning_rate, betas=(0.5, 0.9), weight_decay=0.0)
+    disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
+    models = {"vae": vae, "discriminator": discriminator}
+    step = run.resume(resume, models, optimizer)
+    train_data = image_dataset(config.paired_roots, config.scene_roots, "train", config.crop)
+    val_data = image_dataset(config.paired_roots, config.scene_roots, "val", config.crop, augment=False)
+    val_images = torch.stack([val_data[i]["image"] for i in range(0, len(val_data), max(1, len(val_data) // 8))][:8])
+    loader = torch.utils.data.DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                                         generator=torch.Generator().manual_seed(config.seed + step))
+    vae, discriminator, optimizer, disc_optimizer = accelerator.prepare(vae, discriminator, optimizer, disc_optimizer)
+    bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="autoencoder")
+    while step < config.max_steps:
+        for batch in loader:
+            if step >= config.max_steps:
+                break
+            images = batch["image"].to(accelerator.device)
+            posterior = vae.encode(images * 2 - 1).latent_dist
+            reconstruction = ((vae.decode(posterior.sample()).sample + 1) / 2)
+            l1 = (reconstruction - images).abs().mean()
+            perceptual = perceptual_distance(features, reconstruction.clamp(0, 1), images).mean()
+            kl = posterior.kl().mean()
+            loss = l1 + config.perceptual_weight * perceptual + config.kl_weight * kl
+            adversarial = torch.zeros(())
+            use_gan = config.adversarial_weight > 0 and step >= config.adversarial_start
+            if use_gan:
+                adversarial = -discriminator(reconstruction).mean()
+                loss = loss + config.adversarial_weight * adversarial
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(vae.parameters(), 1.0)
+            optimizer.step()
+            disc_loss = torch.zeros(())
+            if use_gan:
+                real_logits = discriminator(images)
+                fake_logits = discriminator(reconstruction.detach())
+                disc_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+                disc_optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(disc_loss)
+                disc_optimizer.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(l1=f"{l1.item():.4f}", perc=f"{perceptual.item():.4f}")
+            if step % 25 == 0:
+                run.log_metrics(step, l1=l1.item(), perceptual=perceptual.item(), kl=kl.item(),
+                                adversarial=adversarial.item(), discriminator=disc_loss.item())
+            if step % config.validate_every == 0 or step == config.max_steps:
+                _validate(accelerator.unwrap_model(vae), val_images, run, step)
+            if step % config.checkpoint_every == 0 or step == config.max_steps:
+                run.checkpoint(step, {"vae": accelerator.unwrap_model(vae),
+                                      "discriminator": accelerator.unwrap_model(discriminator)}, optimizer)
+    bar.close()
+    final = accelerator.unwrap_model(vae)
+    final.register_to_config(scaling_factor=latent_scaling_factor(final, train_data))
+    final.save_pretrained(run.dir / "autoencoder", safe_serialization=True)
+    return run.dir / "autoencoder"
+
+
+@torch.no_grad()
+def _validate(vae, images: torch.Tensor, run: TrainingRun, step: int) -> None:
+    vae.eval()
+    reconstruction = ((vae.decode(vae.encode(images.to(vae.device) * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
+    vae.train()
+    mse = (reconstruction.cpu() - images).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
+    psnr = float((10 * torch.log10(1 / mse)).mean())
+    run.log_metrics(step, val_psnr=psnr)
+    write_png(run.dir / "validation" / f"step-{step:06d}.png",
+              image_grid(list(images) + list(reconstruction.cpu()), columns=len(images)))
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, dataset, count: int = 256) -> float:
+    """1 / std of latents, so the diffusion model sees unit-variance inputs (the SD convention)."""
+    vae.eval()
+    indices = list(range(0, len(dataset), max(1, len(dataset) // count)))[:count]
+    latents = []
+    for start in range(0, len(indices), 16):
+        batch = torch.stack([dataset[i]["image"] for i in indices[start : start + 16]]).to(vae.device)
+        latents.append(vae.encode(batch * 2 - 1).latent_dist.mode().cpu())
+    return float(1.0 / torch.cat(latents).std())

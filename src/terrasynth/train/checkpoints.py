@@ -1,0 +1,160 @@
+"""Training checkpoints without pickle: weights, optimizer state and RNG state as safetensors, the rest as JSON.
+
+Layout of a run folder::
+
+    run/
+      config.json              resolved training config
+      checkpoint-500/          rotated: only the last K are kept
+        <name>.safetensors     model weights (one per model)
+        optimizer.safetensors  optimizer tensors, optimizer.json its scalars
+        rng.safetensors        torch RNG state
+        state.json             step and other counters; written last, so a folder without it is incomplete
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import InputError
+from ..files import atomic_path, read_json, write_json_atomic
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for param_id, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"{param_id}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{param_id}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        param_id, key = name.split(".", 1)
+        state.setdefault(int(param_id), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    models: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer | None,
+    extra: dict | None = None,
+    keep: int = 3,
+) -> Path:
+    """Write ``run_dir/checkpoint-{step}`` atomically (built under a temp name, then renamed), keep the last
+    ``keep`` checkpoints."""
+    run_dir = Path(run_dir)
+    final = run_dir / f"checkpoint-{step}"
+    staging = run_dir / f".checkpoint-{step}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name, model in models.items():
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(weights, staging / f"{name}.safetensors")
+    if optimizer is not None:
+        tensors, meta = _flatten_optimizer(optimizer)
+        save_file(tensors, staging / "optimizer.safetensors")
+        (staging / "optimizer.json").write_text(json.dumps(meta))
+    save_file({"torch": torch.get_rng_state()}, staging / "rng.safetensors")
+    state = {
+        "step": step,
+        "python_random": _encode_python_random(random.getstate()),
+        "numpy_random": _encode_numpy_random(np.random.get_state()),
+        **(extra or {}),
+    }
+    (staging / "state.json").write_text(json.dumps(state))
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (those with ``state.json``) in step order."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for path in run_dir.iterdir():
+        match = CHECKPOINT_PATTERN.match(path.name)
+        if match and (path / "state.json").is_file():
+            found.append((int(match.group(1)), path))
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(run_dir: str | Path, resume: str | None) -> Path | None:
+    """``None`` → no resume; ``"latest"`` → newest complete checkpoint or None; else a checkpoint path."""
+    if resume is None:
+        return None
+    if resume == "latest":
+        checkpoints = list_checkpoints(run_dir)
+        return checkpoints[-1] if checkpoints else None
+    path = Path(resume)
+    if not (path / "state.json").is_file():
+        raise InputError(path, "not a complete checkpoint folder (no state.json)", "pass --resume latest")
+    return path
+
+
+def load_checkpoint(
+    checkpoint: str | Path,
+    models: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict:
+    """Restore models, optimizer and RNG state in place; return the saved ``state.json`` dict."""
+    checkpoint = Path(checkpoint)
+    for name, model in models.items():
+        path = checkpoint / f"{name}.safetensors"
+        if not path.is_file():
+            raise InputError(path, "checkpoint has no weights for this model")
+        model.load_state_dict(load_file(path))
+    if optimizer is not None and (checkpoint / "optimizer.safetensors").is_file():
+        meta = json.loads((checkpoint / "optimizer.json").read_text())
+        optimizer.load_state_dict(_unflatten_optimizer(load_file(checkpoint / "optimizer.safetensors"), meta))
+    state = read_json(checkpoint / "state.json")
+    torch.set_rng_state(load_file(checkpoint / "rng.safetensors")["torch"])
+    random.setstate(_decode_python_random(state["python_random"]))
+    np.random.set_state(_decode_numpy_random(state["numpy_random"]))
+    return state
+
+
+def _encode_python_random(state) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _decode_python_random(data) -> tuple:
+    return (data[0], tuple(data[1]), data[2])
+
+
+def _encode_numpy_random(state) -> list:
+    return [state[0], state[1].tolist(), state[2], state[3], state[4]]
+
+
+def _decode_numpy_random(data) -> tuple:
+    return (data[0], np.asarray(data[1], dtype=np.uint32), data[2], data[3], data[4])
+
+
+def save_run_config(run_dir: str | Path, config: dict) -> None:
+    write_json_atomic(Path(run_dir) / "config.json", config)
+
+
+__all__ = ["atomic_path", "list_checkpoints", "load_checkpoint", "resolve_checkpoint", "save_checkpoint",
+           "save_run_config"]

@@ -1,0 +1,333 @@
+"""Train the embedded layout/text-to-image model on cached latents.
+
+The autoencoder is frozen, so each training image is encoded once (posterior mean and std, kept in the run
+folder) and each step draws a fresh latent sample from that posterior, as latent diffusion training does.
+Augmentation (the 8 flips/rotations) is applied to latent and layout together. Loss: v-prediction
+(Salimans & Ho 2022) with Min-SNR-γ weighting (Hang et al. 2023), which speeds up convergence of small models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..data.captions import SCENE_TEMPLATES, caption_for_scene
+from ..data.grids import image_grid, write_png
+from ..data.paired_tiles import PairedTiles
+from ..data.scene_folder import SceneFolder
+from ..data.transforms import Resize
+from ..errors import InputError
+from ..files import atomic_path, read_json, write_json_atomic
+from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels
+from .data import open_split
+from .run import EMA, TrainingRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DiffusionTrainConfig:
+    paired_roots: tuple[str, ...] = ()
+    scene_roots: tuple[str, ...] = ()
+    output_dir: str = "runs/diffusion"
+    model: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
+    autoencoder_path: str | None = None
+    init_from: str | None = None
+    resolution: int = 256
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    warmup_steps: int = 200
+    max_steps: int = 10000
+    ema_decay: float = 0.999
+    drop_prompt: float = 0.1
+    drop_layout: float = 0.1
+    min_snr_gamma: float = 5.0
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    validate_every: int = 1000
+    validation_steps: int = 20
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.paired_roots and not self.scene_roots:
+            raise ValueError("give at least one dataset (paired_roots or scene_roots)")
+        if self.model.autoencoder is not None and not self.autoencoder_path and not self.init_from:
+            raise ValueError("a latent model needs autoencoder_path (a trained autoencoder) or init_from")
+        if self.resolution % self.model.size_multiple:
+            raise ValueError(f"resolution must be a multiple of {self.model.size_multiple}")
+        if self.paired_roots and self.model.class_table is None:
+            raise ValueError("paired data needs a model with a class table")
+
+
+@dataclass
+class LatentCache:
+    """Posterior mean/std of every training image, layout class shares at latent size, and captions."""
+
+    mean: torch.Tensor  # N×C×h×w
+    std: torch.Tensor
+    layouts: torch.Tensor  # N×(K+1)×h×w, zeros where a sample has no layout
+    captions: list[list[str]]  # caption choices per sample
+    labels: torch.Tensor  # scene-class index, −1 for none
+
+
+def _dataset_fingerprint(config: DiffusionTrainConfig, vae_sha: str) -> str:
+    digest = hashlib.sha256(vae_sha.encode())
+    for root in config.paired_roots + config.scene_roots:
+        digest.update(str(Path(root).resolve()).encode())
+        for path in sorted(Path(root).rglob("*")):
+            if path.is_file():
+                digest.update(f"{path.relative_to(root)}:{path.stat().st_size}".encode())
+    digest.update(str(config.resolution).encode())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def build_latent_cache(model: EmbeddedDiffusionModel, config: DiffusionTrainConfig, progress: bool = True) -> LatentCache:
+    resize = Resize(config.resolution)
+    class_table = model.config.layout_classes
+    sources = [(PairedTiles(root, "train", resize, class_table=class_table), "paired") for root in config.paired_roots]
+    sources += [(SceneFolder(root, "train", resize), "scene") for root in config.scene_roots]
+    scene_classes = list(model.config.scene_classes)
+    means, stds, layouts, captions, labels = [], [], [], [], []
+    latent_size = (config.resolution // model.config.downsampling,) * 2
+    num_classes = model.config.num_layout_channels - 1
+    total = sum(len(d) for d, _ in sources)
+    bar = tqdm(total=total, disable=not progress, desc="encoding latents")
+    for dataset, kind in sources:
+        for start in range(0, len(dataset), 16):
+            samples = [dataset[i] for i in range(start, min(start + 16, len(dataset)))]
+            images = torch.stack([s["image"] for s in samples]).to(model.device)
+            if model.vae is None:
+                mean, std = images * 2 - 1, torch.zeros_like(images)
+            else:
+                posterior = model.vae.encode(images * 2 - 1).latent_dist
+                mean, std = posterior.mean, posterior.std
+            means.append(mean.half().cpu())
+            stds.append(std.half().cpu())
+            if kind == "paired":
+                batch_layout = torch.stack([s["layout"] for s in samples])
+                layouts.append(layout_to_channels(batch_layout, num_classes, len(samples), latent_size).half())
+                captions += [[s["caption"]] for s in samples]
+                labels += [-1] * len(samples)
+            else:
+                if num_classes >= 0 and model.config.class_table is not None:
+                    layouts.append(torch.zeros(len(samples), num_classes + 1, *latent_size, dtype=torch.half))
+                captions += [[caption_for_scene(s["class_name"], t) for t in SCENE_TEMPLATES] for s in samples]
+                labels += [scene_classes.index(s["class_name"]) if s["class_name"] in scene_classes else -1
+                           for s in samples]
+            bar.update(len(samples))
+    bar.close()
+    layout_tensor = torch.cat(layouts) if layouts else torch.zeros(total, 0, *latent_size, dtype=torch.half)
+    return LatentCache(torch.cat(means), torch.cat(stds), layout_tensor, captions, torch.tensor(labels))
+
+
+def save_latent_cache(cache: LatentCache, path: Path, fingerprint: str) -> None:
+    with atomic_path(path.with_suffix(".safetensors")) as tmp:
+        save_file({"mean": cache.mean, "std": cache.std, "layouts": cache.layouts, "labels": cache.labels}, tmp)
+    write_json_atomic(path.with_suffix(".json"), {"fingerprint": fingerprint, "captions": cache.captions})
+
+
+def load_latent_cache(path: Path, fingerprint: str) -> LatentCache | None:
+    meta_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if not (meta_path.is_file() and tensor_path.is_file()):
+        return None
+    meta = read_json(meta_path)
+    if meta.get("fingerprint") != fingerprint:
+        return None
+    tensors = load_file(tensor_path)
+    return LatentCache(tensors["mean"], tensors["std"], tensors["layouts"], meta["captions"], tensors["labels"])
+
+
+def _dihedral(tensors: list[torch.Tensor], k: int, flip: bool) -> list[torch.Tensor]:
+    out = [torch.rot90(t, k, (-2, -1)) for t in tensors]
+    return [torch.flip(t, (-1,)) for t in out] if flip else out
+
+
+def _build_model(config: DiffusionTrainConfig) -> EmbeddedDiffusionModel:
+    if config.init_from:
+        model = EmbeddedDiffusionModel.from_pretrained(config.init_from)
+        if model.config != config.model:
+            log.warning("init_from model config differs from the training config; using the init_from config")
+        return model
+    model = EmbeddedDiffusionModel(config.model)
+    if config.model.autoencoder is not None:
+        from diffusers import AutoencoderKL
+
+        folder = Path(config.autoencoder_path)
+        if not list(folder.glob("*.safetensors")):
+            raise InputError(folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder")
+        model.vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True)
+    return model
+
+
+def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, progress: bool = True) -> Path:
+    """Train and return the folder of the exported EMA model (``output_dir/model``)."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    model = _build_model(config)
+    model.vae.requires_grad_(False) if model.vae is not None else None
+    run = TrainingRun(config.output_dir, config, config.keep_checkpoints)
+    trainable = torch.nn.ModuleDict({"unet": model.unet, "condition": model.condition})
+    ema = EMA(trainable, config.ema_decay)
+    optimizer = torch.optim.AdamW(trainable.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    step = run.resume(resume, {"model": trainable, "ema": ema.model}, optimizer)
+
+    vae_sha = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.vae.parameters())).hexdigest() \
+        if model.vae is not None else "pixels"
+    fingerprint = _dataset_fingerprint(config, vae_sha)
+    cache_path = run.dir / "latent-cache"
+    cache = load_latent_cache(cache_path, fingerprint)
+    if cache is None:
+        cache = build_latent_cache(model, config, progress)
+        save_latent_cache(cache, cache_path, fingerprint)
+    text_embeddings = _embed_captions(model, cache)
+    noise_scheduler = model.config.noise_scheduler()
+    alphas_cumprod = noise_scheduler.alphas_cumprod
+    validation = _validation_batch(model, config)
+
+    trainable, optimizer = accelerator.prepare(trainable, optimizer)
+    device = accelerator.device
+    generator = torch.Generator().manual_seed(config.seed * 1000 + step)
+    bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="diffusion")
+    running = None
+    while step < config.max_steps:
+        lr = config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = torch.randint(0, len(cache.mean), (config.batch_size,), generator=generator)
+        mean, std = cache.mean[index].float(), cache.std[index].float()
+        latents = (mean + std * torch.randn(mean.shape, generator=generator)) * model.scaling_factor
+        layouts = cache.layouts[index].float()
+        augmented = [_dihedral([latents[i], layouts[i]], random.randint(0, 3), random.random() < 0.5)
+                     for i in range(config.batch_size)]
+        latents = torch.stack([a[0] for a in augmented]).to(device)
+        layouts = torch.stack([a[1] for a in augmented]).to(device)
+        prompts = [random.choice(cache.captions[i]) for i in index.tolist()]
+        keep_prompt = torch.rand(config.batch_size, generator=generator) >= config.drop_prompt
+        keep_layout = torch.rand(config.batch_size, generator=generator) >= config.drop_layout
+        unwrapped = accelerator.unwrap_model(trainable)
+        if model.config.conditioning == "text":
+            embeds = torch.stack([text_embeddings[p] for p in prompts]).to(device)
+            condition = unwrapped["condition"](config.batch_size, text_embeds=embeds, keep=keep_prompt.to(device))
+        elif model.config.conditioning == "class":
+            labels = cache.labels[index]
+            keep = keep_prompt & (labels >= 0)
+            condition = unwrapped["condition"](config.batch_size, class_ids=labels.clamp(min=0).to(device),
+                                               keep=keep.to(device))
+        else:
+            condition = unwrapped["condition"](config.batch_size)
+        if layouts.shape[1]:
+            layouts = layouts * keep_layout.view(-1, 1, 1, 1).to(device)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (config.batch_size,),
+                                  generator=generator)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        if model.config.prediction_type == "v_prediction":
+            target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        elif model.config.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = latents
+        model_input = torch.cat([noisy, layouts], 1) if layouts.shape[1] else noisy
+        prediction = unwrapped["unet"](model_input, timesteps.to(device), class_labels=condition).sample
+        snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
+        weight = _min_snr_weight(snr, config.min_snr_gamma, model.config.prediction_type).to(device)
+        loss = (weight * F.mse_loss(prediction, target, reduction="none").mean((1, 2, 3))).mean()
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(trainable.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        ema.update(accelerator.unwrap_model(trainable), step)
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        if step % 25 == 0:
+            run.log_metrics(step, loss=running, lr=lr)
+        if step % config.checkpoint_every == 0 or step == config.max_steps:
+            run.checkpoint(step, {"model": accelerator.unwrap_model(trainable), "ema": ema.model}, optimizer)
+        if config.validate_every and (step % config.validate_every == 0 or step == config.max_steps):
+            _validate(model, ema.model, validation, run, step, config.validation_steps)
+    bar.close()
+    return export_model(model, ema.model, run.dir / "model")
+
+
+def _min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    if gamma <= 0:
+        return torch.ones_like(snr)
+    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
+    if prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    if prediction_type == "epsilon":
+        return clipped / snr
+    return clipped
+
+
+def _embed_captions(model: EmbeddedDiffusionModel, cache: LatentCache) -> dict[str, torch.Tensor]:
+    if model.config.conditioning != "text":
+        return {}
+    from ..models.text import default_text_encoder
+
+    prompts = sorted({c for choices in cache.captions for c in choices})
+    return dict(zip(prompts, default_text_encoder().encode(prompts)))
+
+
+def _validation_batch(model: EmbeddedDiffusionModel, config: DiffusionTrainConfig) -> list[dict]:
+    """A fixed handful of val samples (layouts and scene prompts) drawn in every validation grid."""
+    resize = Resize(config.resolution)
+    samples = []
+    for root in config.paired_roots:
+        data = open_split(PairedTiles, root, "val", resize, class_table=model.config.layout_classes)
+        samples += [data[i] for i in range(0, len(data), max(1, len(data) // 4))][:4]
+    for root in config.scene_roots:
+        data = open_split(SceneFolder, root, "val", resize)
+        samples += [data[i] for i in range(0, len(data), max(1, len(data) // 4))][:4]
+    return samples
+
+
+@torch.no_grad()
+def _validate(model, ema_modules, samples, run: TrainingRun, step: int, steps: int) -> None:
+    from ..generate.pipeline import LayoutToImagePipeline
+
+    snapshot = EmbeddedDiffusionModel(model.config, model.vae, ema_modules["unet"], ema_modules["condition"])
+    pipeline = LayoutToImagePipeline(snapshot)
+    tiles = []
+    for sample in samples:
+        layout = sample.get("layout")
+        out = pipeline(sample["caption"], layout=layout, num_images=1, num_inference_steps=steps, seed=step)
+        shown = model.config.layout_classes.render(layout) if layout is not None else None
+        tiles += [sample["image"], torch.from_numpy(shown).permute(2, 0, 1) / 255.0 if shown is not None
+                  else torch.ones_like(sample["image"]), out.images[0]]
+    write_png(run.dir / "validation" / f"step-{step:06d}.png", image_grid(tiles, columns=6))
+    ema_modules.train(False)
+
+
+def export_model(model: EmbeddedDiffusionModel, ema_modules, directory: Path, dtype=None) -> Path:
+    exported = EmbeddedDiffusionModel(model.config, model.vae, ema_modules["unet"], ema_modules["condition"])
+    exported.save_pretrained(directory, dtype=dtype)
+    return directory
+
+
+def export_checkpoint(config: DiffusionTrainConfig, checkpoint: Path, directory: Path, dtype=None) -> Path:
+    """Write the EMA weights of a training checkpoint as a model folder (e.g. to ship mid-training)."""
+    from .checkpoints import load_checkpoint
+
+    model = _build_model(config)
+    modules = torch.nn.ModuleDict({"unet": model.unet, "condition": model.condition})
+    ema = EMA(modules)
+    load_checkpoint(checkpoint, {"ema": ema.model})
+    return export_model(model, ema.model, directory, dtype)
+
+
+__all__ = ["DiffusionTrainConfig", "export_checkpoint", "train_diffusion"]
