@@ -235,6 +235,8 @@ def test_layout_shares_and_one_hot():
         "water": 0.25,
         "road": 0.25,
     }
+    with_no_data = Layout(torch.tensor([[0, 255], [3, -1]]), LANDCOVER_AI).shares()
+    assert with_no_data["background"] == with_no_data["water"] == 0.5
     onehot = one_hot_layout(classes, 5)
     assert onehot.shape == (5, 2, 2) and onehot.dtype == torch.float32
     assert torch.equal(onehot.sum(0), torch.ones(2, 2)) and torch.equal(onehot.argmax(0), classes)
@@ -244,3 +246,10 @@ def test_layout_shares_and_one_hot():
 def test_tile_grid_rejects_empty_bounds():
     with pytest.raises(ValueError, match="right > left"):
         TileGrid((1.0, 0.0, 0.0, 1.0))
+
+
+def test_a_photo_given_as_a_colour_map_is_refused(tmp_path):
+    photo = np.random.default_rng(0).integers(60, 200, (32, 32, 3)).astype(np.uint8)
+    path = write_rgb(tmp_path / "photo.jpg", photo)
+    with pytest.raises(InputError, match="photo.jpg.*colour-coded map"):
+        load_layout(path, LANDCOVER_AI)

@@ -120,7 +120,7 @@ class ClassTable:
         return {
             "classes": [
                 {"index": i, "name": n, "rgb": list(c), "display_rgb": list(d)}
-                for i, (n, c, d) in enumerate(zip(self.names, self.colors, self.display_colors))
+                for i, (n, c, d) in enumerate(zip(self.names, self.colors, self.display_colors, strict=True))
             ]
         }
 

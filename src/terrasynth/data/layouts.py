@@ -55,9 +55,12 @@ class Layout:
         return tuple(self.classes.shape)
 
     def shares(self) -> dict[str, float]:
-        counts = torch.bincount(self.classes.flatten(), minlength=len(self.class_table)).double()
+        """The fraction of pixels of each class; values outside the class table (no-data) are not counted."""
+        values = self.classes.flatten().long().cpu()
+        values = values[(values >= 0) & (values < len(self.class_table))]
+        counts = torch.bincount(values, minlength=len(self.class_table)).double()
         counts = counts / counts.sum().clamp(min=1)
-        return {name: float(c) for name, c in zip(self.class_table.names, counts)}
+        return {name: float(c) for name, c in zip(self.class_table.names, counts, strict=True)}
 
 
 def _geojson_crs(data: dict) -> str | None:
@@ -169,9 +172,10 @@ def rasterize_geojson(
     """Burn GeoJSON features into a class-index raster with ``rasterio.features.rasterize``.
 
     A feature's class is its ``class_property`` value, mapped through ``class_map`` (source value → class
-    name) and looked up in ``class_table`` by name, or taken as an index if it is an integer. Lines and points are
-    buffered to ``line_width_px`` pixels. Later features are drawn over earlier ones. Without ``grid`` the
-    features' bounding box, made square, is cut into ``size`` × ``size`` pixels.
+    name) and looked up in ``class_table`` by name (exactly, then ignoring case), or taken as an index if it
+    is an integer. Lines and points are buffered to ``line_width_px`` pixels. Later features are drawn over
+    earlier ones. Without ``grid`` the features' bounding box, made square, is cut into ``size`` × ``size``
+    pixels.
     """
     import shapely
     from rasterio.features import rasterize
@@ -275,9 +279,19 @@ def snap_to_palette(rgb: np.ndarray, palette, max_distance: float | None = None,
     return torch.from_numpy(nearest.reshape(height, width))
 
 
-def read_colour_map(path: str | Path, class_table: ClassTable, max_distance: float | None = None) -> Layout:
+def read_colour_map(
+    path: str | Path,
+    class_table: ClassTable,
+    max_distance: float | None = None,
+    match_distance: float = 48.0,
+    min_match_fraction: float = 0.75,
+) -> Layout:
     """A colour-coded map (PNG/JPEG, or a 3- or 4-band GeoTIFF keeping its georeference) snapped to
-    classes."""
+    classes.
+
+    Anti-aliased edges are off-palette, but most of a real map is drawn in its class colours: unless at least
+    ``min_match_fraction`` of the pixels lie within ``match_distance`` RGB units of a class colour, the image is
+    refused (it is likely a photo, or the class table does not match the map's colours)."""
     path = Path(path)
     if path.suffix.lower() in GEOTIFF_SUFFIXES and path.is_file():
         rgb = _read_raster(path)
@@ -286,6 +300,16 @@ def read_colour_map(path: str | Path, class_table: ClassTable, max_distance: flo
     else:
         rgb = np.asarray(_open_pil(path).convert("RGB"))
     classes = snap_to_palette(rgb, class_table.colors, max_distance, path)
+    palette = np.asarray(class_table.colors, dtype=np.float32)
+    distance = np.linalg.norm(rgb[..., :3].astype(np.float32) - palette[classes.numpy()], axis=-1)
+    matched = float((distance <= match_distance).mean())
+    if matched < min_match_fraction:
+        raise InputError(
+            path,
+            f"does not look like a colour-coded map in the class table's colours (only {matched:.0%} of pixels "
+            "are near a class colour)",
+            "give a class-index mask, or a class table whose rgb colours match the map",
+        )
     return Layout(classes, class_table, read_georeference(path), str(path))
 
 

@@ -43,7 +43,7 @@ def plot_sample(
         panels.append(("prediction", shown))
     figure = Figure(figsize=(3.2 * len(panels), 3.6))
     axes = figure.subplots(1, len(panels), squeeze=False)
-    for axis, (name, array) in zip(axes[0], panels):
+    for axis, (name, array) in zip(axes[0], panels, strict=True):
         axis.imshow(array, interpolation="nearest", cmap="gray" if array.ndim == 2 else None)
         axis.set_title(name)
         axis.axis("off")
@@ -52,7 +52,7 @@ def plot_sample(
 
         handles = [
             Patch(color=[v / 255 for v in c], label=n)
-            for n, c in zip(class_table.names, class_table.display_colors)
+            for n, c in zip(class_table.names, class_table.display_colors, strict=True)
         ]
         figure.legend(
             handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False

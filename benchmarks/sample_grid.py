@@ -1,0 +1,68 @@
+"""Sample grid of a model on validation layouts of a paired-tiles set, and the loss curve of its training run.
+
+    python benchmarks/sample_grid.py --data ../shared/data/landcoverai_pairs --run runs/diffusion \
+        --out docs/ [--model default] [--n 8] [--steps 20]
+
+Writes OUT/sample_grid.png (rows: layout | real tile | generated ×3) and OUT/loss_curve.png, and prints the
+command and the training run's step count and last logged loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from terrasynth.data.grids import image_grid, write_png  # noqa: E402
+from terrasynth.data.paired_tiles import PairedTiles  # noqa: E402
+from terrasynth.generate.pipeline import LayoutToImagePipeline  # noqa: E402
+from terrasynth.models.registry import resolve_model_path  # noqa: E402
+from terrasynth.train.run import read_metrics  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--run", help="training run folder with metrics.jsonl (for the loss curve)")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--out", default="docs")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=2.0)
+    args = parser.parse_args()
+    out = Path(args.out)
+    print(f"command: python {' '.join(sys.argv)}")
+    pipeline = LayoutToImagePipeline.from_pretrained(resolve_model_path(args.model))
+    data = PairedTiles(args.data, args.split, class_table=pipeline.model.config.layout_classes)
+    picks = [data[i] for i in range(0, len(data), max(1, len(data) // args.n))][: args.n]
+    tiles = []
+    for sample in picks:
+        generated = pipeline(sample["caption"], layout=sample["layout"], num_images=3,
+                             num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0).images
+        rendered = torch.from_numpy(data.class_table.render(sample["layout"])).permute(2, 0, 1) / 255.0
+        tiles += [rendered, sample["image"], *generated]
+    write_png(out / "sample_grid.png", image_grid(tiles, columns=5))
+    print(f"wrote {out / 'sample_grid.png'}: {len(picks)} {args.split} layouts, columns layout | real | generated x3")
+    if args.run:
+        metrics = [m for m in read_metrics(args.run) if "loss" in m]
+        if metrics:
+            figure, axis = plt.subplots(figsize=(6, 3.5))
+            axis.plot([m["step"] for m in metrics], [m["loss"] for m in metrics])
+            axis.set_xlabel("step")
+            axis.set_ylabel("training loss (EMA-smoothed, min-SNR weighted)")
+            axis.set_yscale("log")
+            axis.grid(alpha=0.3)
+            figure.tight_layout()
+            figure.savefig(out / "loss_curve.png", dpi=120)
+            print(f"wrote {out / 'loss_curve.png'}: {metrics[-1]['step']} steps, last loss {metrics[-1]['loss']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
