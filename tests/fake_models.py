@@ -44,7 +44,7 @@ def save_tiny_model(directory: str | Path, seed: int = 0, **changes) -> Path:
 
 
 def save_tiny_autoencoder(directory: str | Path, seed: int = 0) -> Path:
-    """An untrained tiny ``AutoencoderKL`` folder (config.json + safetensors), as train-autoencoder writes it."""
+    """An untrained tiny ``AutoencoderKL`` folder (config.json + safetensors), as train-autoencoder writes."""
     directory = Path(directory)
     torch.manual_seed(seed)
     TINY_AUTOENCODER.build().save_pretrained(directory, safe_serialization=True)

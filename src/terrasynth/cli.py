@@ -20,16 +20,38 @@ log = logging.getLogger("terrasynth")
 
 # generate -----------------------------------------------------------------------------------------------------
 
-def _parse_grid(text: str | None, crs: str | None, size: int):
+def _same_crs(a: str, b: str) -> bool:
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        return CRS.from_user_input(a) == CRS.from_user_input(b)
+    except CRSError:
+        return a == b
+
+
+def _parse_grid(text: str | None, crs: str | None, size: int, layout: str | None = None):
+    """``--grid``/``--grid-crs`` → a TileGrid, or None for the GeoJSON features' own box. The grid's CRS
+    defaults to the GeoJSON's; a ``--grid-crs`` that differs from it is refused (features are not
+    reprojected)."""
+    geojson_crs = None
+    if layout is not None and Path(layout).suffix.lower() in (".geojson", ".json") and (text or crs):
+        from .data.layouts import read_geojson_features
+
+        geojson_crs = read_geojson_features(layout)[1]
     if text is None:
+        if crs is not None and geojson_crs is not None and not _same_crs(crs, geojson_crs):
+            raise InputError(layout, f"GeoJSON CRS {geojson_crs} does not match --grid-crs {crs}",
+                             "reproject the features (e.g. ogr2ogr -t_srs) or drop --grid-crs")
         return None
     from .data.layouts import TileGrid
 
     try:
         left, bottom, right, top = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(None, f"--grid must be 'left,bottom,right,top', got {text!r}") from None
-    return TileGrid((left, bottom, right, top), size, size, crs or "EPSG:4326")
+        return TileGrid((left, bottom, right, top), size, size, crs or geojson_crs or "EPSG:4326")
+    except ValueError as error:
+        raise InputError(None, f"--grid must be 'left,bottom,right,top' with right > left and top > bottom, "
+                               f"got {text!r} ({error})") from None
 
 
 def load_layout_argument(args, class_table):
@@ -40,7 +62,7 @@ def load_layout_argument(args, class_table):
         from .files import read_json
 
         class_map = read_json(args.class_map)
-    grid = _parse_grid(args.grid, args.grid_crs, args.size)
+    grid = _parse_grid(args.grid, args.grid_crs, args.size, args.layout)
     return load_layout(args.layout, class_table, grid=grid, class_property=args.class_property,
                        class_map=class_map, size=args.size)
 
@@ -52,8 +74,9 @@ def cmd_generate(args) -> int:
         model=args.model, prompt=args.prompt, layout_path=args.layout, out_dir=args.out, num_images=args.n,
         seed=args.seed, steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
         height=args.height, width=args.width, class_table_path=args.class_table,
-        grid=_parse_grid(args.grid, args.grid_crs, args.size), class_property=args.class_property,
-        class_map_path=args.class_map, size=args.size, progress=not args.quiet,
+        grid=_parse_grid(args.grid, args.grid_crs, args.size, args.layout),
+        class_property=args.class_property, class_map_path=args.class_map, size=args.size,
+        progress=not args.quiet,
     )
     for path in written:
         print(path)

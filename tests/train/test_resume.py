@@ -29,10 +29,22 @@ def diffusion_config(datasets, output_dir, max_steps: int) -> DiffusionTrainConf
     # Class conditioning: the scene label path without loading the text encoder.
     model = tiny_model_config(conditioning="class", scene_classes=SCENE_CLASSES)
     return DiffusionTrainConfig(
-        paired_roots=(str(pairs),), scene_roots=(str(scenes),), output_dir=str(output_dir), model=model,
-        autoencoder_path=str(autoencoder), resolution=32, batch_size=3, warmup_steps=3, max_steps=max_steps,
-        checkpoint_every=2, keep_checkpoints=2, validate_every=0, log_every=1, seed=7,
-        drop_prompt=0.3, drop_layout=0.3,
+        paired_roots=(str(pairs),),
+        scene_roots=(str(scenes),),
+        output_dir=str(output_dir),
+        model=model,
+        autoencoder_path=str(autoencoder),
+        resolution=32,
+        batch_size=3,
+        warmup_steps=3,
+        max_steps=max_steps,
+        checkpoint_every=2,
+        keep_checkpoints=2,
+        validate_every=0,
+        log_every=1,
+        seed=7,
+        drop_prompt=0.3,
+        drop_layout=0.3,
     )
 
 
@@ -63,7 +75,9 @@ def test_diffusion_resume_is_exact(datasets, tmp_path):
         assert_same_tensors(weights(killed / "checkpoint-6", name), weights(straight / "checkpoint-6", name))
     for part in ("unet", "condition"):
         exported = next((model_dir / part).glob("*.safetensors"))
-        assert_same_tensors(load_file(exported), load_file(next((straight / "model" / part).glob("*.safetensors"))))
+        assert_same_tensors(
+            load_file(exported), load_file(next((straight / "model" / part).glob("*.safetensors")))
+        )
     steps = [record["step"] for record in read_metrics(killed)]
     assert steps == [1, 2, 3, 4, 5, 6]  # step 5, logged before the kill, is not duplicated
     assert [record["step"] for record in read_metrics(straight)] == steps
@@ -86,9 +100,19 @@ def test_diffusion_resume_from_final_checkpoint_does_no_more_steps(datasets, tmp
 def autoencoder_config(datasets, output_dir, max_steps: int) -> AutoencoderTrainConfig:
     pairs, scenes, _ = datasets
     return AutoencoderTrainConfig(
-        paired_roots=(str(pairs),), scene_roots=(str(scenes),), output_dir=str(output_dir),
-        autoencoder=TINY_AUTOENCODER, crop=16, batch_size=4, max_steps=max_steps, checkpoint_every=2,
-        validate_every=100, log_every=1, adversarial_start=2, seed=3,
+        paired_roots=(str(pairs),),
+        scene_roots=(str(scenes),),
+        output_dir=str(output_dir),
+        autoencoder=TINY_AUTOENCODER,
+        crop=32,
+        batch_size=4,
+        max_steps=max_steps,
+        checkpoint_every=2,
+        keep_checkpoints=2,
+        validate_every=100,
+        log_every=1,
+        adversarial_start=2,
+        seed=3,
     )
 
 

@@ -50,6 +50,8 @@ def generate_images(
     provenance, plus ``grid.png``. Returns the written image paths."""
     if num_images < 1:
         raise InputError(None, "--n must be at least 1")
+    if steps < 1:
+        raise InputError(None, "--steps must be at least 1")
     pipe, model_id, model_sha = pipeline or load_pipeline(model, scheduler)
     layout = None
     if layout_path is not None:

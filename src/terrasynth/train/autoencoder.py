@@ -19,10 +19,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.grids import image_grid, write_png
+from ..errors import InputError
 from ..models.embedded import AutoencoderConfig
 from ..models.features import EffNetFeatures, perceptual_distance
 from .data import image_dataset
-from .run import TrainingRun
+from .run import TrainingRun, step_generator, step_seed
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,18 @@ class AutoencoderTrainConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 500
+    log_every: int = 25
     seed: int = 0
 
     def __post_init__(self):
         if not self.paired_roots and not self.scene_roots:
             raise ValueError("give at least one dataset (paired_roots or scene_roots)")
+        if self.seed < 0:
+            raise ValueError("seed must be non-negative")
+        every = (self.batch_size, self.checkpoint_every, self.validate_every, self.log_every)
+        if min(every) < 1 or self.max_steps < 0:
+            raise ValueError("batch_size, checkpoint_every, validate_every and log_every must be at least 1, "
+                             "max_steps at least 0")
         if self.crop % self.autoencoder.downsampling:
             raise ValueError("crop must be a multiple of the autoencoder's down-sampling")
 
@@ -70,35 +78,52 @@ class PatchDiscriminator(nn.Module):
         return self.net(images * 2 - 1)
 
 
+# Independent streams of per-step randomness (see ``step_seed``).
+ORDER, AUGMENT, POSTERIOR, SCALING = range(4)
+
+
 def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None, progress: bool = True) -> Path:
     """Train, checkpointing every ``checkpoint_every`` steps; returns the folder of the final autoencoder."""
     from accelerate import Accelerator
 
     accelerator = Accelerator()
+    # Datasets first: a bad one fails before the run folder is made.
+    # Crops and flips draw from ``augment``, re-seeded from (seed, step) before each batch is read.
+    augment = random.Random(config.seed)
+    train_data = image_dataset(config.paired_roots, config.scene_roots, "train", config.crop, rng=augment)
+    val_data = image_dataset(config.paired_roots, config.scene_roots, "val", config.crop, augment=False)
+    val_images = torch.stack([val_data[i]["image"] for i in range(0, len(val_data), max(1, len(val_data) // 8))][:8])
+    batches_per_epoch = len(train_data) // config.batch_size
+    if batches_per_epoch == 0:
+        roots = ", ".join(config.paired_roots + config.scene_roots)
+        raise InputError(None, f"{roots}: {len(train_data)} training tiles, fewer than batch_size "
+                               f"{config.batch_size}", "lower batch_size or add tiles")
     run = TrainingRun(config.output_dir, config, config.keep_checkpoints)
     torch.manual_seed(config.seed)
-    random.seed(config.seed)
     vae = config.autoencoder.build()
     discriminator = PatchDiscriminator()
     features = EffNetFeatures().to(accelerator.device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.learning_rate, betas=(0.5, 0.9), weight_decay=0.0)
     disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
     models = {"vae": vae, "discriminator": discriminator}
-    step = run.resume(resume, models, optimizer)
-    train_data = image_dataset(config.paired_roots, config.scene_roots, "train", config.crop)
-    val_data = image_dataset(config.paired_roots, config.scene_roots, "val", config.crop, augment=False)
-    val_images = torch.stack([val_data[i]["image"] for i in range(0, len(val_data), max(1, len(val_data) // 8))][:8])
-    loader = torch.utils.data.DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(config.seed + step))
+    optimizers = {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer}
+    step = run.resume(resume, models, optimizers)
     vae, discriminator, optimizer, disc_optimizer = accelerator.prepare(vae, discriminator, optimizer, disc_optimizer)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="autoencoder")
     while step < config.max_steps:
-        for batch in loader:
+        # Epoch e visits the tiles in an order drawn from (seed, e); a resumed run skips the batches done.
+        epoch, done = divmod(step, batches_per_epoch)
+        order = torch.randperm(len(train_data), generator=step_generator(config.seed, ORDER, epoch))
+        batches = order[: batches_per_epoch * config.batch_size].view(batches_per_epoch, -1)[done:].tolist()
+        for indices in batches:
             if step >= config.max_steps:
                 break
+            augment.seed(step_seed(config.seed, AUGMENT, step))
+            batch = torch.utils.data.default_collate([train_data[i] for i in indices])
             images = batch["image"].to(accelerator.device)
             posterior = vae.encode(images * 2 - 1).latent_dist
-            reconstruction = ((vae.decode(posterior.sample()).sample + 1) / 2)
+            latents = posterior.sample(generator=step_generator(config.seed, POSTERIOR, step))
+            reconstruction = ((vae.decode(latents).sample + 1) / 2)
             l1 = (reconstruction - images).abs().mean()
             perceptual = perceptual_distance(features, reconstruction.clamp(0, 1), images).mean()
             kl = posterior.kl().mean()
@@ -123,16 +148,18 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             step += 1
             bar.update(1)
             bar.set_postfix(l1=f"{l1.item():.4f}", perc=f"{perceptual.item():.4f}")
-            if step % 25 == 0:
+            if step % config.log_every == 0:
                 run.log_metrics(step, l1=l1.item(), perceptual=perceptual.item(), kl=kl.item(),
                                 adversarial=adversarial.item(), discriminator=disc_loss.item())
             if step % config.validate_every == 0 or step == config.max_steps:
                 _validate(accelerator.unwrap_model(vae), val_images, run, step)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 run.checkpoint(step, {"vae": accelerator.unwrap_model(vae),
-                                      "discriminator": accelerator.unwrap_model(discriminator)}, optimizer)
+                                      "discriminator": accelerator.unwrap_model(discriminator)},
+                               {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer})
     bar.close()
     final = accelerator.unwrap_model(vae)
+    augment.seed(step_seed(config.seed, SCALING))
     final.register_to_config(scaling_factor=latent_scaling_factor(final, train_data))
     final.save_pretrained(run.dir / "autoencoder", safe_serialization=True)
     return run.dir / "autoencoder"

@@ -6,7 +6,7 @@ Layout of a run folder::
       config.json              resolved training config
       checkpoint-500/          rotated: only the last K are kept
         <name>.safetensors     model weights (one per model)
-        optimizer.safetensors  optimizer tensors, optimizer.json its scalars
+        optimizer.safetensors  optimizer tensors, optimizer.json its scalars (one pair per named optimizer)
         rng.safetensors        torch RNG state
         state.json             step and other counters; written last, so a folder without it is incomplete
 """
@@ -49,16 +49,23 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _named_optimizers(optimizer) -> dict[str, torch.optim.Optimizer]:
+    """``optimizer`` as {file stem: optimizer}: one optimizer is ``optimizer``, a dict names several."""
+    if optimizer is None:
+        return {}
+    return dict(optimizer) if isinstance(optimizer, dict) else {"optimizer": optimizer}
+
+
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
     models: dict[str, torch.nn.Module],
-    optimizer: torch.optim.Optimizer | None,
+    optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer] | None,
     extra: dict | None = None,
     keep: int = 3,
 ) -> Path:
     """Write ``run_dir/checkpoint-{step}`` atomically (built under a temp name, then renamed), keep the last
-    ``keep`` checkpoints."""
+    ``keep`` checkpoints. ``optimizer`` is one optimizer or a dict of them by file stem."""
     run_dir = Path(run_dir)
     final = run_dir / f"checkpoint-{step}"
     staging = run_dir / f".checkpoint-{step}.partial"
@@ -68,10 +75,10 @@ def save_checkpoint(
     for name, model in models.items():
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, staging / f"{name}.safetensors")
-    if optimizer is not None:
-        tensors, meta = _flatten_optimizer(optimizer)
-        save_file(tensors, staging / "optimizer.safetensors")
-        (staging / "optimizer.json").write_text(json.dumps(meta))
+    for name, named_optimizer in _named_optimizers(optimizer).items():
+        tensors, meta = _flatten_optimizer(named_optimizer)
+        save_file(tensors, staging / f"{name}.safetensors")
+        (staging / f"{name}.json").write_text(json.dumps(meta))
     save_file({"torch": torch.get_rng_state()}, staging / "rng.safetensors")
     state = {
         "step": step,
@@ -117,18 +124,20 @@ def resolve_checkpoint(run_dir: str | Path, resume: str | None) -> Path | None:
 def load_checkpoint(
     checkpoint: str | Path,
     models: dict[str, torch.nn.Module],
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer] | None = None,
 ) -> dict:
-    """Restore models, optimizer and RNG state in place; return the saved ``state.json`` dict."""
+    """Restore models, optimizer(s) and RNG state in place; return the saved ``state.json`` dict."""
     checkpoint = Path(checkpoint)
     for name, model in models.items():
         path = checkpoint / f"{name}.safetensors"
         if not path.is_file():
             raise InputError(path, "checkpoint has no weights for this model")
         model.load_state_dict(load_file(path))
-    if optimizer is not None and (checkpoint / "optimizer.safetensors").is_file():
-        meta = json.loads((checkpoint / "optimizer.json").read_text())
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(checkpoint / "optimizer.safetensors"), meta))
+    for name, named_optimizer in _named_optimizers(optimizer).items():
+        if (checkpoint / f"{name}.safetensors").is_file():
+            meta = json.loads((checkpoint / f"{name}.json").read_text())
+            tensors = load_file(checkpoint / f"{name}.safetensors")
+            named_optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))
     state = read_json(checkpoint / "state.json")
     torch.set_rng_state(load_file(checkpoint / "rng.safetensors")["torch"])
     random.setstate(_decode_python_random(state["python_random"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import torch
 
@@ -38,8 +39,11 @@ def open_split(dataset_class, root, split: str, *args, **kwargs):
         return dataset_class(root, "train", *args, **kwargs)
 
 
-def image_dataset(paired_roots, scene_roots, split: str, crop: int, augment: bool = True):
-    transform = Compose([RandomCrop(crop), RandomDihedral()]) if augment else CenterCrop(crop)
+def image_dataset(paired_roots, scene_roots, split: str, crop: int, augment: bool = True,
+                  rng: random.Random | None = None):
+    """Images of every source, cropped to ``crop`` (randomly, with flips/rotations, when ``augment``; the
+    random choices come from ``rng`` when given, so a trainer can seed them)."""
+    transform = Compose([RandomCrop(crop, rng), RandomDihedral(rng)]) if augment else CenterCrop(crop)
     parts = [ImagesOnly(open_split(PairedTiles, root, split, transform)) for root in paired_roots]
     parts += [ImagesOnly(open_split(SceneFolder, root, split, transform)) for root in scene_roots]
     return torch.utils.data.ConcatDataset(parts)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
 from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels
 from .data import open_split
-from .run import EMA, TrainingRun
+from .run import EMA, TrainingRun, step_generator
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +53,17 @@ class DiffusionTrainConfig:
     keep_checkpoints: int = 3
     validate_every: int = 1000
     validation_steps: int = 20
+    log_every: int = 25
     seed: int = 0
 
     def __post_init__(self):
         if not self.paired_roots and not self.scene_roots:
             raise ValueError("give at least one dataset (paired_roots or scene_roots)")
+        if self.seed < 0:
+            raise ValueError("seed must be non-negative")
+        if min(self.batch_size, self.checkpoint_every, self.log_every) < 1 or self.max_steps < 0:
+            raise ValueError("batch_size, checkpoint_every and log_every must be at least 1, "
+                             "max_steps at least 0")
         if self.model.autoencoder is not None and not self.autoencoder_path and not self.init_from:
             raise ValueError("a latent model needs autoencoder_path (a trained autoencoder) or init_from")
         if self.resolution % self.model.size_multiple:
@@ -174,14 +179,15 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
 
     accelerator = Accelerator()
     torch.manual_seed(config.seed)
-    random.seed(config.seed)
     model = _build_model(config)
     model.vae.requires_grad_(False) if model.vae is not None else None
+    validation = _validation_batch(model, config)  # opens every dataset: a bad one fails before the run dir
     run = TrainingRun(config.output_dir, config, config.keep_checkpoints)
     trainable = torch.nn.ModuleDict({"unet": model.unet, "condition": model.condition})
     ema = EMA(trainable, config.ema_decay)
     optimizer = torch.optim.AdamW(trainable.parameters(), lr=config.learning_rate, weight_decay=0.01)
     step = run.resume(resume, {"model": trainable, "ema": ema.model}, optimizer)
+    running = run.resumed_state.get("running_loss")
 
     vae_sha = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.vae.parameters())).hexdigest() \
         if model.vae is not None else "pixels"
@@ -194,26 +200,29 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
     text_embeddings = _embed_captions(model, cache)
     noise_scheduler = model.config.noise_scheduler()
     alphas_cumprod = noise_scheduler.alphas_cumprod
-    validation = _validation_batch(model, config)
 
     trainable, optimizer = accelerator.prepare(trainable, optimizer)
     device = accelerator.device
-    generator = torch.Generator().manual_seed(config.seed * 1000 + step)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="diffusion")
-    running = None
     while step < config.max_steps:
         lr = config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
+        # Every random choice of this step comes from (seed, step): a resumed run repeats it exactly.
+        generator = step_generator(config.seed, step)
         index = torch.randint(0, len(cache.mean), (config.batch_size,), generator=generator)
         mean, std = cache.mean[index].float(), cache.std[index].float()
         latents = (mean + std * torch.randn(mean.shape, generator=generator)) * model.scaling_factor
         layouts = cache.layouts[index].float()
-        augmented = [_dihedral([latents[i], layouts[i]], random.randint(0, 3), random.random() < 0.5)
+        rotations = torch.randint(0, 4, (config.batch_size,), generator=generator).tolist()
+        flips = (torch.rand(config.batch_size, generator=generator) < 0.5).tolist()
+        augmented = [_dihedral([latents[i], layouts[i]], rotations[i], flips[i])
                      for i in range(config.batch_size)]
         latents = torch.stack([a[0] for a in augmented]).to(device)
         layouts = torch.stack([a[1] for a in augmented]).to(device)
-        prompts = [random.choice(cache.captions[i]) for i in index.tolist()]
+        choices = torch.rand(config.batch_size, generator=generator).tolist()
+        prompts = [cache.captions[i][int(u * len(cache.captions[i]))]
+                   for i, u in zip(index.tolist(), choices, strict=True)]
         keep_prompt = torch.rand(config.batch_size, generator=generator) >= config.drop_prompt
         keep_layout = torch.rand(config.batch_size, generator=generator) >= config.drop_layout
         unwrapped = accelerator.unwrap_model(trainable)
@@ -253,10 +262,11 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
-        if step % 25 == 0:
+        if step % config.log_every == 0:
             run.log_metrics(step, loss=running, lr=lr)
         if step % config.checkpoint_every == 0 or step == config.max_steps:
-            run.checkpoint(step, {"model": accelerator.unwrap_model(trainable), "ema": ema.model}, optimizer)
+            run.checkpoint(step, {"model": accelerator.unwrap_model(trainable), "ema": ema.model}, optimizer,
+                           {"running_loss": running})
         if config.validate_every and (step % config.validate_every == 0 or step == config.max_steps):
             _validate(model, ema.model, validation, run, step, config.validation_steps)
     bar.close()

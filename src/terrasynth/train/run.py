@@ -8,13 +8,30 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..config import config_to_dict
+from ..errors import InputError
 from ..files import write_json_atomic
 from .checkpoints import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
+
+
+def step_seed(seed: int, *keys: int) -> int:
+    """A 64-bit seed for one draw of the training randomness, e.g. ``step_seed(seed, BATCH, step)``.
+
+    Each step's random choices come from a generator seeded by (seed, stream, step) alone, so a resumed run
+    draws exactly what an uninterrupted one would, with no generator state to save. numpy's ``SeedSequence``
+    mixes the keys, so neighbouring steps (and seeds) get unrelated streams.
+    """
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0])
+
+
+def step_generator(seed: int, *keys: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`step_seed`."""
+    return torch.Generator().manual_seed(step_seed(seed, *keys))
 
 
 class EMA:
@@ -41,29 +58,45 @@ class TrainingRun:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep_checkpoints
         self.config = config
-        write_json_atomic(self.dir / "config.json", config_to_dict(config))
         self.metrics_path = self.dir / "metrics.jsonl"
         self.started = time.time()
+        self.resumed_state: dict = {}  # the checkpoint's state.json after resume(), else empty
 
     def resume(self, resume: str | None, models: dict, optimizer) -> int:
         """Restore the checkpoint named by ``resume`` ("latest" or a path); return the step to continue from."""
+        if resume is None and list_checkpoints(self.dir):
+            raise InputError(
+                self.dir,
+                "run folder already holds checkpoints",
+                "pass --resume latest to continue that run, or choose a new --out",
+            )
+        write_json_atomic(self.dir / "config.json", config_to_dict(self.config))
         checkpoint = resolve_checkpoint(self.dir, resume)
         if checkpoint is None:
             if resume == "latest":
                 log.info("no checkpoint in %s yet: starting from step 0", self.dir)
+            self._truncate_metrics(0)  # steps logged by a run killed before its first checkpoint
             return 0
         state = load_checkpoint(checkpoint, models, optimizer)
+        self.resumed_state = state
         step = int(state["step"])
         self._truncate_metrics(step)
         log.info("resumed from %s at step %d", checkpoint, step)
         return step
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop metric lines logged after the checkpoint, which the resumed run will log again."""
+        """Drop metric lines logged after the checkpoint, which the resumed run will log again, and a last
+        line cut short by the kill."""
         if not self.metrics_path.exists():
             return
-        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        kept = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line)
         self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def checkpoint(self, step: int, models: dict, optimizer, extra: dict | None = None) -> Path:

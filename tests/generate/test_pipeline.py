@@ -1,0 +1,172 @@
+"""LayoutToImagePipeline: determinism from seeds, output shapes, every sampler, input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.fake_models import SCENE_CLASSES, FakeTextEncoder, save_tiny_model, tiny_model
+
+from terrasynth.errors import InputError
+from terrasynth.generate.pipeline import LayoutToImagePipeline
+from terrasynth.generate.schedulers import SCHEDULERS, make_scheduler
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return LayoutToImagePipeline(tiny_model(seed=1), text_encoder=FakeTextEncoder())
+
+
+@pytest.fixture(scope="module")
+def layout():
+    return torch.randint(0, 5, (32, 32), generator=torch.Generator().manual_seed(0))
+
+
+def generate(pipeline, layout=None, **kwargs):
+    kwargs = {"num_inference_steps": 2, "seed": 0, **kwargs}
+    return pipeline("aerial image of a forest", layout=layout, **kwargs)
+
+
+def test_images_are_in_range_with_the_layout_shape(pipeline, layout):
+    out = generate(pipeline, layout, num_images=2)
+    assert out.images.shape == (2, 3, 32, 32)
+    assert out.images.dtype == torch.float32
+    assert torch.isfinite(out.images).all()
+    assert out.images.min() >= 0 and out.images.max() <= 1
+    assert out.prompts == ["aerial image of a forest"] * 2
+
+
+def test_same_seed_same_image(pipeline, layout):
+    assert torch.equal(generate(pipeline, layout, seed=5).images, generate(pipeline, layout, seed=5).images)
+
+
+def test_different_seed_different_image(pipeline, layout):
+    a, b = generate(pipeline, layout, seed=5).images, generate(pipeline, layout, seed=6).images
+    assert (a - b).abs().mean() > 1e-3
+
+
+@pytest.mark.parametrize("scheduler", ["dpm++", "ddpm"])  # ddpm also draws noise at every step
+def test_image_i_with_seed_s_is_image_0_with_seed_s_plus_i(pipeline, layout, scheduler):
+    batch = generate(pipeline, layout, num_images=3, seed=10, scheduler=scheduler)
+    assert batch.seeds == [10, 11, 12]
+    for i in range(3):
+        alone = generate(pipeline, layout, num_images=1, seed=10 + i, scheduler=scheduler)
+        assert torch.allclose(batch.images[i], alone.images[0], atol=1e-4)
+    # Image i does not depend on how the batch is split either.
+    split = generate(pipeline, layout, num_images=3, seed=10, batch_size=2, scheduler=scheduler)
+    assert torch.allclose(split.images, batch.images, atol=1e-4)
+
+
+def test_seed_none_draws_and_records_a_seed(pipeline, layout):
+    out = generate(pipeline, layout, num_images=2, seed=None)
+    assert out.seeds[1] == out.seeds[0] + 1
+    again = generate(pipeline, layout, num_images=1, seed=out.seeds[1])
+    assert torch.allclose(again.images[0], out.images[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(30, 22), (5, 9), (33, 32)])
+def test_output_shape_is_the_layout_shape_even_off_the_size_multiple(pipeline, shape):
+    assert pipeline.model.config.size_multiple == 4
+    layout = torch.randint(0, 5, shape, generator=torch.Generator().manual_seed(1))
+    out = generate(pipeline, layout)
+    assert out.images.shape == (1, 3, *shape)
+    assert torch.isfinite(out.images).all()
+
+
+def test_padding_does_not_change_the_layouts_own_area(pipeline, layout):
+    """A 30×30 crop of a layout is generated inside a 32×32 canvas: same seed, same noise, and the padded
+    rows only extend the layout, so the result differs from the full tile's crop but stays close to it."""
+    full = generate(pipeline, layout).images[..., :30, :30]
+    cropped = generate(pipeline, layout[:30, :30]).images
+    assert cropped.shape == full.shape
+    assert (cropped - full).abs().mean() < 0.1
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_every_scheduler_runs(pipeline, layout, scheduler):
+    out = generate(pipeline, layout, scheduler=scheduler, num_inference_steps=3)
+    assert out.images.shape == (1, 3, 32, 32)
+    assert torch.isfinite(out.images).all()
+    assert torch.equal(
+        out.images, generate(pipeline, layout, scheduler=scheduler, num_inference_steps=3).images
+    )
+
+
+@pytest.mark.parametrize("name", ["DPM++", "dpm_solver", "dpmpp", "Euler", "ddim"])
+def test_scheduler_aliases(pipeline, name):
+    sampler = make_scheduler(name, pipeline.training_scheduler)
+    assert sampler.config.prediction_type == pipeline.model.config.prediction_type
+    assert sampler.config.timestep_spacing == "trailing"
+
+
+def test_unknown_scheduler(pipeline):
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        make_scheduler("heun9000", pipeline.training_scheduler)
+
+
+@pytest.mark.parametrize("value", [5, -1])
+def test_layout_with_out_of_range_class_is_refused(pipeline, layout, value):
+    bad = layout.clone()
+    bad[3, 4] = value
+    with pytest.raises(InputError, match="outside 0..4"):
+        generate(pipeline, bad)
+
+
+def test_text_only_generation_with_height_and_width(pipeline):
+    out = generate(pipeline, None, height=24, width=16, num_images=2)
+    assert out.images.shape == (2, 3, 24, 16)
+    odd = generate(pipeline, None, height=18, width=10)
+    assert odd.images.shape == (1, 3, 18, 10)
+
+
+def test_prompt_changes_the_image(pipeline, layout):
+    a = pipeline("aerial image of a forest", layout=layout, num_inference_steps=2, seed=0).images
+    b = pipeline("aerial image of a lake", layout=layout, num_inference_steps=2, seed=0).images
+    assert not torch.equal(a, b)
+
+
+def test_layout_changes_the_image(pipeline, layout):
+    a = generate(pipeline, layout).images
+    b = generate(pipeline, torch.zeros_like(layout)).images
+    assert not torch.equal(a, b)
+
+
+def test_prompt_list_sets_the_number_of_images(pipeline):
+    out = pipeline(["a", "b", "c"], num_images=1, height=8, width=8, num_inference_steps=1, seed=0)
+    assert out.prompts == ["a", "b", "c"] and out.images.shape[0] == 3
+
+
+def test_without_guidance(pipeline, layout):
+    out = generate(pipeline, layout, guidance_scale=1.0)
+    assert torch.isfinite(out.images).all()
+    assert not torch.equal(out.images, generate(pipeline, layout, guidance_scale=3.0).images)
+
+
+def test_zero_steps_is_refused(pipeline):
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        generate(pipeline, None, num_inference_steps=0)
+
+
+def test_model_without_class_table_takes_no_layout(layout):
+    pipeline = LayoutToImagePipeline(tiny_model(class_table=None), text_encoder=FakeTextEncoder())
+    assert generate(pipeline, None, height=8, width=8).images.shape == (1, 3, 8, 8)
+    with pytest.raises(InputError, match="takes no layout"):
+        generate(pipeline, layout)
+
+
+def test_scene_class_conditioning(layout):
+    model = tiny_model(conditioning="class", scene_classes=SCENE_CLASSES)
+    with torch.no_grad():
+        model.condition.class_embedding.weight.mul_(10)  # untrained embeddings are small; make them count
+    pipeline = LayoutToImagePipeline(model)
+    forest = pipeline("", layout=layout, num_inference_steps=2, seed=0, scene_class=0).images
+    river = pipeline("", layout=layout, num_inference_steps=2, seed=0, scene_class=1).images
+    assert not torch.equal(forest, river)
+
+
+def test_from_pretrained(tmp_path, layout):
+    folder = save_tiny_model(tmp_path / "model", seed=1)
+    loaded = LayoutToImagePipeline.from_pretrained(folder, scheduler="ddim")
+    loaded._text_encoder = FakeTextEncoder()
+    direct = LayoutToImagePipeline(tiny_model(seed=1), scheduler="ddim", text_encoder=FakeTextEncoder())
+    assert loaded.model_id == str(folder)
+    assert torch.equal(generate(loaded, layout).images, generate(direct, layout).images)

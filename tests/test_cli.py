@@ -1,0 +1,415 @@
+"""``terrasynth <command>`` run in-process: outputs on success; exit 2, one line naming the file and no output
+on bad input; train → resume → export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_bounds
+from safetensors.torch import load_file
+from tests.fake_models import FakeTextEncoder, save_tiny_autoencoder, save_tiny_model, tiny_model_config
+from tests.fakes import (
+    ORIGIN_X,
+    ORIGIN_Y,
+    UTM_33N,
+    make_paired_tiles,
+    make_scene_folder,
+    random_mask,
+    sample_features,
+    write_geojson,
+    write_mask_png,
+)
+
+from terrasynth.cli import main
+from terrasynth.config import config_to_dict
+from terrasynth.generate.provenance import read_provenance
+from terrasynth.models.embedded import EmbeddedDiffusionModel
+from terrasynth.train.diffusion import DiffusionTrainConfig
+from terrasynth.train.run import read_metrics
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def fake_text_encoder(monkeypatch):
+    """MiniLM takes seconds to load; these tests check files and exit codes, not prompt understanding."""
+    monkeypatch.setattr("terrasynth.models.text.default_text_encoder", lambda: FakeTextEncoder())
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny", seed=2)
+
+
+@pytest.fixture
+def mask_png(tmp_path):
+    return write_mask_png(tmp_path / "layout.png", random_mask(np.random.default_rng(0), 32))
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def generate_args(model_dir, out, *extra):
+    return ["generate", "--model", model_dir, "--out", out, "--steps", "2", "-q", *extra]
+
+
+def test_generate_from_a_mask_then_info_shows_provenance(capsys, model_dir, mask_png, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, _ = run(
+        capsys,
+        *generate_args(
+            model_dir,
+            out,
+            "--layout",
+            mask_png,
+            "--n",
+            "2",
+            "--seed",
+            "7",
+            "--prompt",
+            "aerial image of a village",
+        ),
+    )
+    assert code == 0
+    written = [out / "layout-000.png", out / "layout-001.png"]
+    assert stdout.split() == [str(p) for p in written]
+    assert sorted(p.name for p in out.iterdir()) == ["layout-000.png", "layout-001.png", "layout-grid.png"]
+    record = read_provenance(written[1])
+    assert record.seed == 8 and record.prompt == "aerial image of a village" and record.synthetic
+
+    code, stdout, _ = run(capsys, "info", written[0])
+    assert code == 0
+    assert "provenance:" in stdout
+    assert "  prompt: aerial image of a village" in stdout.splitlines()
+    assert "  seed: 7" in stdout.splitlines()
+    code, stdout, _ = run(capsys, "info", written[0], "--json")
+    info = json.loads(stdout)
+    assert (info["width"], info["height"]) == (32, 32)
+    assert info["provenance"]["seed"] == 7 and info["provenance"]["steps"] == 2
+
+
+def test_generate_with_the_shipped_text_encoder(capsys, model_dir, mask_png, tmp_path, monkeypatch):
+    monkeypatch.undo()  # the real all-MiniLM-L6-v2 encoder, loaded from its package without a network
+    out = tmp_path / "out"
+    code, _, stderr = run(
+        capsys,
+        *generate_args(
+            model_dir,
+            out,
+            "--layout",
+            mask_png,
+            "--n",
+            "1",
+            "--seed",
+            "1",
+            "--prompt",
+            "aerial image of a forest",
+        ),
+    )
+    assert code == 0, stderr
+    assert read_provenance(out / "layout-000.png").prompt == "aerial image of a forest"
+
+
+def test_generate_is_reproducible_from_the_recorded_seed(capsys, model_dir, mask_png, tmp_path):
+    run(capsys, *generate_args(model_dir, tmp_path / "a", "--layout", mask_png, "--n", "2", "--seed", "3"))
+    run(capsys, *generate_args(model_dir, tmp_path / "b", "--layout", mask_png, "--n", "1", "--seed", "4"))
+    from PIL import Image
+
+    second = np.asarray(Image.open(tmp_path / "a" / "layout-001.png"))
+    alone = np.asarray(Image.open(tmp_path / "b" / "layout-000.png"))
+    assert np.abs(second.astype(int) - alone.astype(int)).max() <= 1
+
+
+def test_generate_from_a_prompt_with_size(capsys, model_dir, tmp_path):
+    out = tmp_path / "out"
+    code, _, _ = run(
+        capsys,
+        *generate_args(
+            model_dir,
+            out,
+            "--prompt",
+            "farm fields",
+            "--n",
+            "1",
+            "--height",
+            "20",
+            "--width",
+            "12",
+            "--scheduler",
+            "euler",
+        ),
+    )
+    assert code == 0
+    info = json.loads(run(capsys, "info", out / "generated-000.png", "--json")[1])
+    assert (info["width"], info["height"]) == (12, 20)
+    assert info["provenance"]["scheduler"] == "euler"
+
+
+@pytest.fixture
+def geojson(tmp_path):
+    return write_geojson(tmp_path / "fields.geojson", sample_features(), crs=UTM_33N)
+
+
+def test_geojson_layout_gives_geotiffs_on_the_layouts_grid(capsys, model_dir, geojson, tmp_path):
+    out = tmp_path / "out"
+    code, _, _ = run(capsys, *generate_args(model_dir, out, "--layout", geojson, "--size", "32", "--n", "1"))
+    assert code == 0
+    with rasterio.open(out / "fields-000.tif") as src:
+        assert src.crs.to_epsg() == 32633
+        # The features span 32 m × 32 m from the origin: a 32-pixel grid of 1 m pixels.
+        assert src.transform.almost_equals(
+            from_bounds(ORIGIN_X, ORIGIN_Y - 32, ORIGIN_X + 32, ORIGIN_Y, 32, 32)
+        )
+        assert (src.width, src.height, src.count) == (32, 32, 3)
+    assert read_provenance(out / "fields-000.tif").layout_source == str(geojson)
+
+
+def test_geojson_on_an_explicit_grid_in_its_own_crs(capsys, model_dir, geojson, tmp_path):
+    out = tmp_path / "out"
+    bounds = (ORIGIN_X, ORIGIN_Y - 16, ORIGIN_X + 16, ORIGIN_Y)
+    grid = ",".join(str(v) for v in bounds)
+    # No --grid-crs: the grid is in the GeoJSON's CRS.
+    code, _, err = run(
+        capsys,
+        *generate_args(model_dir, out, "--layout", geojson, "--size", "16", "--n", "1", "--grid", grid),
+    )
+    assert code == 0, err
+    with rasterio.open(out / "fields-000.tif") as src:
+        assert src.crs.to_epsg() == 32633
+        assert src.transform.almost_equals(from_bounds(*bounds, 16, 16))
+
+
+def write_config_with_unknown_key(tmp_path):
+    path = tmp_path / "bad-config.json"
+    path.write_text(json.dumps({"paired_roots": ["x"], "learning_rat": 1e-4}))
+    return path
+
+
+def copy_model(source, folder, move_weights_of: str, suffix: str | None):
+    """A copy of the model folder whose ``move_weights_of`` part has its safetensors deleted (``suffix`` None)
+    or renamed to ``suffix``."""
+    shutil.copytree(source, folder)
+    for weights in (folder / move_weights_of).glob("*.safetensors"):
+        if suffix:
+            weights.rename(weights.with_suffix(suffix))
+        else:
+            weights.unlink()
+    return folder
+
+
+# Each bad-input case: (model, mask, geojson, tmp) → (generate arguments, the path the message must name).
+def missing_layout(model, mask, geojson, tmp):
+    return ["--model", model, "--layout", tmp / "nope.png"], tmp / "nope.png"
+
+
+def class_id_outside_the_table(model, mask, geojson, tmp):
+    array = random_mask(np.random.default_rng(1), 32)
+    array[5:9, 5:9] = 9  # the class table has 0..4
+    path = write_mask_png(tmp / "bad-mask.png", array, mode="L")
+    return ["--model", model, "--layout", path], path
+
+
+def model_folder_without_weights(model, mask, geojson, tmp):
+    folder = copy_model(model, tmp / "no-weights", "unet", None)
+    return ["--model", folder, "--layout", mask], folder / "unet"
+
+
+def non_safetensors_weights(model, mask, geojson, tmp):
+    folder = copy_model(model, tmp / "bin-weights", "vae", ".bin")
+    return ["--model", folder, "--layout", mask], folder / "vae"
+
+
+def missing_model_folder(model, mask, geojson, tmp):
+    return ["--model", tmp / "no-model"], tmp / "no-model"
+
+
+def geojson_without_features(model, mask, geojson, tmp):
+    path = write_geojson(tmp / "empty.geojson", [], crs=UTM_33N)
+    return ["--model", model, "--layout", path], path
+
+
+def geojson_crs_differs_from_grid_crs(model, mask, geojson, tmp):
+    grid = f"{ORIGIN_X},{ORIGIN_Y - 32},{ORIGIN_X + 32},{ORIGIN_Y}"
+    return ["--model", model, "--layout", geojson, "--grid", grid, "--grid-crs", "EPSG:4326"], geojson
+
+
+def geojson_crs_differs_from_grid_crs_without_grid(model, mask, geojson, tmp):
+    return ["--model", model, "--layout", geojson, "--grid-crs", "EPSG:4326"], geojson
+
+
+def not_a_layout_format(model, mask, geojson, tmp):
+    path = tmp / "layout.txt"
+    path.write_text("forest")
+    return ["--model", model, "--layout", path], path
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        missing_layout,
+        class_id_outside_the_table,
+        model_folder_without_weights,
+        non_safetensors_weights,
+        missing_model_folder,
+        geojson_without_features,
+        geojson_crs_differs_from_grid_crs,
+        geojson_crs_differs_from_grid_crs_without_grid,
+        not_a_layout_format,
+    ],
+    ids=lambda case: case.__name__,
+)
+def test_bad_generate_input_exits_2_naming_the_file_and_writes_nothing(
+    capsys, model_dir, mask_png, geojson, tmp_path, case
+):
+    args, named = case(model_dir, mask_png, geojson, tmp_path)
+    out = tmp_path / "out"
+    code, stdout, stderr = run(capsys, "generate", "--out", out, "--steps", "2", "-q", *args)
+    assert code == 2
+    assert stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("terrasynth: error: ")
+    assert str(named) in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("args", [["--steps", "0"], ["--n", "0"], ["--grid", "1,2,3"], ["--grid", "5,5,1,1"]])
+def test_bad_generate_options_exit_2(capsys, model_dir, mask_png, tmp_path, args):
+    code, _, stderr = run(capsys, *generate_args(model_dir, tmp_path / "out", "--layout", mask_png, *args))
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("terrasynth: error: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_info_on_a_file_that_is_not_an_image(capsys, tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not an image")
+    code, _, stderr = run(capsys, "info", path)
+    assert code == 2 and str(path) in stderr and len(stderr.strip().splitlines()) == 1
+
+
+# Training through the CLI ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def train_inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    pairs = make_paired_tiles(root / "pairs", n=6, size=32)
+    scenes = make_scene_folder(root / "scenes", ("forest", "river_lake"), n=4, size=32)
+    autoencoder = save_tiny_autoencoder(root / "autoencoder")
+    return root, pairs, scenes, autoencoder
+
+
+def write_train_config(path, run_dir, pairs, scenes, autoencoder, max_steps: int = 2):
+    config = DiffusionTrainConfig(
+        paired_roots=(str(pairs),),
+        scene_roots=(str(scenes),),
+        output_dir=str(run_dir),
+        model=tiny_model_config(),
+        autoencoder_path=str(autoencoder),
+        resolution=32,
+        batch_size=2,
+        max_steps=max_steps,
+        checkpoint_every=2,
+        validate_every=4,
+        validation_steps=1,
+        log_every=1,
+    )
+    path.write_text(json.dumps(config_to_dict(config)))
+    return path
+
+
+def test_train_resume_and_export(capsys, train_inputs, tmp_path):
+    _, pairs, scenes, autoencoder = train_inputs
+    run_dir = tmp_path / "run"
+    config = write_train_config(tmp_path / "train.json", run_dir, pairs, scenes, autoencoder)
+
+    code, stdout, stderr = run(capsys, "train", "--config", config, "-q")
+    assert code == 0, stderr
+    assert stdout.strip() == str(run_dir / "model")
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
+
+    code, stdout, stderr = run(
+        capsys, "train", "--config", config, "--resume", "latest", "--max-steps", "4", "-q"
+    )
+    assert code == 0, stderr
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]  # continued at step 3
+    assert (run_dir / "checkpoint-4" / "state.json").is_file()
+    assert (run_dir / "validation" / "step-000004.png").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["max_steps"] == 4
+
+    exported = tmp_path / "exported"
+    code, stdout, stderr = run(capsys, "export", "--run", run_dir, "--out", exported, "-q")
+    assert code == 0, stderr
+    assert stdout.strip() == str(exported)
+    model = EmbeddedDiffusionModel.from_pretrained(exported)
+    ema = load_file(run_dir / "checkpoint-4" / "ema.safetensors")
+    unet = model.unet.state_dict()
+    assert all(torch.equal(unet[k], ema[f"unet.{k}"]) for k in unet)
+
+    code, _, stderr = run(capsys, "export", "--run", run_dir, "--out", tmp_path / "half", "--fp16", "-q")
+    assert code == 0, stderr
+    half = load_file(next((tmp_path / "half" / "unet").glob("*.safetensors")))
+    assert all(v.dtype == torch.float16 for v in half.values())
+    EmbeddedDiffusionModel.from_pretrained(tmp_path / "half")
+
+    # The exported model generates.
+    code, _, stderr = run(
+        capsys,
+        *generate_args(
+            exported, tmp_path / "images", "--prompt", "forest", "--n", "1", "--height", "16", "--width", "16"
+        ),
+    )
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize("flag", ["--paired", "--scenes"])
+def test_train_on_an_empty_folder_exits_2_and_makes_no_run(capsys, train_inputs, tmp_path, flag):
+    _, pairs, scenes, autoencoder = train_inputs
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run_dir = tmp_path / "run"
+    config = write_train_config(tmp_path / "train.json", run_dir, pairs, scenes, autoencoder)
+    code, stdout, stderr = run(capsys, "train", "--config", config, flag, empty, "-q")
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and str(empty) in lines[0], stderr
+    assert not run_dir.exists()
+
+
+def test_train_with_unknown_config_key_names_the_config(capsys, tmp_path):
+    config = write_config_with_unknown_key(tmp_path)
+    code, _, stderr = run(capsys, "train", "--config", config, "-q")
+    assert code == 2 and str(config) in stderr and "learning_rat" in stderr
+
+
+def test_train_autoencoder_on_an_empty_folder_exits_2_and_makes_no_run(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, stderr = run(capsys, "train-autoencoder", "--scenes", empty, "--out", tmp_path / "run", "-q")
+    assert code == 2 and str(empty) in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_without_a_checkpoint_exits_2(capsys, train_inputs, tmp_path):
+    _, pairs, scenes, autoencoder = train_inputs
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_train_config(run_dir / "config.json", run_dir, pairs, scenes, autoencoder)
+    code, _, stderr = run(capsys, "export", "--run", run_dir, "--out", tmp_path / "model", "-q")
+    assert code == 2 and str(run_dir) in stderr
+    assert not (tmp_path / "model").exists()
