@@ -44,12 +44,20 @@ def main() -> None:
     picks = [data[i] for i in range(0, len(data), max(1, len(data) // args.n))][: args.n]
     tiles = []
     for sample in picks:
-        generated = pipeline(sample["caption"], layout=sample["layout"], num_images=3,
-                             num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0).images
+        generated = pipeline(
+            sample["caption"],
+            layout=sample["layout"],
+            num_images=3,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            seed=0,
+        ).images
         rendered = torch.from_numpy(data.class_table.render(sample["layout"])).permute(2, 0, 1) / 255.0
         tiles += [rendered, sample["image"], *generated]
     write_png(out / "sample_grid.png", image_grid(tiles, columns=5))
-    print(f"wrote {out / 'sample_grid.png'}: {len(picks)} {args.split} layouts, columns layout | real | generated x3")
+    print(
+        f"wrote {out / 'sample_grid.png'}: {len(picks)} {args.split} layouts, columns layout | real | generated x3"
+    )
     if args.run:
         metrics = [m for m in read_metrics(args.run) if "loss" in m]
         if metrics:
@@ -61,7 +69,9 @@ def main() -> None:
             axis.grid(alpha=0.3)
             figure.tight_layout()
             figure.savefig(out / "loss_curve.png", dpi=120)
-            print(f"wrote {out / 'loss_curve.png'}: {metrics[-1]['step']} steps, last loss {metrics[-1]['loss']:.4f}")
+            print(
+                f"wrote {out / 'loss_curve.png'}: {metrics[-1]['step']} steps, last loss {metrics[-1]['loss']:.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,14 @@ def time_generation(pipeline, size: int, batch: int, steps: int, repeats: int) -
     pipeline("aerial image", layout=layout, num_images=2, num_inference_steps=2, seed=0)  # warm-up
     start = time.perf_counter()
     for r in range(repeats):
-        pipeline("aerial image: 50 % woodland", layout=layout, num_images=batch, num_inference_steps=steps,
-                 seed=r, batch_size=batch)
+        pipeline(
+            "aerial image: 50 % woodland",
+            layout=layout,
+            num_images=batch,
+            num_inference_steps=steps,
+            seed=r,
+            batch_size=batch,
+        )
     return (time.perf_counter() - start) / repeats
 
 
@@ -75,9 +81,13 @@ def main() -> None:
         rows[f"generate_{size}px_batch_s"] = seconds
     rows["train_step_256px_tile_s"] = time_training_step(model, 256, args.batch, max(2, args.repeats))
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"batch {args.batch}, {args.steps} DPM-Solver++ steps, classifier-free guidance (2 UNet passes/step)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"batch {args.batch}, {args.steps} DPM-Solver++ steps, classifier-free guidance (2 UNet passes/step)"
+    )
     print(f"{'figure':36s} value")
     for key, value in rows.items():
         print(f"{key:36s} {value:.3f}")

@@ -1,6 +1,6 @@
 """Draw the demo's bundled layouts (written for the project, not taken from any dataset).
 
-    python tools/make_demo_layouts.py src/terrasynth/assets/demo
+python tools/make_demo_layouts.py src/terrasynth/assets/demo
 """
 
 import json
@@ -41,8 +41,15 @@ def fields_geojson() -> dict:
     x0, y0 = 380000.0, 5740000.0
 
     def box(x, y, w, h):
-        return [[[x0 + x, y0 + y], [x0 + x + w, y0 + y], [x0 + x + w, y0 + y + h], [x0 + x, y0 + y + h],
-                 [x0 + x, y0 + y]]]
+        return [
+            [
+                [x0 + x, y0 + y],
+                [x0 + x + w, y0 + y],
+                [x0 + x + w, y0 + y + h],
+                [x0 + x, y0 + y + h],
+                [x0 + x, y0 + y],
+            ]
+        ]
 
     features = [
         ("background", "Polygon", box(0, 0, 128, 128)),
@@ -56,7 +63,11 @@ def fields_geojson() -> dict:
         "type": "FeatureCollection",
         "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32634"}},
         "features": [
-            {"type": "Feature", "properties": {"class": name}, "geometry": {"type": kind, "coordinates": coords}}
+            {
+                "type": "Feature",
+                "properties": {"class": name},
+                "geometry": {"type": kind, "coordinates": coords},
+            }
             for name, kind, coords in features
         ],
     }

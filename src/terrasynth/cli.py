@@ -20,6 +20,7 @@ log = logging.getLogger("terrasynth")
 
 # generate -----------------------------------------------------------------------------------------------------
 
+
 def _same_crs(a: str, b: str) -> bool:
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
@@ -41,8 +42,11 @@ def _parse_grid(text: str | None, crs: str | None, size: int, layout: str | None
         geojson_crs = read_geojson_features(layout)[1]
     if text is None:
         if crs is not None and geojson_crs is not None and not _same_crs(crs, geojson_crs):
-            raise InputError(layout, f"GeoJSON CRS {geojson_crs} does not match --grid-crs {crs}",
-                             "reproject the features (e.g. ogr2ogr -t_srs) or drop --grid-crs")
+            raise InputError(
+                layout,
+                f"GeoJSON CRS {geojson_crs} does not match --grid-crs {crs}",
+                "reproject the features (e.g. ogr2ogr -t_srs) or drop --grid-crs",
+            )
         return None
     from .data.layouts import TileGrid
 
@@ -50,8 +54,11 @@ def _parse_grid(text: str | None, crs: str | None, size: int, layout: str | None
         left, bottom, right, top = (float(v) for v in text.split(","))
         return TileGrid((left, bottom, right, top), size, size, crs or geojson_crs or "EPSG:4326")
     except ValueError as error:
-        raise InputError(None, f"--grid must be 'left,bottom,right,top' with right > left and top > bottom, "
-                               f"got {text!r} ({error})") from None
+        raise InputError(
+            None,
+            f"--grid must be 'left,bottom,right,top' with right > left and top > bottom, "
+            f"got {text!r} ({error})",
+        ) from None
 
 
 def load_layout_argument(args, class_table):
@@ -63,19 +70,36 @@ def load_layout_argument(args, class_table):
 
         class_map = read_json(args.class_map)
     grid = _parse_grid(args.grid, args.grid_crs, args.size, args.layout)
-    return load_layout(args.layout, class_table, grid=grid, class_property=args.class_property,
-                       class_map=class_map, size=args.size)
+    return load_layout(
+        args.layout,
+        class_table,
+        grid=grid,
+        class_property=args.class_property,
+        class_map=class_map,
+        size=args.size,
+    )
 
 
 def cmd_generate(args) -> int:
     from .generate.api import generate_images
 
     written = generate_images(
-        model=args.model, prompt=args.prompt, layout_path=args.layout, out_dir=args.out, num_images=args.n,
-        seed=args.seed, steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
-        height=args.height, width=args.width, class_table_path=args.class_table,
+        model=args.model,
+        prompt=args.prompt,
+        layout_path=args.layout,
+        out_dir=args.out,
+        num_images=args.n,
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        scheduler=args.scheduler,
+        height=args.height,
+        width=args.width,
+        class_table_path=args.class_table,
         grid=_parse_grid(args.grid, args.grid_crs, args.size, args.layout),
-        class_property=args.class_property, class_map_path=args.class_map, size=args.size,
+        class_property=args.class_property,
+        class_map_path=args.class_map,
+        size=args.size,
         progress=not args.quiet,
     )
     for path in written:
@@ -111,6 +135,7 @@ def cmd_demo(args) -> int:
 
 # training -----------------------------------------------------------------------------------------------------
 
+
 def _load_or_default(config_class, path: str | None, overrides: dict):
     """A training config from a JSON file (if given) with command-line flags on top."""
     from .config import config_from_dict
@@ -124,11 +149,18 @@ def _load_or_default(config_class, path: str | None, overrides: dict):
 def cmd_train_autoencoder(args) -> int:
     from .train.autoencoder import AutoencoderTrainConfig, train_autoencoder
 
-    config = _load_or_default(AutoencoderTrainConfig, args.config, {
-        "paired_roots": tuple(args.paired) or None, "scene_roots": tuple(args.scenes) or None,
-        "output_dir": args.out, "max_steps": args.max_steps, "batch_size": args.batch_size,
-        "checkpoint_every": args.checkpoint_every,
-    })
+    config = _load_or_default(
+        AutoencoderTrainConfig,
+        args.config,
+        {
+            "paired_roots": tuple(args.paired) or None,
+            "scene_roots": tuple(args.scenes) or None,
+            "output_dir": args.out,
+            "max_steps": args.max_steps,
+            "batch_size": args.batch_size,
+            "checkpoint_every": args.checkpoint_every,
+        },
+    )
     print(train_autoencoder(config, resume=args.resume, progress=not args.quiet))
     return 0
 
@@ -136,12 +168,21 @@ def cmd_train_autoencoder(args) -> int:
 def cmd_train(args) -> int:
     from .train.diffusion import DiffusionTrainConfig, train_diffusion
 
-    config = _load_or_default(DiffusionTrainConfig, args.config, {
-        "paired_roots": tuple(args.paired) or None, "scene_roots": tuple(args.scenes) or None,
-        "output_dir": args.out, "autoencoder_path": args.autoencoder, "init_from": args.init_from,
-        "max_steps": args.max_steps, "batch_size": args.batch_size, "checkpoint_every": args.checkpoint_every,
-        "validate_every": args.validate_every,
-    })
+    config = _load_or_default(
+        DiffusionTrainConfig,
+        args.config,
+        {
+            "paired_roots": tuple(args.paired) or None,
+            "scene_roots": tuple(args.scenes) or None,
+            "output_dir": args.out,
+            "autoencoder_path": args.autoencoder,
+            "init_from": args.init_from,
+            "max_steps": args.max_steps,
+            "batch_size": args.batch_size,
+            "checkpoint_every": args.checkpoint_every,
+            "validate_every": args.validate_every,
+        },
+    )
     print(train_diffusion(config, resume=args.resume, progress=not args.quiet))
     return 0
 
@@ -165,6 +206,7 @@ def cmd_export(args) -> int:
 
 # parser -------------------------------------------------------------------------------------------------------
 
+
 def _with_parents(common: argparse.ArgumentParser):
     class SubcommandParser(argparse.ArgumentParser):
         def __init__(self, **kwargs):
@@ -187,14 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--layout", help="mask PNG/GeoTIFF, colour-coded map image, or GeoJSON")
     generate.add_argument("--prompt", default="", help="text prompt (empty: unconditional on text)")
     generate.add_argument("--n", type=int, default=4, help="number of images")
-    generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
+    generate.add_argument(
+        "--seed", type=int, default=None, help="seed of the first image; image i uses seed+i"
+    )
     generate.add_argument("--steps", type=int, default=20)
     generate.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
     generate.add_argument("--scheduler", default="dpm++", choices=["dpm++", "ddim", "ddpm", "euler"])
     generate.add_argument("--height", type=int, default=None, help="output height without a layout")
     generate.add_argument("--width", type=int, default=None, help="output width without a layout")
     generate.add_argument("--class-table", help="classes.json of the layout (default: the model's)")
-    generate.add_argument("--grid", help="GeoJSON grid bounds 'left,bottom,right,top' (default: features' box)")
+    generate.add_argument(
+        "--grid", help="GeoJSON grid bounds 'left,bottom,right,top' (default: features' box)"
+    )
     generate.add_argument("--grid-crs", help="CRS of --grid (default: the GeoJSON's)")
     generate.add_argument("--size", type=int, default=256, help="GeoJSON raster size in pixels")
     generate.add_argument("--class-property", default="class", help="GeoJSON property holding the class")
@@ -243,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except TerrasynthError as error:

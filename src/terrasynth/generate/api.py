@@ -55,20 +55,34 @@ def generate_images(
     pipe, model_id, model_sha = pipeline or load_pipeline(model, scheduler)
     layout = None
     if layout_path is not None:
-        table = ClassTable.from_json(class_table_path) if class_table_path else pipe.model.config.layout_classes
+        table = (
+            ClassTable.from_json(class_table_path) if class_table_path else pipe.model.config.layout_classes
+        )
         if table is None:
             raise InputError(layout_path, "this model takes no layout", "generate from --prompt alone")
         model_table = pipe.model.config.layout_classes
         if model_table is not None and table.names != model_table.names:
-            raise InputError(class_table_path, f"classes {table.names} differ from the model's {model_table.names}")
+            raise InputError(
+                class_table_path, f"classes {table.names} differ from the model's {model_table.names}"
+            )
         class_map = read_json(class_map_path) if class_map_path else None
-        layout = load_layout(layout_path, table, grid=grid, class_property=class_property, class_map=class_map,
-                             size=size)
+        layout = load_layout(
+            layout_path, table, grid=grid, class_property=class_property, class_map=class_map, size=size
+        )
     elif not prompt:
         log.warning("no layout and no prompt: sampling unconditionally")
-    output = pipe(prompt, layout=None if layout is None else layout.classes, num_images=num_images,
-                  height=height, width=width, num_inference_steps=steps, guidance_scale=guidance_scale,
-                  seed=seed, scheduler=scheduler, progress=progress)
+    output = pipe(
+        prompt,
+        layout=None if layout is None else layout.classes,
+        num_images=num_images,
+        height=height,
+        width=width,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        seed=seed,
+        scheduler=scheduler,
+        progress=progress,
+    )
     records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout)
     stem = stem or (Path(layout_path).stem if layout_path else "generated")
     written = write_generated(output.images, records, out_dir, stem, layout)

@@ -23,8 +23,13 @@ DEMO_PROMPTS = (
 )
 
 
-def run_demo(out_dir: str | Path, model: str = "default", steps: int = 20, images_per_layout: int = 3,
-             progress: bool = True) -> Path:
+def run_demo(
+    out_dir: str | Path,
+    model: str = "default",
+    steps: int = 20,
+    images_per_layout: int = 3,
+    progress: bool = True,
+) -> Path:
     out_dir = Path(out_dir)
     started = time.time()
     pipeline = load_pipeline(model)
@@ -33,16 +38,35 @@ def run_demo(out_dir: str | Path, model: str = "default", steps: int = 20, image
     for name in DEMO_LAYOUTS:
         layout = load_layout(DEMO_ASSETS / name, class_table)
         prompt = caption_from_layout(layout.classes, class_table)
-        written = generate_images(prompt=prompt, layout_path=DEMO_ASSETS / name, out_dir=out_dir / "layouts",
-                                  num_images=images_per_layout, seed=0, steps=steps, pipeline=pipeline,
-                                  progress=progress)
+        written = generate_images(
+            prompt=prompt,
+            layout_path=DEMO_ASSETS / name,
+            out_dir=out_dir / "layouts",
+            num_images=images_per_layout,
+            seed=0,
+            steps=steps,
+            pipeline=pipeline,
+            progress=progress,
+        )
         stem = Path(name).stem
-        rows.append((name, prompt, f"layouts/{stem}-grid.png", [p.relative_to(out_dir).as_posix() for p in written]))
+        rows.append(
+            (name, prompt, f"layouts/{stem}-grid.png", [p.relative_to(out_dir).as_posix() for p in written])
+        )
     for index, prompt in enumerate(DEMO_PROMPTS):
         stem = f"prompt-{index}"
-        written = generate_images(prompt=prompt, out_dir=out_dir / "prompts", num_images=2, seed=0, steps=steps,
-                                  pipeline=pipeline, progress=progress, stem=stem)
-        rows.append((None, prompt, f"prompts/{stem}-grid.png", [p.relative_to(out_dir).as_posix() for p in written]))
+        written = generate_images(
+            prompt=prompt,
+            out_dir=out_dir / "prompts",
+            num_images=2,
+            seed=0,
+            steps=steps,
+            pipeline=pipeline,
+            progress=progress,
+            stem=stem,
+        )
+        rows.append(
+            (None, prompt, f"prompts/{stem}-grid.png", [p.relative_to(out_dir).as_posix() for p in written])
+        )
     page = out_dir / "index.html"
     write_text_atomic(page, _page(rows, pipeline[1], steps, time.time() - started))
     return page
@@ -68,6 +92,6 @@ img{{max-width:100%;image-rendering:pixelated;border:1px solid #ccc}} .prompt{{f
 DPM-Solver++ steps in {seconds:.0f} s on this machine. Each row shows the layout (where one was given), then
 the generated tiles. Each file carries its provenance: run <code>terrasynth info FILE</code>. The GeoJSON layout is
 georeferenced, so its tiles are GeoTIFFs on the layout's grid.</p>
-{''.join(body)}
+{"".join(body)}
 </body></html>
 """

@@ -16,8 +16,14 @@ from .provenance import write_png as write_png_with_provenance
 
 
 def provenance_records(
-    output, model_id: str, model_sha256: str, steps: int, guidance_scale: float, scheduler: str,
-    layout: Layout | None, extra: dict | None = None,
+    output,
+    model_id: str,
+    model_sha256: str,
+    steps: int,
+    guidance_scale: float,
+    scheduler: str,
+    layout: Layout | None,
+    extra: dict | None = None,
 ) -> list[ProvenanceRecord]:
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     height, width = output.images.shape[-2:]
@@ -45,7 +51,10 @@ def provenance_records(
 
 
 def write_generated(
-    images: torch.Tensor, records: list[ProvenanceRecord], out_dir: str | Path, stem: str = "generated",
+    images: torch.Tensor,
+    records: list[ProvenanceRecord],
+    out_dir: str | Path,
+    stem: str = "generated",
     layout: Layout | None = None,
 ) -> list[Path]:
     """Write each image as PNG, or as GeoTIFF on the layout's grid when the layout is georeferenced."""
@@ -65,8 +74,9 @@ def write_generated(
     return written
 
 
-def write_contact_grid(images: torch.Tensor, out_path: str | Path, layout: Layout | None = None,
-                       columns: int | None = None) -> Path:
+def write_contact_grid(
+    images: torch.Tensor, out_path: str | Path, layout: Layout | None = None, columns: int | None = None
+) -> Path:
     """Layout (rendered in its display colours) first, then every generated image."""
     tiles = list(images)
     if layout is not None:

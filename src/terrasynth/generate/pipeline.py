@@ -31,8 +31,13 @@ class LayoutToImagePipeline:
     condition dropout used in training.
     """
 
-    def __init__(self, model: EmbeddedDiffusionModel, scheduler: str = DEFAULT_SCHEDULER, model_id: str = "",
-                 text_encoder=None):
+    def __init__(
+        self,
+        model: EmbeddedDiffusionModel,
+        scheduler: str = DEFAULT_SCHEDULER,
+        model_id: str = "",
+        text_encoder=None,
+    ):
         self.model = model.eval().requires_grad_(False)
         self.training_scheduler = model.config.noise_scheduler()
         self.scheduler_name = scheduler
@@ -40,7 +45,9 @@ class LayoutToImagePipeline:
         self._text_encoder = text_encoder
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, scheduler: str = DEFAULT_SCHEDULER) -> LayoutToImagePipeline:
+    def from_pretrained(
+        cls, directory: str | Path, scheduler: str = DEFAULT_SCHEDULER
+    ) -> LayoutToImagePipeline:
         return cls(EmbeddedDiffusionModel.from_pretrained(directory), scheduler, model_id=str(directory))
 
     @property
@@ -101,8 +108,9 @@ class LayoutToImagePipeline:
         padded_h, padded_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
         if layout is not None and (padded_h, padded_w) != (height, width):
             # Reflect-pad the layout to a size the UNet accepts; the output is cropped back.
-            layout = F.pad(layout[:, None].float(), (0, padded_w - width, 0, padded_h - height),
-                           mode="replicate")[:, 0].long()
+            layout = F.pad(
+                layout[:, None].float(), (0, padded_w - width, 0, padded_h - height), mode="replicate"
+            )[:, 0].long()
         # One generator per image, seeded ``seed + i``: image i is the same whatever the batch size, and its
         # seed (recorded in provenance) reproduces it alone.
         if seed is None:
@@ -117,7 +125,9 @@ class LayoutToImagePipeline:
             stop = min(start + batch_size, num_images)
             count = stop - start
             # 2. Encode the prompt (conditional and null embeddings).
-            condition = self.encode_condition(prompts[start:stop], None if scene_class is None else [scene_class] * count)
+            condition = self.encode_condition(
+                prompts[start:stop], None if scene_class is None else [scene_class] * count
+            )
             null_condition = model.condition(count)
             # 3. Prepare the layout channels at latent resolution.
             chunk_layout = None if layout is None else layout[start:stop]
@@ -126,8 +136,15 @@ class LayoutToImagePipeline:
             # 4. Timesteps and 5. initial noise.
             sampler.set_timesteps(num_inference_steps)
             generator = [torch.Generator().manual_seed(s) for s in seeds[start:stop]]
-            latents = torch.cat([torch.randn(1, config.image_channels, latent_h, latent_w, generator=g)
-                                 for g in generator]).to(model.device) * sampler.init_noise_sigma
+            latents = (
+                torch.cat(
+                    [
+                        torch.randn(1, config.image_channels, latent_h, latent_w, generator=g)
+                        for g in generator
+                    ]
+                ).to(model.device)
+                * sampler.init_noise_sigma
+            )
             use_guidance = guidance_scale != 1.0
             # 6. Denoising loop.
             for t in sampler.timesteps:

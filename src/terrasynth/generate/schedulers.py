@@ -18,7 +18,14 @@ def make_scheduler(name: str, training_scheduler: DDPMScheduler):
     start at the last training timestep (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps
     are Flawed"), so the first step sees the noise level the model was trained on."""
     key = name.lower().replace("_", "").replace("-", "").replace("solver", "")
-    aliases = {"dpm": "dpm++", "dpm++": "dpm++", "dpmpp": "dpm++", "ddim": "ddim", "ddpm": "ddpm", "euler": "euler"}
+    aliases = {
+        "dpm": "dpm++",
+        "dpm++": "dpm++",
+        "dpmpp": "dpm++",
+        "ddim": "ddim",
+        "ddpm": "ddpm",
+        "euler": "euler",
+    }
     if key not in aliases:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
     scheduler_class = SCHEDULERS[aliases[key]]

@@ -214,8 +214,13 @@ def layout_to_channels(
 
 
 class EmbeddedDiffusionModel(nn.Module):
-    def __init__(self, config: EmbeddedModelConfig, vae: AutoencoderKL | None = None,
-                 unet: UNet2DModel | None = None, condition: ConditionEncoder | None = None):
+    def __init__(
+        self,
+        config: EmbeddedModelConfig,
+        vae: AutoencoderKL | None = None,
+        unet: UNet2DModel | None = None,
+        condition: ConditionEncoder | None = None,
+    ):
         super().__init__()
         self.config = config
         if config.autoencoder is not None and vae is None:
@@ -223,10 +228,14 @@ class EmbeddedDiffusionModel(nn.Module):
         self.vae = vae
         in_channels = config.image_channels + config.num_layout_channels
         self.unet = unet if unet is not None else config.denoiser.build(in_channels, config.image_channels)
-        self.condition = condition if condition is not None else ConditionEncoder(
-            text_dim=config.text_dim if config.conditioning == "text" else 0,
-            num_scene_classes=len(config.scene_classes) if config.conditioning == "class" else 0,
-            embed_dim=config.denoiser.time_embed_dim,
+        self.condition = (
+            condition
+            if condition is not None
+            else ConditionEncoder(
+                text_dim=config.text_dim if config.conditioning == "text" else 0,
+                num_scene_classes=len(config.scene_classes) if config.conditioning == "class" else 0,
+                embed_dim=config.denoiser.time_embed_dim,
+            )
         )
 
     @property
@@ -247,7 +256,9 @@ class EmbeddedDiffusionModel(nn.Module):
         pixels = latents if self.vae is None else self.vae.decode(latents / self.scaling_factor).sample
         return ((pixels + 1) / 2).clamp(0, 1)
 
-    def layout_channels(self, layout, batch_size: int, latent_size: tuple[int, int], keep=None) -> torch.Tensor | None:
+    def layout_channels(
+        self, layout, batch_size: int, latent_size: tuple[int, int], keep=None
+    ) -> torch.Tensor | None:
         if self.config.class_table is None:
             return None
         num_classes = self.config.num_layout_channels - 1
@@ -257,9 +268,16 @@ class EmbeddedDiffusionModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
 
-    def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, layout_channels: torch.Tensor | None,
-                condition: torch.Tensor) -> torch.Tensor:
-        model_input = noisy if layout_channels is None else torch.cat([noisy, layout_channels.to(noisy.dtype)], 1)
+    def predict(
+        self,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        layout_channels: torch.Tensor | None,
+        condition: torch.Tensor,
+    ) -> torch.Tensor:
+        model_input = (
+            noisy if layout_channels is None else torch.cat([noisy, layout_channels.to(noisy.dtype)], 1)
+        )
         return self.unet(model_input, timesteps, class_labels=condition.to(noisy.dtype)).sample
 
     # Saving and loading -------------------------------------------------------------------------------------
@@ -290,7 +308,9 @@ class EmbeddedDiffusionModel(nn.Module):
         staging.rename(directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, dtype: torch.dtype = torch.float32) -> EmbeddedDiffusionModel:
+    def from_pretrained(
+        cls, directory: str | Path, dtype: torch.dtype = torch.float32
+    ) -> EmbeddedDiffusionModel:
         directory = Path(directory)
         config_path = directory / MODEL_CONFIG_NAME
         if not config_path.is_file():
@@ -305,7 +325,11 @@ class EmbeddedDiffusionModel(nn.Module):
             weights = list(folder.glob("*.safetensors")) if folder.is_dir() else []
             if not weights:
                 others = [p.name for p in folder.glob("*.bin")] if folder.is_dir() else []
-                fix = "convert it to safetensors; pickled weights are not loaded" if others else "re-save the model"
+                fix = (
+                    "convert it to safetensors; pickled weights are not loaded"
+                    if others
+                    else "re-save the model"
+                )
                 raise InputError(folder, "no safetensors weights found", fix)
             loaded[name] = model_class.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
         return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"])
@@ -332,6 +356,11 @@ def model_summary(model: EmbeddedDiffusionModel) -> dict:
 
 
 __all__ = [
-    "AutoencoderConfig", "ConditionEncoder", "DenoiserConfig", "EmbeddedDiffusionModel", "EmbeddedModelConfig",
-    "layout_to_channels", "model_fingerprint",
+    "AutoencoderConfig",
+    "ConditionEncoder",
+    "DenoiserConfig",
+    "EmbeddedDiffusionModel",
+    "EmbeddedModelConfig",
+    "layout_to_channels",
+    "model_fingerprint",
 ]

@@ -34,8 +34,9 @@ class TextEncoder:
         missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
         for start in range(0, len(missing), 256):
             chunk = missing[start : start + 256]
-            batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="pt")
+            batch = self.tokenizer(
+                chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
             states = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
             pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

@@ -55,8 +55,10 @@ class AutoencoderTrainConfig:
             raise ValueError("seed must be non-negative")
         every = (self.batch_size, self.checkpoint_every, self.validate_every, self.log_every)
         if min(every) < 1 or self.max_steps < 0:
-            raise ValueError("batch_size, checkpoint_every, validate_every and log_every must be at least 1, "
-                             "max_steps at least 0")
+            raise ValueError(
+                "batch_size, checkpoint_every, validate_every and log_every must be at least 1, "
+                "max_steps at least 0"
+            )
         if self.crop % self.autoencoder.downsampling:
             raise ValueError("crop must be a multiple of the autoencoder's down-sampling")
 
@@ -82,7 +84,9 @@ class PatchDiscriminator(nn.Module):
 ORDER, AUGMENT, POSTERIOR, SCALING = range(4)
 
 
-def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None, progress: bool = True) -> Path:
+def train_autoencoder(
+    config: AutoencoderTrainConfig, resume: str | None = None, progress: bool = True
+) -> Path:
     """Train, checkpointing every ``checkpoint_every`` steps; returns the folder of the final autoencoder."""
     from accelerate import Accelerator
 
@@ -92,23 +96,32 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
     augment = random.Random(config.seed)
     train_data = image_dataset(config.paired_roots, config.scene_roots, "train", config.crop, rng=augment)
     val_data = image_dataset(config.paired_roots, config.scene_roots, "val", config.crop, augment=False)
-    val_images = torch.stack([val_data[i]["image"] for i in range(0, len(val_data), max(1, len(val_data) // 8))][:8])
+    val_images = torch.stack(
+        [val_data[i]["image"] for i in range(0, len(val_data), max(1, len(val_data) // 8))][:8]
+    )
     batches_per_epoch = len(train_data) // config.batch_size
     if batches_per_epoch == 0:
         roots = ", ".join(config.paired_roots + config.scene_roots)
-        raise InputError(None, f"{roots}: {len(train_data)} training tiles, fewer than batch_size "
-                               f"{config.batch_size}", "lower batch_size or add tiles")
+        raise InputError(
+            None,
+            f"{roots}: {len(train_data)} training tiles, fewer than batch_size {config.batch_size}",
+            "lower batch_size or add tiles",
+        )
     run = TrainingRun(config.output_dir, config, config.keep_checkpoints)
     torch.manual_seed(config.seed)
     vae = config.autoencoder.build()
     discriminator = PatchDiscriminator()
     features = EffNetFeatures().to(accelerator.device)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.learning_rate, betas=(0.5, 0.9), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        vae.parameters(), lr=config.learning_rate, betas=(0.5, 0.9), weight_decay=0.0
+    )
     disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
     models = {"vae": vae, "discriminator": discriminator}
     optimizers = {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer}
     step = run.resume(resume, models, optimizers)
-    vae, discriminator, optimizer, disc_optimizer = accelerator.prepare(vae, discriminator, optimizer, disc_optimizer)
+    vae, discriminator, optimizer, disc_optimizer = accelerator.prepare(
+        vae, discriminator, optimizer, disc_optimizer
+    )
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="autoencoder")
     while step < config.max_steps:
         # Epoch e visits the tiles in an order drawn from (seed, e); a resumed run skips the batches done.
@@ -123,7 +136,7 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             images = batch["image"].to(accelerator.device)
             posterior = vae.encode(images * 2 - 1).latent_dist
             latents = posterior.sample(generator=step_generator(config.seed, POSTERIOR, step))
-            reconstruction = ((vae.decode(latents).sample + 1) / 2)
+            reconstruction = (vae.decode(latents).sample + 1) / 2
             l1 = (reconstruction - images).abs().mean()
             perceptual = perceptual_distance(features, reconstruction.clamp(0, 1), images).mean()
             kl = posterior.kl().mean()
@@ -149,14 +162,25 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             bar.update(1)
             bar.set_postfix(l1=f"{l1.item():.4f}", perc=f"{perceptual.item():.4f}")
             if step % config.log_every == 0:
-                run.log_metrics(step, l1=l1.item(), perceptual=perceptual.item(), kl=kl.item(),
-                                adversarial=adversarial.item(), discriminator=disc_loss.item())
+                run.log_metrics(
+                    step,
+                    l1=l1.item(),
+                    perceptual=perceptual.item(),
+                    kl=kl.item(),
+                    adversarial=adversarial.item(),
+                    discriminator=disc_loss.item(),
+                )
             if step % config.validate_every == 0 or step == config.max_steps:
                 _validate(accelerator.unwrap_model(vae), val_images, run, step)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
-                run.checkpoint(step, {"vae": accelerator.unwrap_model(vae),
-                                      "discriminator": accelerator.unwrap_model(discriminator)},
-                               {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer})
+                run.checkpoint(
+                    step,
+                    {
+                        "vae": accelerator.unwrap_model(vae),
+                        "discriminator": accelerator.unwrap_model(discriminator),
+                    },
+                    {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer},
+                )
     bar.close()
     final = accelerator.unwrap_model(vae)
     augment.seed(step_seed(config.seed, SCALING))
@@ -168,13 +192,17 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
 @torch.no_grad()
 def _validate(vae, images: torch.Tensor, run: TrainingRun, step: int) -> None:
     vae.eval()
-    reconstruction = ((vae.decode(vae.encode(images.to(vae.device) * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
+    reconstruction = (
+        (vae.decode(vae.encode(images.to(vae.device) * 2 - 1).latent_dist.mode()).sample + 1) / 2
+    ).clamp(0, 1)
     vae.train()
     mse = (reconstruction.cpu() - images).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
     psnr = float((10 * torch.log10(1 / mse)).mean())
     run.log_metrics(step, val_psnr=psnr)
-    write_png(run.dir / "validation" / f"step-{step:06d}.png",
-              image_grid(list(images) + list(reconstruction.cpu()), columns=len(images)))
+    write_png(
+        run.dir / "validation" / f"step-{step:06d}.png",
+        image_grid(list(images) + list(reconstruction.cpu()), columns=len(images)),
+    )
 
 
 @torch.no_grad()

@@ -165,5 +165,11 @@ def save_run_config(run_dir: str | Path, config: dict) -> None:
     write_json_atomic(Path(run_dir) / "config.json", config)
 
 
-__all__ = ["atomic_path", "list_checkpoints", "load_checkpoint", "resolve_checkpoint", "save_checkpoint",
-           "save_run_config"]
+__all__ = [
+    "atomic_path",
+    "list_checkpoints",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "save_run_config",
+]

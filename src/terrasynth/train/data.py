@@ -39,8 +39,9 @@ def open_split(dataset_class, root, split: str, *args, **kwargs):
         return dataset_class(root, "train", *args, **kwargs)
 
 
-def image_dataset(paired_roots, scene_roots, split: str, crop: int, augment: bool = True,
-                  rng: random.Random | None = None):
+def image_dataset(
+    paired_roots, scene_roots, split: str, crop: int, augment: bool = True, rng: random.Random | None = None
+):
     """Images of every source, cropped to ``crop`` (randomly, with flips/rotations, when ``augment``; the
     random choices come from ``rng`` when given, so a trainer can seed them)."""
     transform = Compose([RandomCrop(crop, rng), RandomDihedral(rng)]) if augment else CenterCrop(crop)

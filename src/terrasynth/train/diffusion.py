@@ -62,8 +62,9 @@ class DiffusionTrainConfig:
         if self.seed < 0:
             raise ValueError("seed must be non-negative")
         if min(self.batch_size, self.checkpoint_every, self.log_every) < 1 or self.max_steps < 0:
-            raise ValueError("batch_size, checkpoint_every and log_every must be at least 1, "
-                             "max_steps at least 0")
+            raise ValueError(
+                "batch_size, checkpoint_every and log_every must be at least 1, max_steps at least 0"
+            )
         if self.model.autoencoder is not None and not self.autoencoder_path and not self.init_from:
             raise ValueError("a latent model needs autoencoder_path (a trained autoencoder) or init_from")
         if self.resolution % self.model.size_multiple:
@@ -95,10 +96,15 @@ def _dataset_fingerprint(config: DiffusionTrainConfig, vae_sha: str) -> str:
 
 
 @torch.no_grad()
-def build_latent_cache(model: EmbeddedDiffusionModel, config: DiffusionTrainConfig, progress: bool = True) -> LatentCache:
+def build_latent_cache(
+    model: EmbeddedDiffusionModel, config: DiffusionTrainConfig, progress: bool = True
+) -> LatentCache:
     resize = Resize(config.resolution)
     class_table = model.config.layout_classes
-    sources = [(PairedTiles(root, "train", resize, class_table=class_table), "paired") for root in config.paired_roots]
+    sources = [
+        (PairedTiles(root, "train", resize, class_table=class_table), "paired")
+        for root in config.paired_roots
+    ]
     sources += [(SceneFolder(root, "train", resize), "scene") for root in config.scene_roots]
     scene_classes = list(model.config.scene_classes)
     means, stds, layouts, captions, labels = [], [], [], [], []
@@ -119,15 +125,21 @@ def build_latent_cache(model: EmbeddedDiffusionModel, config: DiffusionTrainConf
             stds.append(std.half().cpu())
             if kind == "paired":
                 batch_layout = torch.stack([s["layout"] for s in samples])
-                layouts.append(layout_to_channels(batch_layout, num_classes, len(samples), latent_size).half())
+                layouts.append(
+                    layout_to_channels(batch_layout, num_classes, len(samples), latent_size).half()
+                )
                 captions += [[s["caption"]] for s in samples]
                 labels += [-1] * len(samples)
             else:
                 if num_classes >= 0 and model.config.class_table is not None:
                     layouts.append(torch.zeros(len(samples), num_classes + 1, *latent_size, dtype=torch.half))
-                captions += [[caption_for_scene(s["class_name"], t) for t in SCENE_TEMPLATES] for s in samples]
-                labels += [scene_classes.index(s["class_name"]) if s["class_name"] in scene_classes else -1
-                           for s in samples]
+                captions += [
+                    [caption_for_scene(s["class_name"], t) for t in SCENE_TEMPLATES] for s in samples
+                ]
+                labels += [
+                    scene_classes.index(s["class_name"]) if s["class_name"] in scene_classes else -1
+                    for s in samples
+                ]
             bar.update(len(samples))
     bar.close()
     layout_tensor = torch.cat(layouts) if layouts else torch.zeros(total, 0, *latent_size, dtype=torch.half)
@@ -136,7 +148,9 @@ def build_latent_cache(model: EmbeddedDiffusionModel, config: DiffusionTrainConf
 
 def save_latent_cache(cache: LatentCache, path: Path, fingerprint: str) -> None:
     with atomic_path(path.with_suffix(".safetensors")) as tmp:
-        save_file({"mean": cache.mean, "std": cache.std, "layouts": cache.layouts, "labels": cache.labels}, tmp)
+        save_file(
+            {"mean": cache.mean, "std": cache.std, "layouts": cache.layouts, "labels": cache.labels}, tmp
+        )
     write_json_atomic(path.with_suffix(".json"), {"fingerprint": fingerprint, "captions": cache.captions})
 
 
@@ -148,7 +162,9 @@ def load_latent_cache(path: Path, fingerprint: str) -> LatentCache | None:
     if meta.get("fingerprint") != fingerprint:
         return None
     tensors = load_file(tensor_path)
-    return LatentCache(tensors["mean"], tensors["std"], tensors["layouts"], meta["captions"], tensors["labels"])
+    return LatentCache(
+        tensors["mean"], tensors["std"], tensors["layouts"], meta["captions"], tensors["labels"]
+    )
 
 
 def _dihedral(tensors: list[torch.Tensor], k: int, flip: bool) -> list[torch.Tensor]:
@@ -168,7 +184,9 @@ def _build_model(config: DiffusionTrainConfig) -> EmbeddedDiffusionModel:
 
         folder = Path(config.autoencoder_path)
         if not list(folder.glob("*.safetensors")):
-            raise InputError(folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder")
+            raise InputError(
+                folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder"
+            )
         model.vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True)
     return model
 
@@ -189,8 +207,11 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
     step = run.resume(resume, {"model": trainable, "ema": ema.model}, optimizer)
     running = run.resumed_state.get("running_loss")
 
-    vae_sha = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.vae.parameters())).hexdigest() \
-        if model.vae is not None else "pixels"
+    vae_sha = (
+        hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.vae.parameters())).hexdigest()
+        if model.vae is not None
+        else "pixels"
+    )
     fingerprint = _dataset_fingerprint(config, vae_sha)
     cache_path = run.dir / "latent-cache"
     cache = load_latent_cache(cache_path, fingerprint)
@@ -216,31 +237,38 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         layouts = cache.layouts[index].float()
         rotations = torch.randint(0, 4, (config.batch_size,), generator=generator).tolist()
         flips = (torch.rand(config.batch_size, generator=generator) < 0.5).tolist()
-        augmented = [_dihedral([latents[i], layouts[i]], rotations[i], flips[i])
-                     for i in range(config.batch_size)]
+        augmented = [
+            _dihedral([latents[i], layouts[i]], rotations[i], flips[i]) for i in range(config.batch_size)
+        ]
         latents = torch.stack([a[0] for a in augmented]).to(device)
         layouts = torch.stack([a[1] for a in augmented]).to(device)
         choices = torch.rand(config.batch_size, generator=generator).tolist()
-        prompts = [cache.captions[i][int(u * len(cache.captions[i]))]
-                   for i, u in zip(index.tolist(), choices, strict=True)]
+        prompts = [
+            cache.captions[i][int(u * len(cache.captions[i]))]
+            for i, u in zip(index.tolist(), choices, strict=True)
+        ]
         keep_prompt = torch.rand(config.batch_size, generator=generator) >= config.drop_prompt
         keep_layout = torch.rand(config.batch_size, generator=generator) >= config.drop_layout
         unwrapped = accelerator.unwrap_model(trainable)
         if model.config.conditioning == "text":
             embeds = torch.stack([text_embeddings[p] for p in prompts]).to(device)
-            condition = unwrapped["condition"](config.batch_size, text_embeds=embeds, keep=keep_prompt.to(device))
+            condition = unwrapped["condition"](
+                config.batch_size, text_embeds=embeds, keep=keep_prompt.to(device)
+            )
         elif model.config.conditioning == "class":
             labels = cache.labels[index]
             keep = keep_prompt & (labels >= 0)
-            condition = unwrapped["condition"](config.batch_size, class_ids=labels.clamp(min=0).to(device),
-                                               keep=keep.to(device))
+            condition = unwrapped["condition"](
+                config.batch_size, class_ids=labels.clamp(min=0).to(device), keep=keep.to(device)
+            )
         else:
             condition = unwrapped["condition"](config.batch_size)
         if layouts.shape[1]:
             layouts = layouts * keep_layout.view(-1, 1, 1, 1).to(device)
         noise = torch.randn(latents.shape, generator=generator).to(device)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (config.batch_size,),
-                                  generator=generator)
+        timesteps = torch.randint(
+            0, noise_scheduler.config.num_train_timesteps, (config.batch_size,), generator=generator
+        )
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
         if model.config.prediction_type == "v_prediction":
             target = noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -265,8 +293,12 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         if step % config.log_every == 0:
             run.log_metrics(step, loss=running, lr=lr)
         if step % config.checkpoint_every == 0 or step == config.max_steps:
-            run.checkpoint(step, {"model": accelerator.unwrap_model(trainable), "ema": ema.model}, optimizer,
-                           {"running_loss": running})
+            run.checkpoint(
+                step,
+                {"model": accelerator.unwrap_model(trainable), "ema": ema.model},
+                optimizer,
+                {"running_loss": running},
+            )
         if config.validate_every and (step % config.validate_every == 0 or step == config.max_steps):
             _validate(model, ema.model, validation, run, step, config.validation_steps)
     bar.close()
@@ -317,8 +349,13 @@ def _validate(model, ema_modules, samples, run: TrainingRun, step: int, steps: i
         layout = sample.get("layout")
         out = pipeline(sample["caption"], layout=layout, num_images=1, num_inference_steps=steps, seed=step)
         shown = model.config.layout_classes.render(layout) if layout is not None else None
-        tiles += [sample["image"], torch.from_numpy(shown).permute(2, 0, 1) / 255.0 if shown is not None
-                  else torch.ones_like(sample["image"]), out.images[0]]
+        tiles += [
+            sample["image"],
+            torch.from_numpy(shown).permute(2, 0, 1) / 255.0
+            if shown is not None
+            else torch.ones_like(sample["image"]),
+            out.images[0],
+        ]
     write_png(run.dir / "validation" / f"step-{step:06d}.png", image_grid(tiles, columns=6))
     ema_modules.train(False)
 
