@@ -204,6 +204,100 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    from .train.finetune import FinetuneConfig, finetune
+
+    metadata = {
+        k: v
+        for k, v in {"season": args.season, "time_of_day": args.time_of_day, "place": args.place, "gsd_m": args.gsd}
+        .items()
+        if v is not None
+    }
+    flags = {
+        "method": args.method,
+        "base": args.base,
+        "data": tuple(args.data) or None,
+        "output_dir": args.out,
+        "prompt": args.prompt,
+        "metadata": metadata or None,
+        "class_prompt": args.class_prompt,
+        "class_data": args.class_data,
+        "num_class_images": args.num_class_images,
+        "prior_preservation": False if args.no_prior_preservation else None,
+        "placeholder_token": args.token,
+        "initializer_token": args.initializer_token,
+        "lora_rank": args.rank,
+        "layout_encoding": args.layout_encoding,
+        "controlnet_init": args.controlnet,
+        "resolution": args.resolution,
+        "center_crop": args.center_crop,
+        "batch_size": args.batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "learning_rate": args.learning_rate,
+        "max_steps": args.max_steps,
+        "mixed_precision": args.mixed_precision,
+        "gradient_checkpointing": True if args.gradient_checkpointing else None,
+        "checkpoint_every": args.checkpoint_every,
+        "keep_checkpoints": args.keep_checkpoints,
+        "validate_every": args.validate_every,
+        "validation_prompts": tuple(args.validation_prompt) or None,
+        "seed": args.seed,
+    }
+    config = _load_or_default(FinetuneConfig, args.config, flags)
+    print(finetune(config, resume=args.resume, progress=not args.quiet))
+    return 0
+
+
+# study --------------------------------------------------------------------------------------------------------
+
+
+def _study_extra():
+    try:
+        import fastapi  # noqa: F401
+        import scipy  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise InputError(
+            None, f"the study needs the 'study' extra ({error.name} is missing)", "pip install 'terrasynth[study]'"
+        ) from None
+
+
+def cmd_study_serve(args) -> int:
+    _study_extra()
+    from .study.app import create_app, serve
+    from .study.passwords import admin_password_hash_from_env
+
+    password_hash = admin_password_hash_from_env(args.admin_password_env)
+    app = create_app(
+        args.real,
+        args.fake,
+        args.db,
+        password_hash,
+        images_per_rater=args.images_per_rater,
+        seed=args.seed,
+        title=args.title,
+    )
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"study at http://{host}:{args.port}/ (admin: /admin, user 'admin'); ratings in {args.db}")
+    serve(app, args.host, args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
+def cmd_study_report(args) -> int:
+    _study_extra()
+    from .study.report import make_report
+
+    scores = {}
+    for item in args.scores:
+        name, _, path = item.rpartition("=") if "=" in item else (Path(item).stem, "", item)
+        if not name or not path or name in scores:
+            raise InputError(None, f"--scores wants NAME=CSV with distinct names, got {item!r}")
+        scores[name] = path
+    print(make_report(args.db, args.out, scores, seed=args.seed))
+    return 0
+
+
 # parser -------------------------------------------------------------------------------------------------------
 
 
@@ -283,6 +377,74 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
     export.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     export.set_defaults(func=cmd_export)
+
+    tune = commands.add_parser(
+        "finetune",
+        help="fine-tune Stable Diffusion (text2img, DreamBooth, textual inversion, LoRA, ControlNet)",
+        description="Scale out with `accelerate launch -m terrasynth.cli finetune ...`.",
+    )
+    tune.add_argument("--config", help="fine-tuning config JSON (flags override it)")
+    tune.add_argument("--method", choices=["text2img", "dreambooth", "textual-inversion", "lora", "controlnet"])
+    tune.add_argument("--base", help="Stable Diffusion diffusers folder or hub id")
+    tune.add_argument(
+        "--data", action="append", default=[], help="paired tiles, scene folders or an image folder (repeatable)"
+    )
+    tune.add_argument("--out", help="run folder (the model is saved in OUT/model)")
+    tune.add_argument("--prompt", help="fixed prompt: DreamBooth instance prompt, textual-inversion {token} template")
+    tune.add_argument("--season", help="season word added to every caption (e.g. winter)")
+    tune.add_argument("--time-of-day", help="time-of-day word added to every caption (e.g. morning)")
+    tune.add_argument("--place", help="place added to every caption (e.g. 'Kraków')")
+    tune.add_argument("--gsd", type=float, help="ground sampling distance in metres, added to every caption")
+    tune.add_argument("--class-prompt", help="DreamBooth prior-preservation prompt (default 'aerial image')")
+    tune.add_argument("--class-data", help="folder of DreamBooth class images (default: made by the base model)")
+    tune.add_argument("--num-class-images", type=int)
+    tune.add_argument("--no-prior-preservation", action="store_true", help="DreamBooth without the prior loss")
+    tune.add_argument("--token", help="textual-inversion placeholder token (default <site>)")
+    tune.add_argument("--initializer-token", help="word the new token starts from (default 'site')")
+    tune.add_argument("--rank", type=int, help="LoRA rank (default 4)")
+    tune.add_argument("--layout-encoding", choices=["color", "onehot"], help="ControlNet layout input")
+    tune.add_argument("--controlnet", help="ControlNet folder or hub id to start from (default: copy the UNet)")
+    tune.add_argument("--resolution", type=int, help="training size in pixels (default: the base's)")
+    tune.add_argument("--center-crop", action="store_true", default=None, help="centre crops (default random)")
+    tune.add_argument("--batch-size", type=int)
+    tune.add_argument("--gradient-accumulation-steps", type=int)
+    tune.add_argument("--learning-rate", type=float, help="default depends on the method")
+    tune.add_argument("--max-steps", type=int)
+    tune.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
+    tune.add_argument("--gradient-checkpointing", action="store_true")
+    tune.add_argument("--checkpoint-every", type=int)
+    tune.add_argument("--keep-checkpoints", type=int)
+    tune.add_argument("--validate-every", type=int, help="write validation images every N steps (0: never)")
+    tune.add_argument("--validation-prompt", action="append", default=[], help="validation prompt (repeatable)")
+    tune.add_argument("--seed", type=int)
+    tune.add_argument("--resume", help="'latest' or a checkpoint folder")
+    tune.set_defaults(func=cmd_finetune)
+
+    study = commands.add_parser("study", help="human realism study: serve the rating web app, report results")
+    study_commands = study.add_subparsers(dest="study_command", required=True)
+    serve = study_commands.add_parser("serve", help="serve the real-vs-synthetic rating web app")
+    serve.add_argument("--real", required=True, help="folder of real tiles")
+    serve.add_argument("--fake", required=True, help="folder of synthetic tiles")
+    serve.add_argument("--db", default="sqlite:///study.db", help="SQLAlchemy URL (default sqlite:///study.db)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--admin-password-env",
+        default="TERRASYNTH_STUDY_ADMIN_PASSWORD",
+        help="environment variable holding the admin password (or its scrypt hash)",
+    )
+    serve.add_argument("--images-per-rater", type=int, help="default: twice the smaller set (balanced)")
+    serve.add_argument("--seed", type=int, help="seed of the orders drawn (default: random)")
+    serve.add_argument("--title", default="Real or synthetic?", help="page title raters see")
+    serve.set_defaults(func=cmd_study_serve)
+    report = study_commands.add_parser("report", help="accuracy, d', fooling rates, calibration, agreement (HTML)")
+    report.add_argument("--db", required=True, help="SQLAlchemy URL of the study's database")
+    report.add_argument("--out", required=True, help="output folder (report.html, plots, CSV, JSON)")
+    report.add_argument(
+        "--scores", action="append", default=[], help="NAME=CSV of per-image scores (columns file,score; repeatable)"
+    )
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.set_defaults(func=cmd_study_report)
     return parser
 
 

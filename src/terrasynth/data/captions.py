@@ -83,6 +83,12 @@ def caption_from_layout(
     return _with_metadata(text, metadata)
 
 
+def add_metadata_words(text: str, metadata: dict | None) -> str:
+    """``text`` with the metadata words (season, time of day, place, ground sampling distance) appended, as
+    dataset captions get them: ``"aerial image of sks site, in winter, over Kraków"``."""
+    return _with_metadata(text, metadata)
+
+
 def _with_metadata(text: str, metadata: dict | None) -> str:
     if not metadata:
         return text

@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..files import read_json
 from ..models.embedded import model_fingerprint
 from ..models.registry import resolve_model_path
+from ..models.stable_diffusion import is_stable_diffusion_model
 from .outputs import provenance_records, write_contact_grid, write_generated
 from .pipeline import LayoutToImagePipeline
 
@@ -18,7 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def load_pipeline(model: str | Path, scheduler: str = "dpm++") -> tuple[LayoutToImagePipeline, str, str]:
-    """(pipeline, model id, model sha256) for a shipped model name or a model folder."""
+    """(pipeline, model id, model sha256) for a shipped model name or a model folder (embedded or Stable
+    Diffusion: a diffusers folder, or LoRA / textual-inversion weights from ``terrasynth finetune``)."""
+    if is_stable_diffusion_model(model):
+        from .sd_pipeline import load_sd_generator
+
+        return load_sd_generator(model, scheduler)
     path = resolve_model_path(model)
     pipeline = LayoutToImagePipeline.from_pretrained(path, scheduler=scheduler)
     model_id = str(model) if str(model) == "default" else str(path)
@@ -56,11 +62,11 @@ def generate_images(
     layout = None
     if layout_path is not None:
         table = (
-            ClassTable.from_json(class_table_path) if class_table_path else pipe.model.config.layout_classes
+            ClassTable.from_json(class_table_path) if class_table_path else _layout_classes(pipe)
         )
         if table is None:
             raise InputError(layout_path, "this model takes no layout", "generate from --prompt alone")
-        model_table = pipe.model.config.layout_classes
+        model_table = _layout_classes(pipe)
         if model_table is not None and table.names != model_table.names:
             raise InputError(
                 class_table_path, f"classes {table.names} differ from the model's {model_table.names}"
@@ -88,6 +94,11 @@ def generate_images(
     written = write_generated(output.images, records, out_dir, stem, layout)
     write_contact_grid(output.images, Path(out_dir) / f"{stem}-grid.png", layout)
     return written
+
+
+def _layout_classes(pipe) -> ClassTable | None:
+    """The model's layout classes (a Stable Diffusion generator has them itself)."""
+    return pipe.layout_classes if hasattr(pipe, "layout_classes") else pipe.model.config.layout_classes
 
 
 __all__ = ["Layout", "generate_images", "load_pipeline"]
