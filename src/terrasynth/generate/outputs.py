@@ -56,19 +56,23 @@ def write_generated(
     out_dir: str | Path,
     stem: str = "generated",
     layout: Layout | None = None,
+    names: list[str] | None = None,
 ) -> list[Path]:
-    """Write each image as PNG, or as GeoTIFF on the layout's grid when the layout is georeferenced."""
+    """Write each image as PNG, or as GeoTIFF on the layout's grid when the layout is georeferenced.
+
+    Files are named ``{stem}-{index:03d}``, or by ``names`` (one file stem per image) when given."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     georeference = None if layout is None else layout.georeference
     for index, (image, record) in enumerate(zip(images, records)):
         array = to_uint8(image)
+        name = names[index] if names is not None else f"{stem}-{index:03d}"
         if georeference is not None:
-            path = out_dir / f"{stem}-{index:03d}.tif"
+            path = out_dir / f"{name}.tif"
             write_geotiff(path, array, record, georeference["crs"], georeference["transform"])
         else:
-            path = out_dir / f"{stem}-{index:03d}.png"
+            path = out_dir / f"{name}.png"
             write_png_with_provenance(path, array, record)
         written.append(path)
     return written

@@ -1,0 +1,41 @@
+"""Whole-set generation: files per layout / per class, cached, with provenance."""
+
+from __future__ import annotations
+
+from tests.fake_models import FakeTextEncoder, save_tiny_model
+from tests.fakes import make_paired_tiles
+
+from terrasynth.data.paired_tiles import PairedTiles
+from terrasynth.data.scene_folder import SceneFolder
+from terrasynth.generate.batch import generate_for_layouts, generate_for_scene_classes
+from terrasynth.generate.pipeline import LayoutToImagePipeline
+from terrasynth.generate.provenance import read_provenance
+
+
+def _bundle(tmp_path):
+    folder = save_tiny_model(tmp_path / "model")
+    return LayoutToImagePipeline.from_pretrained(folder), str(folder), "sha"
+
+
+def test_one_file_per_layout_named_by_id_and_cached(tmp_path):
+    pipeline, model_id, sha = _bundle(tmp_path)
+    pipeline._text_encoder = FakeTextEncoder()
+    root = make_paired_tiles(tmp_path / "pairs", n=3, size=32)
+    data = PairedTiles(root, "all")
+    written = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "out", steps=2, progress=False)
+    assert [p.name for p in written] == [f"{i}-000.png" for i in data.ids]
+    record = read_provenance(written[0])
+    assert record.synthetic and record.prompt == data[0]["caption"] and record.layout_sha256
+    before = [p.stat().st_mtime_ns for p in written]
+    again = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "out", steps=2, progress=False)
+    assert [p.stat().st_mtime_ns for p in again] == before
+
+
+def test_scene_classes_make_a_scene_folder(tmp_path):
+    pipeline, model_id, sha = _bundle(tmp_path)
+    pipeline._text_encoder = FakeTextEncoder()
+    out = generate_for_scene_classes((pipeline, model_id, sha), ["forest", "river_lake"], tmp_path / "scenes", 3,
+                                     steps=2, size=32, batch_size=2, progress=False)
+    data = SceneFolder(out, "all")
+    assert data.classes == ["forest", "river_lake"] and len(data) == 6
+    assert "forest" in read_provenance(out / "forest" / "forest-002.png").prompt
