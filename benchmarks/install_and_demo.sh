@@ -4,6 +4,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-$(mktemp -d)}"
+mkdir -p "$work"
 cd "$work"
 echo "command: python3 -m venv .venv && .venv/bin/pip install $repo && .venv/bin/terrasynth demo --out demo"
 start=$(date +%s)

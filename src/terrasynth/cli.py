@@ -101,6 +101,7 @@ def cmd_generate(args) -> int:
         class_map_path=args.class_map,
         size=args.size,
         progress=not args.quiet,
+        watermark=not args.no_watermark,
     )
     for path in written:
         print(path)
@@ -298,6 +299,206 @@ def cmd_study_report(args) -> int:
     return 0
 
 
+# detect and verify --------------------------------------------------------------------------------------------
+
+
+def cmd_detect_train(args) -> int:
+    from .config import config_from_dict
+    from .detect.detector import DetectorConfig, load_image_folders, train_detector
+    from .files import read_json
+
+    data = read_json(args.config) if args.config else {}
+    flags = {"method": args.method, "input_size": args.input_size, "epochs": args.epochs, "seed": args.seed}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    data["trained_on"] = {"real": [str(p) for p in args.real], "fake": [str(p) for p in args.fake]}
+    config = config_from_dict(DetectorConfig, data, args.config)
+    real = load_image_folders(args.real, args.max_images, config.seed)
+    fake = load_image_folders(args.fake, args.max_images, config.seed)
+    detector = train_detector(config, real, fake, args.calibration_fraction)
+    detector.save(args.out)
+    print(f"{config.method} detector trained on {len(real)} real + {len(fake)} synthetic images: {args.out}")
+    print(f"operating point: {detector.config.operating_point}")
+    return 0
+
+
+def cmd_detect_eval(args) -> int:
+    from .detect.detector import load_image_folders, resolve_detector
+    from .detect.evaluate import robustness_table
+    from .detect.perturb import PERTURBATIONS
+
+    detector = resolve_detector(args.detector)
+    names = args.perturb or list(PERTURBATIONS)
+    unknown = sorted(set(names) - set(PERTURBATIONS))
+    if unknown:
+        raise InputError(None, f"unknown perturbation(s) {', '.join(unknown)}", f"known: {', '.join(PERTURBATIONS)}")
+    real = load_image_folders(args.real, args.max_images, args.seed)
+    fake = load_image_folders(args.fake, args.max_images, args.seed)
+    table = robustness_table(detector, real, fake, names, args.seed)
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    config = detector.config
+    print(f"{config.method} detector; {len(real)} real, {len(fake)} synthetic; {config.operating_point}")
+    print(f"{'perturbation':<14}{'AUC':>8}{'acc':>8}{'TPR@1%':>8}{'F1':>8}")
+    for name, row in table.items():
+        print(f"{name:<14}{row['auc']:8.4f}{row['accuracy']:8.4f}{row['tpr@1%fpr']:8.4f}{row['f1']:8.4f}")
+    return 0
+
+
+def cmd_detect_scan(args) -> int:
+    from collections import Counter
+
+    from .detect.detector import resolve_detector
+    from .detect.scan import scan_folder
+
+    detector = resolve_detector(args.detector)
+    rows = scan_folder(detector, args.folder, args.out, recursive=not args.no_recursive)
+    counts = Counter(row["status"] for row in rows)
+    verdicts = Counter(row["verdict"] for row in rows if row["status"] == "ok")
+    print(f"{len(rows)} files scanned -> {args.out}")
+    print(f"operating point: {detector.config.operating_point}")
+    print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print("verdict: " + (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none"))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .detect.detector import resolve_detector, shipped_detector_or_none
+    from .detect.verify import verify_file
+
+    detector = resolve_detector(args.detector) if args.detector else shipped_detector_or_none()
+    result = verify_file(args.file, detector)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"file: {result['file']} ({result['width']}x{result['height']})")
+    record = result["provenance"]
+    if record is None:
+        print("provenance: none" + (f" ({result['provenance_error']})" if "provenance_error" in result else ""))
+    else:
+        print(f"provenance: synthetic={record['synthetic']} model={record['model']} created={record['created']}")
+        print(f"  watermark declared: {record['watermark']}")
+    mark = result["watermark"]
+    if "error" in mark:
+        print(f"watermark ({mark['scheme']}): {mark['error']}")
+    else:
+        found = f"payload {mark['payload']}" if mark["valid"] else "no valid payload"
+        line = f"watermark ({mark['scheme']}): {found}"
+        if "bit_accuracy" in mark:
+            line += f", bit accuracy {mark['bit_accuracy']:.3f} vs the record, matches record: {mark['matches_record']}"
+        print(line)
+    detector_result = result["detector"]
+    if detector_result is None:
+        print("detector: none installed (pass --detector DIR)")
+    elif "error" in detector_result:
+        print(f"detector ({detector_result['method']}): {detector_result['error']}")
+    else:
+        print(
+            f"detector ({detector_result['method']}): score {detector_result['score']:.4f} -> "
+            f"{detector_result['verdict']} [{detector_result['operating_point']}]"
+        )
+    print(f"summary: {result['summary']}")
+    return 0
+
+
+# evaluate and baselines ---------------------------------------------------------------------------------------
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate.evaluation import evaluate_folders
+    from .evaluate.report import format_table
+
+    features = [f.strip() for f in args.features.split(",") if f.strip()]
+    results = evaluate_folders(
+        args.real, args.fake, args.out, features=features, pairs=args.pairs, layouts=args.layouts,
+        train=args.train, strict=args.strict, size=args.size, segmenter=args.segmenter,
+        domain_encoder=args.domain_encoder, inception_weights=args.inception_weights,
+        kid_subsets=args.kid_subsets, memorisation_quantile=args.memorisation_quantile, seed=args.seed,
+        command="terrasynth " + " ".join(sys.argv[1:]),
+    )
+    print(format_table(results["rows"], results["ratios"]))
+    for note in results["notes"]:
+        print(f"note: {note}")
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def cmd_train_pix2pix(args) -> int:
+    from .train.pix2pix import Pix2PixTrainConfig, train_pix2pix
+
+    config = _load_or_default(
+        Pix2PixTrainConfig,
+        args.config,
+        {
+            "paired_roots": tuple(args.paired) or None,
+            "output_dir": args.out,
+            "max_steps": args.max_steps,
+            "batch_size": args.batch_size,
+            "crop": args.crop,
+            "checkpoint_every": args.checkpoint_every,
+        },
+    )
+    print(train_pix2pix(config, resume=args.resume, progress=not args.quiet))
+    return 0
+
+
+def cmd_train_recognition(args) -> int:
+    from .train.recognition import train_domain_encoder, train_layout_segmenter
+    from .train.supervised import SupervisedTrainConfig
+
+    defaults = {"train-domain": {"steps": 600, "batch_size": 16}, "train-segmenter": {"steps": 1500, "batch_size": 8,
+                                                                                     "crop": 128}}[args.command]
+    flags = {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "seed": args.seed}
+    config = _load_or_default(SupervisedTrainConfig, None, {**defaults, **{k: v for k, v in flags.items() if v}})
+    if args.command == "train-domain":
+        splits = (args.train_split, args.val_split)
+        result = train_domain_encoder(args.scenes, args.out, args.size, config, args.limit, not args.quiet, splits)
+    else:
+        splits = (args.train_split, args.val_split)
+        result = train_layout_segmenter(args.paired, args.out, args.size, config, args.limit, not args.quiet, splits)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# utility ------------------------------------------------------------------------------------------------------
+
+
+def cmd_utility(args) -> int:
+    import dataclasses
+
+    from .utility.experiments import ClassificationStudyConfig, SegmentationStudyConfig
+    from .utility.study import parse_list, parse_shots, quick_config, run_study
+
+    task = args.utility_command
+    if args.quick:
+        config = quick_config(task)
+    else:
+        config = ClassificationStudyConfig() if task == "classify" else SegmentationStudyConfig()
+    changes: dict = {}
+    if args.shots:
+        changes["shots"] = parse_shots(args.shots)
+    if args.ratio:
+        changes["ratios"] = parse_list(args.ratio, float, "--ratio")
+    if args.conditions:
+        changes["conditions"] = parse_list(args.conditions, str, "--conditions")
+    if task == "classify" and args.learners:
+        changes["learners"] = parse_list(args.learners, str, "--learners")
+    flags = {"seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "size": args.size,
+             "eval_split": args.eval_split, "generation_steps": args.generation_steps,
+             "generation_size": getattr(args, "generation_size", None)}
+    changes.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        config = dataclasses.replace(config, **changes)
+    except (TypeError, ValueError) as error:
+        raise InputError(None, f"invalid utility settings: {error}") from None
+    report = run_study(task, args.real, args.generator, args.out, config, progress=not args.quiet,
+                       echo=(lambda line: None) if args.quiet else print)
+    print(report["table"])
+    print(f"{report['runs']} runs in {args.out}/runs; tables: {args.out}/summary.md, {args.out}/summary.csv; "
+          f"plot: {report['plot']}")
+    return 0
+
+
 # parser -------------------------------------------------------------------------------------------------------
 
 
@@ -340,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--class-property", default="class", help="GeoJSON property holding the class")
     generate.add_argument("--class-map", help="JSON mapping GeoJSON class values to class names")
     generate.add_argument("--out", required=True, help="output folder")
+    generate.add_argument(
+        "--no-watermark", action="store_true", help="no invisible watermark (recorded in the metadata as 'none')"
+    )
     generate.set_defaults(func=cmd_generate)
 
     info = commands.add_parser("info", help="show an image's provenance and georeference")
@@ -445,6 +649,119 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.set_defaults(func=cmd_study_report)
+
+    detect = commands.add_parser("detect", help="real-vs-synthetic detector: train, evaluate, scan a folder")
+    detect_commands = detect.add_subparsers(dest="detect_command", required=True)
+    dtrain = detect_commands.add_parser("train", help="train a detector (spectral or CNN) on real and synthetic tiles")
+    dtrain.add_argument("--method", choices=["spectral", "cnn"], help="default spectral")
+    dtrain.add_argument("--real", action="append", required=True, help="folder of real tiles (repeatable)")
+    dtrain.add_argument("--fake", action="append", required=True, help="folder of synthetic tiles (repeatable)")
+    dtrain.add_argument("--out", required=True, help="detector folder to write")
+    dtrain.add_argument("--config", help="DetectorConfig JSON (flags override it)")
+    dtrain.add_argument("--input-size", type=int, help="tile size in pixels (default 64)")
+    dtrain.add_argument("--epochs", type=int, help="CNN epochs")
+    dtrain.add_argument("--max-images", type=int, help="at most this many images per class (seeded sample)")
+    dtrain.add_argument(
+        "--calibration-fraction", type=float, default=0.2, help="share held back to set the 1%% FPR operating point"
+    )
+    dtrain.add_argument("--seed", type=int)
+    dtrain.set_defaults(func=cmd_detect_train)
+    deval = detect_commands.add_parser("eval", help="AUC, accuracy, TPR at 1%% FPR, F1, clean and perturbed")
+    deval.add_argument("--detector", default="default", help="detector folder or shipped name (spectral, cnn)")
+    deval.add_argument("--real", action="append", required=True, help="held-out real tiles (repeatable)")
+    deval.add_argument("--fake", action="append", required=True, help="held-out synthetic tiles (repeatable)")
+    deval.add_argument("--perturb", action="append", help="perturbation name (repeatable; default all)")
+    deval.add_argument("--max-images", type=int)
+    deval.add_argument("--seed", type=int, default=0)
+    deval.add_argument("--json", action="store_true")
+    deval.set_defaults(func=cmd_detect_eval)
+    dscan = detect_commands.add_parser("scan", help="score every file in a folder; write a CSV with verdicts")
+    dscan.add_argument("folder")
+    dscan.add_argument("--detector", default="default", help="detector folder or shipped name (spectral, cnn)")
+    dscan.add_argument("--out", required=True, help="CSV to write (file,status,score,verdict,threshold,detail)")
+    dscan.add_argument("--no-recursive", action="store_true", help="only the folder's own files")
+    dscan.set_defaults(func=cmd_detect_scan)
+
+    verify = commands.add_parser("verify", help="provenance metadata, watermark and detector score of one file")
+    verify.add_argument("file")
+    verify.add_argument("--detector", help="detector folder or shipped name (default: the shipped one, if any)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)
+
+    evaluate = commands.add_parser("evaluate", help="realism metrics of generated vs real images; HTML report")
+    evaluate.add_argument("--real", required=True, help="folder of real images (split in two halves for the floor)")
+    evaluate.add_argument("--fake", required=True, help="folder of generated images")
+    evaluate.add_argument("--out", required=True, help="report folder (metrics.json, report.html, PNGs)")
+    evaluate.add_argument("--pairs", action="store_true", help="SSIM/PSNR/perceptual against same-name real tiles")
+    evaluate.add_argument("--layouts", help="folder of layout masks named by id: adds layout fidelity (mIoU)")
+    evaluate.add_argument("--train", help="the generator's training images: adds the memorisation check")
+    evaluate.add_argument("--features", default="effnet", help="comma-separated: effnet, domain, inception")
+    evaluate.add_argument("--size", type=int, help="resize every image to this square size (default: first real)")
+    evaluate.add_argument("--segmenter", help="segmenter folder (default: the shipped one)")
+    evaluate.add_argument("--domain-encoder", help="domain encoder folder (default: the shipped one)")
+    evaluate.add_argument("--inception-weights", help="FID Inception-v3 weights (.pth state dict or .safetensors)")
+    evaluate.add_argument("--kid-subsets", type=int, default=100)
+    evaluate.add_argument("--memorisation-quantile", type=float, default=0.01)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--strict", action="store_true", help="fail on an unreadable file instead of skipping it")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    pix2pix = commands.add_parser("train-pix2pix", help="train the pix2pix baseline (layout -> image)")
+    pix2pix.add_argument("--config", help="training config JSON (flags override it)")
+    pix2pix.add_argument("--paired", action="append", default=[], help="paired tiles folder (repeatable)")
+    pix2pix.add_argument("--out", help="run folder (the model is written to <out>/model)")
+    pix2pix.add_argument("--max-steps", type=int)
+    pix2pix.add_argument("--batch-size", type=int)
+    pix2pix.add_argument("--crop", type=int)
+    pix2pix.add_argument("--checkpoint-every", type=int)
+    pix2pix.add_argument("--resume", help="'latest' or a checkpoint folder")
+    pix2pix.set_defaults(func=cmd_train_pix2pix)
+
+    for name, helptext in (("train-domain", "train the domain encoder (scene classifier) for --features domain"),
+                           ("train-segmenter", "train the layout-fidelity segmenter on real paired tiles")):
+        recognition = commands.add_parser(name, help=helptext)
+        if name == "train-domain":
+            recognition.add_argument("--scenes", required=True, help="scene folder set (one folder per class)")
+        else:
+            recognition.add_argument("--paired", required=True, help="paired tiles folder")
+        recognition.add_argument("--out", required=True, help="model folder to write")
+        recognition.add_argument("--size", type=int, default=256)
+        recognition.add_argument("--steps", type=int)
+        recognition.add_argument("--batch-size", type=int)
+        recognition.add_argument("--crop", type=int)
+        recognition.add_argument("--seed", type=int)
+        recognition.add_argument("--limit", type=int, help="use at most this many images per split")
+        recognition.add_argument("--train-split", default="train")
+        recognition.add_argument("--val-split", default="val", help="split scored after training")
+        recognition.set_defaults(func=cmd_train_recognition)
+
+    utility = commands.add_parser("utility", help="does synthetic data help? few-shot real vs real + synthetic grids")
+    utility_commands = utility.add_subparsers(dest="utility_command", required=True)
+    for name, helptext in (("classify", "scene classification (a folder per class)"),
+                           ("segment", "land-cover segmentation (paired tiles; synthetic images from real layouts)")):
+        sub = utility_commands.add_parser(name, help=helptext, parents=[common])
+        sub.add_argument("--real", required=True, help="real data: scene folder (classify) or paired tiles (segment)")
+        sub.add_argument(
+            "--generator", required=True,
+            help="model folder or shipped name (images generated into OUT/synthetic), or a folder of synthetic "
+            "images: a class-per-folder tree (classify) or <layout id>-000.png files (segment)",
+        )
+        sub.add_argument("--out", required=True, help="study folder (runs/, summary.md/.csv/.json, curves.png)")
+        sub.add_argument("--shots", help="real examples per class (pairs for segment), e.g. 5,10,25,50,all")
+        sub.add_argument("--seeds", type=int, help="seeds per cell (default 3)")
+        sub.add_argument("--ratio", help="synthetic-to-real ratio(s), e.g. 1 or 0.5,1,4 (default 1)")
+        sub.add_argument("--conditions", help="subset of real,real+synthetic,synthetic,bridged")
+        if name == "classify":
+            sub.add_argument("--learners", help="effnet,small_cnn (default both)")
+        sub.add_argument("--steps", type=int, help="training steps per run (default 300)")
+        sub.add_argument("--batch-size", type=int)
+        sub.add_argument("--size", type=int, help="image size in memory (default 128; 256 for full size)")
+        sub.add_argument("--eval-split", choices=["val", "test"], help="real split scored (default test)")
+        sub.add_argument("--generation-steps", type=int, help="sampling steps of a model generator (default 20)")
+        if name == "classify":
+            sub.add_argument("--generation-size", type=int, help="pixels of generated scenes (default 256)")
+        sub.add_argument("--quick", action="store_true", help="a small grid for a first look (flags override it)")
+        sub.set_defaults(func=cmd_utility)
     return parser
 
 

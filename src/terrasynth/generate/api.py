@@ -51,9 +51,11 @@ def generate_images(
     progress: bool = False,
     pipeline: tuple | None = None,
     stem: str | None = None,
+    watermark: bool = True,
 ) -> list[Path]:
     """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
-    provenance, plus ``grid.png``. Returns the written image paths."""
+    provenance and an invisible watermark (``watermark=False``: none, recorded in the metadata), plus
+    ``grid.png``. Returns the written image paths."""
     if num_images < 1:
         raise InputError(None, "--n must be at least 1")
     if steps < 1:
@@ -91,7 +93,7 @@ def generate_images(
     )
     records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout)
     stem = stem or (Path(layout_path).stem if layout_path else "generated")
-    written = write_generated(output.images, records, out_dir, stem, layout)
+    written = write_generated(output.images, records, out_dir, stem, layout, watermark=watermark)
     write_contact_grid(output.images, Path(out_dir) / f"{stem}-grid.png", layout)
     return written
 

@@ -1,7 +1,9 @@
 """Generating whole sets: one image per layout of a paired-tiles split, or N images per scene class.
 
 Outputs are cached: a file that already exists is not generated again, so an interrupted run continues and
-benchmarks that share a generated set pay for it once. Each file carries its provenance like any other.
+benchmarks that share a generated set pay for it once. Each file carries its provenance like any other, and the
+invisible watermark unless ``watermark=False`` (detector benchmarks train on unmarked sets, so the detector cannot
+learn the watermark instead of the generator's fingerprint).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def generate_for_layouts(
     guidance_scale: float = 2.0,
     scheduler: str = "dpm++",
     progress: bool = True,
+    watermark: bool = True,
 ) -> list[Path]:
     """For each sample of a paired dataset: ``out_dir/<id>-000.png`` … generated from its layout and caption.
 
@@ -50,7 +53,7 @@ def generate_for_layouts(
                           num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed + 1000 * index,
                           scheduler=scheduler)
         records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout)
-        written += write_generated(output.images, records, out_dir, stem, None)
+        written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark)
     return written
 
 
@@ -66,6 +69,7 @@ def generate_for_scene_classes(
     size: int = 256,
     batch_size: int = 8,
     progress: bool = True,
+    watermark: bool = True,
 ) -> Path:
     """``out_dir/<class>/<class>-NNN.png``: a scene-folder set (readable by ``SceneFolder``) generated from the
     class name's caption paraphrases, cycling through them."""
@@ -86,7 +90,7 @@ def generate_for_scene_classes(
                               guidance_scale=guidance_scale, seed=seed + 100000 * class_index + start,
                               scheduler=scheduler, batch_size=batch_size)
             records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, None)
-            write_generated(output.images, records, out_dir / name, names=[p.stem for p in stems])
+            write_generated(output.images, records, out_dir / name, names=[p.stem for p in stems], watermark=watermark)
             bar.update(count)
     bar.close()
     return out_dir

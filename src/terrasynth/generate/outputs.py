@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 from pathlib import Path
@@ -57,16 +58,19 @@ def write_generated(
     stem: str = "generated",
     layout: Layout | None = None,
     names: list[str] | None = None,
+    watermark: bool = True,
 ) -> list[Path]:
     """Write each image as PNG, or as GeoTIFF on the layout's grid when the layout is georeferenced.
 
-    Files are named ``{stem}-{index:03d}``, or by ``names`` (one file stem per image) when given."""
+    Files are named ``{stem}-{index:03d}``, or by ``names`` (one file stem per image) when given. Each image
+    carries an invisible watermark (payload: model id + hash of its record) named in the record's ``watermark``
+    field; with ``watermark=False`` the field says ``"none"``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     georeference = None if layout is None else layout.georeference
     for index, (image, record) in enumerate(zip(images, records)):
-        array = to_uint8(image)
+        array, record = _watermarked(to_uint8(image), record, watermark)
         name = names[index] if names is not None else f"{stem}-{index:03d}"
         if georeference is not None:
             path = out_dir / f"{name}.tif"
@@ -76,6 +80,19 @@ def write_generated(
             write_png_with_provenance(path, array, record)
         written.append(path)
     return written
+
+
+def _watermarked(array, record: ProvenanceRecord, enabled: bool):
+    """(image, record) with the watermark applied and named in the record, or the record marked "none"."""
+    if not enabled:
+        return array, dataclasses.replace(record, watermark="none")
+    if min(array.shape[:2]) < 16:
+        extra = {**record.extra, "watermark_skipped": "image smaller than 16 px"}
+        return array, dataclasses.replace(record, watermark="none", extra=extra)
+    from ..detect.watermark import apply_watermark, record_payload
+
+    marked, label = apply_watermark(array, record_payload(record))
+    return marked, dataclasses.replace(record, watermark=label)
 
 
 def write_contact_grid(

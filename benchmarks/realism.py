@@ -1,0 +1,356 @@
+"""Realism figures: the full table (real-vs-real floor, the default model, baselines, down-up references) on every
+metric, FD/KID against sampling steps per scheduler, and evaluation throughput.
+
+    python benchmarks/realism.py --data ../shared/data/landcoverai_pairs --split test --size 256
+
+The floor (``--floor val``, default): the reference set is the real tiles of the ``val`` split and the floor row
+is the real tiles of the evaluated split, so the two real sets are disjoint; every candidate row (the model,
+each baseline, the down-up references) is made from the evaluated split's layouts and has the same N as the floor
+row. ``--floor half`` instead halves the evaluated split at random (seeded): half A is the reference, half B the
+floor and the layouts the candidates are made from. Generated images are cached under ``--work`` (one file per
+layout, ``<id>-000.png``), so a rerun only computes metrics. Prints every figure and the command that made it;
+writes ``metrics.json``, ``report.html`` and the plots to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from terrasynth.data.images import read_image
+from terrasynth.data.paired_tiles import PairedTiles
+from terrasynth.data.transforms import Resize
+from terrasynth.evaluate.baselines import ColourFill, DownUpReference, NearestLayoutRetrieval, Pix2PixBaseline
+from terrasynth.evaluate.evaluation import (
+    MIN_PER_SET,
+    check_set_size,
+    distribution_row,
+    extract_all,
+    layout_row,
+    paired_row,
+)
+from terrasynth.evaluate.features import build_extractor, resize_batch
+from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, load_segmenter
+from terrasynth.evaluate.memorisation import memorisation_scores
+from terrasynth.evaluate.metrics import frechet_distance, kid
+from terrasynth.evaluate.report import format_table, ratios_to_floor, score, write_report
+from terrasynth.models.registry import WEIGHTS_DIR
+
+FLOOR_ROW = "real vs real (floor)"
+
+
+class Subset:
+    """The samples of a paired dataset at ``indices``, with the attributes generate_for_layouts reads."""
+
+    def __init__(self, dataset: PairedTiles, indices):
+        self.dataset, self.indices = dataset, list(indices)
+        self.ids = [dataset.ids[i] for i in self.indices]
+        self.class_table, self.root = dataset.class_table, dataset.root
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        return self.dataset[self.indices[index]]
+
+
+def load_split(root, split, size, limit=None, seed=0) -> PairedTiles | Subset:
+    dataset = PairedTiles(root, split, transforms=Resize(size))
+    indices = range(len(dataset))
+    if limit is not None and limit < len(dataset):
+        indices = sorted(np.random.default_rng(seed).permutation(len(dataset))[:limit])
+    return Subset(dataset, indices)
+
+
+def stack(dataset, key):
+    return torch.stack([dataset[i][key] for i in range(len(dataset))])
+
+
+def generate_model_set(
+    bundle, dataset, work: Path, scheduler: str, steps: int, size: int, guidance: float, seed: int, progress: bool
+) -> torch.Tensor:
+    from terrasynth.generate.batch import generate_for_layouts
+
+    out = work / f"model-{scheduler}-{steps}steps-{size}px"
+    paths = generate_for_layouts(
+        bundle, dataset, out, steps=steps, scheduler=scheduler, guidance_scale=guidance, seed=seed, progress=progress
+    )
+    return resize_batch([read_image(p) for p in paths], size)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/landcoverai_pairs")
+    parser.add_argument("--split", default="test", help="layouts and real tiles evaluated")
+    parser.add_argument("--floor", default="val", help="a disjoint split for the reference set, or 'half'")
+    parser.add_argument("--train-split", default="train", help="what baselines fit and memorisation compares to")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--limit", type=int, help="at most this many tiles per split (seeded sample)")
+    parser.add_argument("--train-limit", type=int, help="at most this many training tiles")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--scheduler", default="dpm++")
+    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--features", default="effnet", help="comma-separated extractors (effnet, domain, inception)")
+    parser.add_argument("--domain-encoder", help="default: the shipped one")
+    parser.add_argument("--inception-weights")
+    parser.add_argument("--segmenter", help=f"default: {SHIPPED_SEGMENTER} when present")
+    parser.add_argument("--pix2pix", help=f"pix2pix model folder (default: {WEIGHTS_DIR / 'pix2pix'} when present)")
+    parser.add_argument("--down-up", default="64,32", help="sizes of the real down-up reference rows")
+    parser.add_argument("--sweep-steps", default="5,10,20,50,100")
+    parser.add_argument("--sweep-schedulers", default="dpm++,ddim,euler")
+    parser.add_argument("--sweep-limit", type=int, default=48, help="layouts per sweep point (0: no sweep)")
+    parser.add_argument("--throughput-n", type=int, default=1000)
+    parser.add_argument("--kid-subsets", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", default="realism-work", help="cache of generated images")
+    parser.add_argument("--out", default="realism-report")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--quiet", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None, bundle=None) -> dict:
+    args = parse_args(argv)
+    command = "python benchmarks/realism.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    work, size, progress = Path(args.work), args.size, not args.quiet
+    notes = [f"all images resized to {size}×{size} (bilinear, antialiased) before scoring"]
+
+    # 1. data: the evaluated split, the reference set, the training tiles
+    evaluated = load_split(args.data, args.split, size, args.limit, args.seed)
+    if args.floor == "half":
+        order = np.random.default_rng(args.seed).permutation(len(evaluated))
+        half = len(evaluated) // 2
+        reference_set = Subset(evaluated.dataset, [evaluated.indices[i] for i in sorted(order[:half])])
+        evaluated = Subset(evaluated.dataset, [evaluated.indices[i] for i in sorted(order[half : 2 * half])])
+        notes.append(
+            f"floor: split {args.split!r} halved at random (seed {args.seed}): reference A ({half}) vs "
+            f"real B ({half}); candidates are made from B's layouts"
+        )
+    else:
+        reference_set = load_split(args.data, args.floor, size, args.limit, args.seed)
+        n = min(len(reference_set), len(evaluated))
+        evaluated = Subset(evaluated.dataset, evaluated.indices[:n])
+        notes.append(
+            f"floor: real tiles of split {args.split!r} ({n}) vs the reference, split {args.floor!r} "
+            f"({len(reference_set)}): disjoint real sets; candidates are made from the same {n} layouts"
+        )
+    check_set_size(len(reference_set), "reference set")
+    check_set_size(len(evaluated), "evaluated set")
+    train = load_split(args.data, args.train_split, size, args.train_limit, args.seed)
+    real, layouts = stack(evaluated, "image"), stack(evaluated, "layout")
+    reference_images = stack(reference_set, "image")
+    train_images, train_layouts = stack(train, "image"), stack(train, "layout")
+    num_classes = len(evaluated.class_table)
+
+    # 2. candidates: the model, the baselines, the down-up references
+    if bundle is None:
+        from terrasynth.generate.api import load_pipeline
+
+        bundle = load_pipeline(args.model, args.scheduler)
+    candidates = {FLOOR_ROW: real}
+    start = time.perf_counter()
+    candidates[f"model ({args.scheduler}, {args.steps} steps)"] = generate_model_set(
+        bundle, evaluated, work, args.scheduler, args.steps, size, args.guidance, args.seed, progress
+    )
+    notes.append(
+        f"model {bundle[1]} (sha256 {bundle[2][:12]}): guidance {args.guidance}, seed {args.seed}, "
+        f"watermarked as shipped; generation (or cache read) took {time.perf_counter() - start:.1f} s"
+    )
+    colour = ColourFill(num_classes).fit(train_images, train_layouts)
+    candidates["baseline: colour fill + noise"] = torch.stack(
+        [colour.generate(lay, args.seed + i) for i, lay in enumerate(layouts)]
+    )
+    retrieval = NearestLayoutRetrieval(num_classes).fit(train_images, train_layouts)
+    candidates["baseline: nearest-layout retrieval"] = torch.stack([retrieval.generate(lay) for lay in layouts])
+    pix2pix_folder = Path(args.pix2pix) if args.pix2pix else WEIGHTS_DIR / "pix2pix"
+    if (pix2pix_folder / "generator.safetensors").is_file():
+        pix2pix = Pix2PixBaseline(pix2pix_folder)
+        candidates["baseline: pix2pix"] = torch.stack([pix2pix.generate(lay) for lay in layouts])
+    else:
+        notes.append(f"pix2pix row missing: no trained generator at {pix2pix_folder} (terrasynth train-pix2pix)")
+    for low in [int(v) for v in args.down_up.split(",") if v]:
+        if low < size:
+            reference = DownUpReference(low)
+            candidates[f"reference: real {low}px down-up"] = torch.stack([reference.apply(im) for im in real])
+
+    # 3. features and the table
+    extractors = {
+        name: build_extractor(name, args.domain_encoder, args.inception_weights, size, size)
+        for name in args.features.split(",")
+    }
+    reference = extract_all(extractors, reference_images)
+    segmenter = None
+    segmenter_folder = Path(args.segmenter) if args.segmenter else SHIPPED_SEGMENTER
+    if (segmenter_folder / "model.safetensors").is_file():
+        segmenter = load_segmenter(segmenter_folder)
+    else:
+        notes.append(f"layout fidelity missing: no segmenter at {segmenter_folder} (terrasynth train-segmenter)")
+    effnet = extractors["effnet"] if "effnet" in extractors else build_extractor("effnet", effnet_size=size)
+    train_features = effnet.features(train_images)
+    real_features = effnet.features(real)
+    rows = {}
+    for name, images in candidates.items():
+        features = extract_all(extractors, images)
+        row = distribution_row(reference, features, extractors, images, args.kid_subsets, args.seed)
+        row.update(paired_row(real, images, effnet.net))
+        if segmenter is not None:
+            row.update(layout_row(segmenter, list(images), list(layouts)))
+        fake_features = features["effnet"] if "effnet" in features else effnet.features(images)
+        memo = memorisation_scores(train_features, fake_features, real_features)
+        row["memorised_fraction"] = score(
+            memo["flagged_fraction"],
+            extractor="effnet",
+            quantile=memo["quantile"],
+            n_fake=memo["n_fake"],
+            n_train=memo["n_train"],
+            reference=memo["reference"],
+        )
+        rows[name] = row
+    notes.append(
+        "memorised_fraction: share of a row's images nearer (effnet features) to a training tile than the "
+        "1st percentile of the evaluated real tiles' nearest-training-tile distances"
+    )
+
+    # 4. FD and KID against sampling steps, per scheduler
+    sweep: dict = {}
+    sweep_plot = None
+    if args.sweep_limit > 0:
+        sweep_set = Subset(evaluated.dataset, evaluated.indices[: max(args.sweep_limit, MIN_PER_SET)])
+        steps_list = [int(s) for s in args.sweep_steps.split(",")]
+        reference_effnet = reference["effnet"] if "effnet" in reference else effnet.features(reference_images)
+        for scheduler in args.sweep_schedulers.split(","):
+            sweep[scheduler] = {}
+            for steps in steps_list:
+                images = generate_model_set(
+                    bundle, sweep_set, work / "sweep", scheduler, steps, size, args.guidance, args.seed, progress
+                )
+                features = effnet.features(images)
+                values = kid(reference_effnet, features, subsets=args.kid_subsets, seed=args.seed)
+                sweep[scheduler][steps] = {
+                    "FD_effnet": frechet_distance(reference_effnet, features),
+                    "KID_effnet": values["mean"],
+                    "KID_effnet_std": values["std"],
+                    "n": len(images),
+                }
+        sweep_plot = plot_sweep(Path(args.out) / "plot-steps.png", sweep)
+
+    # 5. evaluation throughput: features + every distribution metric for throughput_n images
+    count = args.throughput_n
+    images = real[torch.arange(count) % len(real)]
+    start = time.perf_counter()
+    features = extract_all(extractors, images)
+    distribution_row(features, features, extractors, None, args.kid_subsets, args.seed)
+    seconds = time.perf_counter() - start
+    throughput = {
+        "images": count,
+        "seconds": seconds,
+        "images_per_s": count / seconds,
+        "extractors": list(extractors),
+        "threads": torch.get_num_threads(),
+    }
+
+    ratios = ratios_to_floor(rows, FLOOR_ROW)
+    results = {
+        "command": command,
+        "floor": FLOOR_ROW,
+        "rows": rows,
+        "ratios": ratios,
+        "extractors": {n: e.descriptor for n, e in extractors.items()},
+        "notes": notes,
+        "sweep": sweep,
+        "throughput": throughput,
+        "data": {
+            "root": str(args.data),
+            "split": args.split,
+            "size": size,
+            "n": len(evaluated),
+            "n_reference": len(reference_set),
+            "n_train": len(train),
+        },
+    }
+    grids = {
+        "layouts": [
+            torch.from_numpy(evaluated.class_table.render(lay)).permute(2, 0, 1).float() / 255 for lay in layouts[:8]
+        ]
+    }
+    grids.update({name: list(images[:8]) for name, images in candidates.items()})
+    write_report(
+        args.out,
+        results,
+        grids,
+        {"FD/KID vs sampling steps": sweep_plot} if sweep_plot else None,
+        title="Terrasynth realism benchmark",
+    )
+
+    print(f"command: {command}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"data: {args.data} split {args.split}, N = {len(evaluated)} per row, reference N = {len(reference_set)}, "
+        f"{size} px"
+    )
+    print(format_table(rows, ratios))
+    if sweep:
+        print("FD_effnet / KID_effnet against sampling steps")
+        for scheduler, points in sweep.items():
+            cells = "  ".join(f"{s}: {p['FD_effnet']:.1f} / {p['KID_effnet']:.4f}" for s, p in points.items())
+            print(f"  {scheduler:8s} {cells}")
+    print(
+        f"evaluation throughput: {throughput['images_per_s']:.1f} images/s ({count} images, "
+        f"{'+'.join(extractors)} features + all distribution metrics)"
+    )
+    for note in notes:
+        print(f"note: {note}")
+    print(f"report: {Path(args.out) / 'report.html'}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "sweep": sweep, "throughput": throughput}, indent=2, default=str)
+        )
+    return results
+
+
+def plot_sweep(path: Path, sweep: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from terrasynth.files import atomic_path
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for scheduler, points in sweep.items():
+        steps = sorted(points)
+        axes[0].plot(steps, [points[s]["FD_effnet"] for s in steps], marker="o", label=scheduler)
+        axes[1].errorbar(
+            steps,
+            [points[s]["KID_effnet"] for s in steps],
+            yerr=[points[s]["KID_effnet_std"] for s in steps],
+            marker="o",
+            label=scheduler,
+            capsize=3,
+        )
+    for axis, name in zip(axes, ("FD_effnet", "KID_effnet")):
+        axis.set_xscale("log")
+        axis.set_xlabel("sampling steps")
+        axis.set_ylabel(name)
+        axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+    return path
+
+
+if __name__ == "__main__":
+    main()

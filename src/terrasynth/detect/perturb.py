@@ -1,0 +1,62 @@
+"""Perturbations a synthetic image meets on its way to an analyst: re-encoding, resizing, blurring, cropping.
+
+Each works on a uint8 H×W×3 array and returns one; named perturbations make the rows of the robustness tables.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """Re-encode as JPEG at ``quality`` (PIL, 4:2:0 chroma subsampling as most encoders use)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"))
+
+
+def resize(image: np.ndarray, scale: float) -> np.ndarray:
+    """Resize by ``scale`` with bicubic interpolation (antialiased when shrinking, as PIL does)."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+
+
+def blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(sigma)))
+
+
+def crop(image: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """A random window of ``fraction`` of each side, kept at native resolution."""
+    height, width = image.shape[:2]
+    h, w = max(1, round(height * fraction)), max(1, round(width * fraction))
+    rng = np.random.default_rng(seed)
+    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    return np.ascontiguousarray(image[top : top + h, left : left + w])
+
+
+PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "clean": lambda x: x,
+    "jpeg95": lambda x: jpeg(x, 95),
+    "jpeg75": lambda x: jpeg(x, 75),
+    "jpeg50": lambda x: jpeg(x, 50),
+    "resize0.5": lambda x: resize(x, 0.5),
+    "resize0.75": lambda x: resize(x, 0.75),
+    "blur1": lambda x: blur(x, 1.0),
+    "crop0.8": lambda x: crop(x, 0.8),
+}
+
+
+def perturb(image: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
+    """Apply the named perturbation (a key of ``PERTURBATIONS``); ``crop`` draws its window from ``seed``."""
+    if name not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {name!r}; known: {', '.join(PERTURBATIONS)}")
+    if name.startswith("crop"):
+        return crop(image, float(name[4:]), seed)
+    return PERTURBATIONS[name](image)

@@ -1,0 +1,83 @@
+"""Scanning a folder: one CSV line per file with a status, a score and a verdict; a bad file never stops a scan.
+
+Statuses: ``ok``; ``not_an_image`` (not an image format); ``unreadable`` (truncated or damaged image);
+``too_large`` (above the detector's stated pixel limit); ``too_small`` (smaller than the detector input).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import InputError
+from ..files import write_text_atomic
+from .detector import Detector, read_rgb
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("file", "status", "score", "verdict", "threshold", "detail")
+
+
+def _status(error: InputError) -> str:
+    problem = error.problem
+    if problem.startswith("not an image"):
+        return "not_an_image"
+    if "pixel limit" in problem:
+        return "too_large"
+    if "smaller than the detector input" in problem:
+        return "too_small"
+    return "unreadable"
+
+
+def scan_files(detector: Detector, files: list[Path]) -> Iterator[dict]:
+    """One row per file, in order."""
+    threshold = detector.threshold
+    for path in files:
+        row = {
+            "file": str(path),
+            "status": "ok",
+            "score": "",
+            "verdict": "",
+            "threshold": f"{threshold:.6g}",
+            "detail": "",
+        }
+        try:
+            image = read_rgb(path, detector.config.max_pixels)
+            detector.check_size(image.shape[1], image.shape[0], path)
+            score = float(detector.score([image])[0])
+            row["score"] = f"{score:.6f}"
+            row["verdict"] = "synthetic" if score > threshold else "real"
+        except InputError as error:
+            row["status"] = _status(error)
+            row["detail"] = error.problem
+        except Exception as error:  # noqa: BLE001 - a scan reports every file, whatever goes wrong in one
+            log.exception("scanning %s", path)
+            row["status"] = "error"
+            row["detail"] = f"{type(error).__name__}: {error}"
+        yield row
+
+
+def list_files(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Every visible regular file under ``folder`` (images or not: non-images get their own line)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "folder not found")
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p for p in pattern if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def scan_folder(detector: Detector, folder: str | Path, out_csv: str | Path, recursive: bool = True) -> list[dict]:
+    """Scan every file under ``folder`` and write ``out_csv`` atomically; returns the rows."""
+    files = [p for p in list_files(folder, recursive) if Path(out_csv).resolve() != p.resolve()]
+    rows = list(scan_files(detector, files))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out_csv, buffer.getvalue())
+    return rows
