@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ..data.classes import ClassTable
-from ..data.layouts import Layout, TileGrid, load_layout
+from ..data.layouts import TileGrid, load_layout
 from ..errors import InputError
 from ..files import read_json
 from ..models.embedded import model_fingerprint
@@ -103,4 +103,4 @@ def _layout_classes(pipe) -> ClassTable | None:
     return pipe.layout_classes if hasattr(pipe, "layout_classes") else pipe.model.config.layout_classes
 
 
-__all__ = ["Layout", "generate_images", "load_pipeline"]
+__all__ = ["generate_images", "load_pipeline"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 from pathlib import Path
 
 import torch
@@ -104,7 +103,3 @@ def write_contact_grid(
         rendered = torch.from_numpy(layout.class_table.render(layout.classes)).permute(2, 0, 1) / 255.0
         tiles = [rendered] + tiles
     return write_png(out_path, image_grid(tiles, columns or min(len(tiles), 5)))
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

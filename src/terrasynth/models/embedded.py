@@ -25,7 +25,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ..config import config_to_dict, load_config, save_config
+from ..config import load_config, save_config
 from ..data.classes import LANDCOVER_AI, ClassTable
 from ..errors import InputError
 from .text import TEXT_DIM, TEXT_ENCODER_NAME
@@ -343,16 +343,6 @@ def model_fingerprint(directory: str | Path) -> str:
             digest.update(path.relative_to(directory).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def model_summary(model: EmbeddedDiffusionModel) -> dict:
-    count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
-    return {
-        "unet_parameters": count(model.unet),
-        "vae_parameters": count(model.vae),
-        "condition_parameters": count(model.condition),
-        "config": config_to_dict(model.config),
-    }
 
 
 __all__ = [

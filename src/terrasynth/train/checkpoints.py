@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
-from ..files import atomic_path, read_json, write_json_atomic
+from ..files import read_json
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
@@ -161,15 +161,9 @@ def _decode_numpy_random(data) -> tuple:
     return (data[0], np.asarray(data[1], dtype=np.uint32), data[2], data[3], data[4])
 
 
-def save_run_config(run_dir: str | Path, config: dict) -> None:
-    write_json_atomic(Path(run_dir) / "config.json", config)
-
-
 __all__ = [
-    "atomic_path",
     "list_checkpoints",
     "load_checkpoint",
     "resolve_checkpoint",
     "save_checkpoint",
-    "save_run_config",
 ]
