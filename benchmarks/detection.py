@@ -39,7 +39,7 @@ import torch
 from terrasynth.detect.detector import DetectorConfig, load_image_folders, split_for_calibration, train_detector
 from terrasynth.detect.evaluate import robustness_table, roc_auc
 from terrasynth.detect.perturb import PERTURBATIONS, perturb
-from terrasynth.detect.watermark import BASELINE_SCHEME, DEFAULT_SCHEME, encode_word, get_scheme, psnr
+from terrasynth.generate.watermark import BASELINE_SCHEME, DEFAULT_SCHEME, encode_word, get_scheme, psnr
 
 TARGETS = {
     "detector AUC clean": ("clean", "auc", 0.99),

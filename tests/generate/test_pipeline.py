@@ -170,3 +170,15 @@ def test_from_pretrained(tmp_path, layout):
     direct = LayoutToImagePipeline(tiny_model(seed=1), scheduler="ddim", text_encoder=FakeTextEncoder())
     assert loaded.model_id == str(folder)
     assert torch.equal(generate(loaded, layout).images, generate(direct, layout).images)
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_zero_terminal_snr_model_samples_finite_images_with_every_scheduler(layout, scheduler):
+    pipe = LayoutToImagePipeline(tiny_model(seed=1, rescale_betas_zero_snr=True), text_encoder=FakeTextEncoder())
+    assert float(pipe.training_scheduler.alphas_cumprod[-1]) == 0.0  # the last training step is pure noise
+    sampler = make_scheduler(scheduler, pipe.training_scheduler)
+    sampler.set_timesteps(4)
+    assert int(sampler.timesteps[0]) == 999  # trailing spacing starts there
+    out = generate(pipe, layout, scheduler=scheduler, num_inference_steps=4)
+    assert torch.isfinite(out.images).all()
+    assert 0.0 <= float(out.images.min()) and float(out.images.max()) <= 1.0

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import InputError
 from ..generate.provenance import read_provenance
 from .detector import Detector, read_rgb
-from .watermark import (
+from ..generate.watermark import (
     BASELINE_SCHEME,
     DEFAULT_SCHEME,
     SCHEMES,

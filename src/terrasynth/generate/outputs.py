@@ -88,7 +88,7 @@ def _watermarked(array, record: ProvenanceRecord, enabled: bool):
     if min(array.shape[:2]) < 16:
         extra = {**record.extra, "watermark_skipped": "image smaller than 16 px"}
         return array, dataclasses.replace(record, watermark="none", extra=extra)
-    from ..detect.watermark import apply_watermark, record_payload
+    from .watermark import apply_watermark, record_payload
 
     marked, label = apply_watermark(array, record_payload(record))
     return marked, dataclasses.replace(record, watermark=label)

@@ -116,6 +116,10 @@ class EmbeddedModelConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     num_train_timesteps: int = 1000
+    # Rescale the betas so the last training timestep is pure noise (Lin et al. 2024). Without it the tile's
+    # mean colour leaks through the "noisiest" training input, the model learns to copy it instead of
+    # drawing it from the layout, and samples (which start from pure noise) come out in average colours.
+    rescale_betas_zero_snr: bool = False
     name: str = "terrasynth-embedded"
 
     def __post_init__(self):
@@ -125,6 +129,8 @@ class EmbeddedModelConfig:
             raise ValueError("class conditioning needs scene_classes")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"unknown prediction_type {self.prediction_type!r}")
+        if self.rescale_betas_zero_snr and self.prediction_type == "epsilon":
+            raise ValueError("a zero terminal SNR needs v_prediction or sample prediction, not epsilon")
         if self.class_table is not None:
             ClassTable.from_dict(self.class_table)  # validates
 
@@ -156,6 +162,7 @@ class EmbeddedModelConfig:
             beta_start=self.beta_start,
             beta_end=self.beta_end,
             prediction_type=self.prediction_type,
+            rescale_betas_zero_snr=self.rescale_betas_zero_snr,
             clip_sample=False,
         )
 

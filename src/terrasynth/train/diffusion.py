@@ -32,6 +32,9 @@ from .run import EMA, TrainingRun, step_generator
 log = logging.getLogger(__name__)
 
 
+SNR_WEIGHTINGS = ("min-snr", "min-snr+1", "none")
+
+
 @dataclass(frozen=True)
 class DiffusionTrainConfig:
     paired_roots: tuple[str, ...] = ()
@@ -49,6 +52,11 @@ class DiffusionTrainConfig:
     drop_prompt: float = 0.1
     drop_layout: float = 0.1
     min_snr_gamma: float = 5.0
+    # "min-snr": Hang et al. 2023 (x0-loss weight min(SNR, γ)), which fades to zero at high noise;
+    # "min-snr+1": x0-loss weight min(SNR + 1, γ), i.e. plain v-loss at high noise, where the layout decides
+    # the picture (and the only sensible choice with a zero terminal SNR); "none": plain loss.
+    snr_weighting: str = "min-snr"
+    crop: int | None = None  # train on random crops of this many pixels (None: whole tiles)
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 1000
@@ -69,6 +77,10 @@ class DiffusionTrainConfig:
             raise ValueError("a latent model needs autoencoder_path (a trained autoencoder) or init_from")
         if self.resolution % self.model.size_multiple:
             raise ValueError(f"resolution must be a multiple of {self.model.size_multiple}")
+        if self.crop is not None and (self.crop % self.model.size_multiple or not 0 < self.crop <= self.resolution):
+            raise ValueError(f"crop must be a multiple of {self.model.size_multiple} and at most the resolution")
+        if self.snr_weighting not in SNR_WEIGHTINGS:
+            raise ValueError(f"snr_weighting must be one of {SNR_WEIGHTINGS}, got {self.snr_weighting!r}")
         if self.paired_roots and self.model.class_table is None:
             raise ValueError("paired data needs a model with a class table")
 
@@ -174,9 +186,19 @@ def _dihedral(tensors: list[torch.Tensor], k: int, flip: bool) -> list[torch.Ten
 
 def _build_model(config: DiffusionTrainConfig) -> EmbeddedDiffusionModel:
     if config.init_from:
-        model = EmbeddedDiffusionModel.from_pretrained(config.init_from)
-        if model.config != config.model:
-            log.warning("init_from model config differs from the training config; using the init_from config")
+        # Weights come from init_from; everything else (noise schedule, name) from the training config, so a
+        # model can be fine-tuned onto a new schedule. The architectures must match.
+        init = EmbeddedDiffusionModel.from_pretrained(config.init_from)
+        model = EmbeddedDiffusionModel(config.model, vae=init.vae)
+        try:
+            model.unet.load_state_dict(init.unet.state_dict())
+            model.condition.load_state_dict(init.condition.state_dict())
+        except RuntimeError:
+            raise InputError(
+                config.init_from,
+                "its architecture differs from the training config's model",
+                "use the model section of the config it was trained with",
+            ) from None
         return model
     model = EmbeddedDiffusionModel(config.model)
     if config.model.autoencoder is not None:
@@ -240,8 +262,11 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         augmented = [
             _dihedral([latents[i], layouts[i]], rotations[i], flips[i]) for i in range(config.batch_size)
         ]
-        latents = torch.stack([a[0] for a in augmented]).to(device)
-        layouts = torch.stack([a[1] for a in augmented]).to(device)
+        latents = torch.stack([a[0] for a in augmented])
+        layouts = torch.stack([a[1] for a in augmented])
+        if config.crop is not None and config.crop < config.resolution:
+            latents, layouts = _random_crop(latents, layouts, config.crop // model.config.downsampling, generator)
+        latents, layouts = latents.to(device), layouts.to(device)
         choices = torch.rand(config.batch_size, generator=generator).tolist()
         prompts = [
             cache.captions[i][int(u * len(cache.captions[i]))]
@@ -279,7 +304,7 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         model_input = torch.cat([noisy, layouts], 1) if layouts.shape[1] else noisy
         prediction = unwrapped["unet"](model_input, timesteps.to(device), class_labels=condition).sample
         snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
-        weight = _min_snr_weight(snr, config.min_snr_gamma, model.config.prediction_type).to(device)
+        weight = _snr_weight(snr, config, model.config.prediction_type).to(device)
         loss = (weight * F.mse_loss(prediction, target, reduction="none").mean((1, 2, 3))).mean()
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
@@ -305,15 +330,29 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
     return export_model(model, ema.model, run.dir / "model")
 
 
-def _min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
-    if gamma <= 0:
+def _random_crop(latents, layouts, size: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random window per sample, the same for its latent and its layout."""
+    height, width = latents.shape[-2:]
+    tops = torch.randint(0, height - size + 1, (len(latents),), generator=generator).tolist()
+    lefts = torch.randint(0, width - size + 1, (len(latents),), generator=generator).tolist()
+    crop = lambda t, i: t[i, :, tops[i] : tops[i] + size, lefts[i] : lefts[i] + size]  # noqa: E731
+    return (
+        torch.stack([crop(latents, i) for i in range(len(latents))]),
+        torch.stack([crop(layouts, i) for i in range(len(layouts))]),
+    )
+
+
+def _snr_weight(snr: torch.Tensor, config: DiffusionTrainConfig, prediction_type: str) -> torch.Tensor:
+    """Per-sample loss weight, written as a weight on the x0 error and converted to the prediction type."""
+    gamma = config.min_snr_gamma
+    if config.snr_weighting == "none" or gamma <= 0:
         return torch.ones_like(snr)
-    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
-    if prediction_type == "v_prediction":
-        return clipped / (snr + 1)
-    if prediction_type == "epsilon":
-        return clipped / snr
-    return clipped
+    x0_weight = torch.clamp(snr + 1 if config.snr_weighting == "min-snr+1" else snr, max=gamma)
+    if prediction_type == "v_prediction":  # v error² = (SNR + 1) · x0 error²
+        return x0_weight / (snr + 1)
+    if prediction_type == "epsilon":  # ε error² = SNR · x0 error²
+        return x0_weight / snr
+    return x0_weight
 
 
 def _embed_captions(model: EmbeddedDiffusionModel, cache: LatentCache) -> dict[str, torch.Tensor]:

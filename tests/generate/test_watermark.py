@@ -5,7 +5,7 @@ import pytest
 from tests.detect.fake_tiles import smooth_field
 
 from terrasynth.detect.perturb import perturb
-from terrasynth.detect.watermark import (
+from terrasynth.generate.watermark import (
     SpreadSpectrumWatermark,
     apply_watermark,
     decode_word,

@@ -1,0 +1,86 @@
+"""Diffusion training options: SNR loss weightings, random latent crops, starting from a model folder."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from tests.fake_models import SCENE_CLASSES, TINY_DENOISER, save_tiny_model, tiny_model_config
+from tests.train.test_resume import datasets, diffusion_config  # noqa: F401  (datasets: a module fixture)
+
+from terrasynth.errors import InputError
+from terrasynth.models.embedded import EmbeddedDiffusionModel
+from terrasynth.train.diffusion import _random_crop, _snr_weight, train_diffusion
+
+
+def weight(snr: list[float], weighting: str, prediction_type: str = "v_prediction", gamma: float = 5.0):
+    config = type("C", (), {"snr_weighting": weighting, "min_snr_gamma": gamma})()
+    return _snr_weight(torch.tensor(snr), config, prediction_type)
+
+
+def test_min_snr_fades_to_zero_at_pure_noise_but_min_snr_plus_one_keeps_plain_v_loss():
+    assert float(weight([0.0], "min-snr")[0]) == 0.0
+    assert float(weight([0.0], "min-snr+1")[0]) == 1.0
+    # High SNR: both cap the x0 weight at gamma, i.e. v weight gamma / (snr + 1).
+    for weighting in ("min-snr", "min-snr+1"):
+        assert float(weight([99.0], weighting)[0]) == pytest.approx(5.0 / 100.0)
+    assert torch.equal(weight([0.0, 3.0, 50.0], "none"), torch.ones(3))
+
+
+def test_epsilon_weight_is_the_x0_weight_over_snr():
+    assert float(weight([2.0], "min-snr", "epsilon")[0]) == pytest.approx(1.0)
+    assert float(weight([10.0], "min-snr", "epsilon")[0]) == pytest.approx(0.5)
+
+
+def test_random_crop_takes_the_same_window_from_latent_and_layout():
+    latents = torch.arange(2 * 16 * 16, dtype=torch.float).view(2, 1, 16, 16).expand(2, 3, 16, 16)
+    layouts = latents[:, :1] * 10
+    cropped_latents, cropped_layouts = _random_crop(latents, layouts, 8, torch.Generator().manual_seed(0))
+    assert cropped_latents.shape == (2, 3, 8, 8) and cropped_layouts.shape == (2, 1, 8, 8)
+    assert torch.equal(cropped_layouts, cropped_latents[:, :1] * 10)
+
+
+def test_crop_must_fit_the_model(datasets):  # noqa: F811
+    config = diffusion_config(datasets, "unused", 1)
+    with pytest.raises(ValueError, match="crop must be a multiple"):
+        dataclasses.replace(config, crop=6)
+    with pytest.raises(ValueError, match="snr_weighting"):
+        dataclasses.replace(config, snr_weighting="max-snr")
+
+
+def test_zero_snr_needs_a_prediction_type_other_than_epsilon():
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        tiny_model_config(rescale_betas_zero_snr=True, prediction_type="epsilon")
+
+
+def test_training_on_crops_from_a_model_folder_onto_a_zero_snr_schedule(datasets, tmp_path):  # noqa: F811
+    """init_from gives the weights; the training config gives the schedule; crops train the same model."""
+    class_model = dict(conditioning="class", scene_classes=SCENE_CLASSES)
+    start = save_tiny_model(tmp_path / "start", seed=3, **class_model)
+    config = dataclasses.replace(
+        diffusion_config(datasets, tmp_path / "run", 2),
+        model=tiny_model_config(rescale_betas_zero_snr=True, **class_model),
+        init_from=str(start),
+        crop=16,
+        snr_weighting="min-snr+1",
+    )
+    out = train_diffusion(config, progress=False)
+    trained = EmbeddedDiffusionModel.from_pretrained(out)
+    assert trained.config.rescale_betas_zero_snr
+    assert float(trained.config.noise_scheduler().alphas_cumprod[-1]) == 0.0
+    started = EmbeddedDiffusionModel.from_pretrained(start)
+    assert torch.equal(trained.vae.decoder.conv_out.weight, started.vae.decoder.conv_out.weight)
+    assert not torch.equal(trained.unet.conv_in.weight, started.unet.conv_in.weight)  # it trained
+
+
+def test_init_from_a_model_of_another_architecture_is_refused(datasets, tmp_path):  # noqa: F811
+    other = save_tiny_model(
+        tmp_path / "other",
+        denoiser=dataclasses.replace(TINY_DENOISER, block_out_channels=(8, 16)),
+        conditioning="class",
+        scene_classes=SCENE_CLASSES,
+    )
+    config = dataclasses.replace(diffusion_config(datasets, tmp_path / "run", 1), init_from=str(other))
+    with pytest.raises(InputError, match="architecture differs"):
+        train_diffusion(config, progress=False)
