@@ -4,6 +4,9 @@ Loss (as in Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Di
 L1 reconstruction + a perceptual distance on EfficientNet-Lite0 features + a tiny KL term, and, after
 ``adversarial_start`` steps, a hinge-loss patch discriminator (Isola et al. 2017) that restores texture an L1
 loss blurs away.
+
+A trained autoencoder can be refined from ``init_from`` with ``train_encoder`` False: the encoder (and so the
+latent space, and every diffusion model trained in it) stays fixed while the decoder learns to sharpen.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class AutoencoderTrainConfig:
     learning_rate: float = 2e-4
     max_steps: int = 20000
     perceptual_weight: float = 1.0
+    color_weight: float = 0.0  # L1 between 8×8-pixel block means: penalises colour shifts the others miss
     kl_weight: float = 1e-6
     adversarial_weight: float = 0.05
     adversarial_start: int = 4000
@@ -47,8 +51,12 @@ class AutoencoderTrainConfig:
     validate_every: int = 500
     log_every: int = 25
     seed: int = 0
+    init_from: str | None = None  # autoencoder folder, or model folder with a vae/ part, to start from
+    train_encoder: bool = True  # False: refine the decoder only; latents (and the scaling factor) stay as they are
 
     def __post_init__(self):
+        if not self.train_encoder and not self.init_from:
+            raise ValueError("train_encoder False (decoder only) needs init_from: a trained autoencoder")
         if not self.paired_roots and not self.scene_roots:
             raise ValueError("give at least one dataset (paired_roots or scene_roots)")
         if self.seed < 0:
@@ -56,8 +64,7 @@ class AutoencoderTrainConfig:
         every = (self.batch_size, self.checkpoint_every, self.validate_every, self.log_every)
         if min(every) < 1 or self.max_steps < 0:
             raise ValueError(
-                "batch_size, checkpoint_every, validate_every and log_every must be at least 1, "
-                "max_steps at least 0"
+                "batch_size, checkpoint_every, validate_every and log_every must be at least 1, max_steps at least 0"
             )
         if self.crop % self.autoencoder.downsampling:
             raise ValueError("crop must be a multiple of the autoencoder's down-sampling")
@@ -84,9 +91,7 @@ class PatchDiscriminator(nn.Module):
 ORDER, AUGMENT, POSTERIOR, SCALING = range(4)
 
 
-def train_autoencoder(
-    config: AutoencoderTrainConfig, resume: str | None = None, progress: bool = True
-) -> Path:
+def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None, progress: bool = True) -> Path:
     """Train, checkpointing every ``checkpoint_every`` steps; returns the folder of the final autoencoder."""
     from accelerate import Accelerator
 
@@ -96,9 +101,7 @@ def train_autoencoder(
     augment = random.Random(config.seed)
     train_data = image_dataset(config.paired_roots, config.scene_roots, "train", config.crop, rng=augment)
     val_data = image_dataset(config.paired_roots, config.scene_roots, "val", config.crop, augment=False)
-    val_images = torch.stack(
-        [val_data[i]["image"] for i in range(0, len(val_data), max(1, len(val_data) // 8))][:8]
-    )
+    val_images = torch.stack([val_data[i]["image"] for i in range(0, len(val_data), max(1, len(val_data) // 8))][:8])
     batches_per_epoch = len(train_data) // config.batch_size
     if batches_per_epoch == 0:
         roots = ", ".join(config.paired_roots + config.scene_roots)
@@ -109,19 +112,20 @@ def train_autoencoder(
         )
     run = TrainingRun(config.output_dir, config, config.keep_checkpoints)
     torch.manual_seed(config.seed)
-    vae = config.autoencoder.build()
+    vae = config.autoencoder.build() if config.init_from is None else load_initial_autoencoder(config)
     discriminator = PatchDiscriminator()
     features = EffNetFeatures().to(accelerator.device)
+    if not config.train_encoder:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
     optimizer = torch.optim.AdamW(
-        vae.parameters(), lr=config.learning_rate, betas=(0.5, 0.9), weight_decay=0.0
+        [p for p in vae.parameters() if p.requires_grad], lr=config.learning_rate, betas=(0.5, 0.9), weight_decay=0.0
     )
     disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
     models = {"vae": vae, "discriminator": discriminator}
     optimizers = {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer}
     step = run.resume(resume, models, optimizers)
-    vae, discriminator, optimizer, disc_optimizer = accelerator.prepare(
-        vae, discriminator, optimizer, disc_optimizer
-    )
+    vae, discriminator, optimizer, disc_optimizer = accelerator.prepare(vae, discriminator, optimizer, disc_optimizer)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="autoencoder")
     while step < config.max_steps:
         # Epoch e visits the tiles in an order drawn from (seed, e); a resumed run skips the batches done.
@@ -134,13 +138,17 @@ def train_autoencoder(
             augment.seed(step_seed(config.seed, AUGMENT, step))
             batch = torch.utils.data.default_collate([train_data[i] for i in indices])
             images = batch["image"].to(accelerator.device)
-            posterior = vae.encode(images * 2 - 1).latent_dist
+            with torch.set_grad_enabled(config.train_encoder):
+                posterior = vae.encode(images * 2 - 1).latent_dist
             latents = posterior.sample(generator=step_generator(config.seed, POSTERIOR, step))
             reconstruction = (vae.decode(latents).sample + 1) / 2
             l1 = (reconstruction - images).abs().mean()
             perceptual = perceptual_distance(features, reconstruction.clamp(0, 1), images).mean()
             kl = posterior.kl().mean()
-            loss = l1 + config.perceptual_weight * perceptual + config.kl_weight * kl
+            color = (F.avg_pool2d(reconstruction, 8) - F.avg_pool2d(images, 8)).abs().mean()
+            loss = l1 + config.perceptual_weight * perceptual + config.color_weight * color
+            if config.train_encoder:
+                loss = loss + config.kl_weight * kl
             adversarial = torch.zeros(())
             use_gan = config.adversarial_weight > 0 and step >= config.adversarial_start
             if use_gan:
@@ -148,7 +156,7 @@ def train_autoencoder(
                 loss = loss + config.adversarial_weight * adversarial
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(vae.parameters(), 1.0)
+            accelerator.clip_grad_norm_([p for p in vae.parameters() if p.requires_grad], 1.0)
             optimizer.step()
             disc_loss = torch.zeros(())
             if use_gan:
@@ -166,6 +174,7 @@ def train_autoencoder(
                     step,
                     l1=l1.item(),
                     perceptual=perceptual.item(),
+                    color=color.item(),
                     kl=kl.item(),
                     adversarial=adversarial.item(),
                     discriminator=disc_loss.item(),
@@ -183,18 +192,35 @@ def train_autoencoder(
                 )
     bar.close()
     final = accelerator.unwrap_model(vae)
-    augment.seed(step_seed(config.seed, SCALING))
-    final.register_to_config(scaling_factor=latent_scaling_factor(final, train_data))
+    if config.train_encoder:  # a frozen encoder keeps its latents, so its scaling factor stays valid
+        augment.seed(step_seed(config.seed, SCALING))
+        final.register_to_config(scaling_factor=latent_scaling_factor(final, train_data))
     final.save_pretrained(run.dir / "autoencoder", safe_serialization=True)
     return run.dir / "autoencoder"
+
+
+def load_initial_autoencoder(config: AutoencoderTrainConfig):
+    """The autoencoder in ``config.init_from``: an AutoencoderKL folder, or a model folder's ``vae/``."""
+    from diffusers import AutoencoderKL
+
+    folder = Path(config.init_from)
+    if (folder / "vae").is_dir():
+        folder = folder / "vae"
+    if not list(folder.glob("*.safetensors")):
+        raise InputError(folder, "no autoencoder weights (safetensors) found", "give a trained autoencoder folder")
+    vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+    built = config.autoencoder.build()
+    if {k: v.shape for k, v in vae.state_dict().items()} != {k: v.shape for k, v in built.state_dict().items()}:
+        raise InputError(folder, "its architecture differs from the config's autoencoder", "match the config to it")
+    return vae
 
 
 @torch.no_grad()
 def _validate(vae, images: torch.Tensor, run: TrainingRun, step: int) -> None:
     vae.eval()
-    reconstruction = (
-        (vae.decode(vae.encode(images.to(vae.device) * 2 - 1).latent_dist.mode()).sample + 1) / 2
-    ).clamp(0, 1)
+    reconstruction = ((vae.decode(vae.encode(images.to(vae.device) * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(
+        0, 1
+    )
     vae.train()
     mse = (reconstruction.cpu() - images).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
     psnr = float((10 * torch.log10(1 / mse)).mean())

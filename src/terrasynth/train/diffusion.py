@@ -70,9 +70,7 @@ class DiffusionTrainConfig:
         if self.seed < 0:
             raise ValueError("seed must be non-negative")
         if min(self.batch_size, self.checkpoint_every, self.log_every) < 1 or self.max_steps < 0:
-            raise ValueError(
-                "batch_size, checkpoint_every and log_every must be at least 1, max_steps at least 0"
-            )
+            raise ValueError("batch_size, checkpoint_every and log_every must be at least 1, max_steps at least 0")
         if self.model.autoencoder is not None and not self.autoencoder_path and not self.init_from:
             raise ValueError("a latent model needs autoencoder_path (a trained autoencoder) or init_from")
         if self.resolution % self.model.size_multiple:
@@ -113,10 +111,7 @@ def build_latent_cache(
 ) -> LatentCache:
     resize = Resize(config.resolution)
     class_table = model.config.layout_classes
-    sources = [
-        (PairedTiles(root, "train", resize, class_table=class_table), "paired")
-        for root in config.paired_roots
-    ]
+    sources = [(PairedTiles(root, "train", resize, class_table=class_table), "paired") for root in config.paired_roots]
     sources += [(SceneFolder(root, "train", resize), "scene") for root in config.scene_roots]
     scene_classes = list(model.config.scene_classes)
     means, stds, layouts, captions, labels = [], [], [], [], []
@@ -137,20 +132,15 @@ def build_latent_cache(
             stds.append(std.half().cpu())
             if kind == "paired":
                 batch_layout = torch.stack([s["layout"] for s in samples])
-                layouts.append(
-                    layout_to_channels(batch_layout, num_classes, len(samples), latent_size).half()
-                )
+                layouts.append(layout_to_channels(batch_layout, num_classes, len(samples), latent_size).half())
                 captions += [[s["caption"]] for s in samples]
                 labels += [-1] * len(samples)
             else:
                 if num_classes >= 0 and model.config.class_table is not None:
                     layouts.append(torch.zeros(len(samples), num_classes + 1, *latent_size, dtype=torch.half))
-                captions += [
-                    [caption_for_scene(s["class_name"], t) for t in SCENE_TEMPLATES] for s in samples
-                ]
+                captions += [[caption_for_scene(s["class_name"], t) for t in SCENE_TEMPLATES] for s in samples]
                 labels += [
-                    scene_classes.index(s["class_name"]) if s["class_name"] in scene_classes else -1
-                    for s in samples
+                    scene_classes.index(s["class_name"]) if s["class_name"] in scene_classes else -1 for s in samples
                 ]
             bar.update(len(samples))
     bar.close()
@@ -160,9 +150,7 @@ def build_latent_cache(
 
 def save_latent_cache(cache: LatentCache, path: Path, fingerprint: str) -> None:
     with atomic_path(path.with_suffix(".safetensors")) as tmp:
-        save_file(
-            {"mean": cache.mean, "std": cache.std, "layouts": cache.layouts, "labels": cache.labels}, tmp
-        )
+        save_file({"mean": cache.mean, "std": cache.std, "layouts": cache.layouts, "labels": cache.labels}, tmp)
     write_json_atomic(path.with_suffix(".json"), {"fingerprint": fingerprint, "captions": cache.captions})
 
 
@@ -174,9 +162,7 @@ def load_latent_cache(path: Path, fingerprint: str) -> LatentCache | None:
     if meta.get("fingerprint") != fingerprint:
         return None
     tensors = load_file(tensor_path)
-    return LatentCache(
-        tensors["mean"], tensors["std"], tensors["layouts"], meta["captions"], tensors["labels"]
-    )
+    return LatentCache(tensors["mean"], tensors["std"], tensors["layouts"], meta["captions"], tensors["labels"])
 
 
 def _dihedral(tensors: list[torch.Tensor], k: int, flip: bool) -> list[torch.Tensor]:
@@ -206,9 +192,7 @@ def _build_model(config: DiffusionTrainConfig) -> EmbeddedDiffusionModel:
 
         folder = Path(config.autoencoder_path)
         if not list(folder.glob("*.safetensors")):
-            raise InputError(
-                folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder"
-            )
+            raise InputError(folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder")
         model.vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True)
     return model
 
@@ -259,9 +243,7 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         layouts = cache.layouts[index].float()
         rotations = torch.randint(0, 4, (config.batch_size,), generator=generator).tolist()
         flips = (torch.rand(config.batch_size, generator=generator) < 0.5).tolist()
-        augmented = [
-            _dihedral([latents[i], layouts[i]], rotations[i], flips[i]) for i in range(config.batch_size)
-        ]
+        augmented = [_dihedral([latents[i], layouts[i]], rotations[i], flips[i]) for i in range(config.batch_size)]
         latents = torch.stack([a[0] for a in augmented])
         layouts = torch.stack([a[1] for a in augmented])
         if config.crop is not None and config.crop < config.resolution:
@@ -269,17 +251,14 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         latents, layouts = latents.to(device), layouts.to(device)
         choices = torch.rand(config.batch_size, generator=generator).tolist()
         prompts = [
-            cache.captions[i][int(u * len(cache.captions[i]))]
-            for i, u in zip(index.tolist(), choices, strict=True)
+            cache.captions[i][int(u * len(cache.captions[i]))] for i, u in zip(index.tolist(), choices, strict=True)
         ]
         keep_prompt = torch.rand(config.batch_size, generator=generator) >= config.drop_prompt
         keep_layout = torch.rand(config.batch_size, generator=generator) >= config.drop_layout
         unwrapped = accelerator.unwrap_model(trainable)
         if model.config.conditioning == "text":
             embeds = torch.stack([text_embeddings[p] for p in prompts]).to(device)
-            condition = unwrapped["condition"](
-                config.batch_size, text_embeds=embeds, keep=keep_prompt.to(device)
-            )
+            condition = unwrapped["condition"](config.batch_size, text_embeds=embeds, keep=keep_prompt.to(device))
         elif model.config.conditioning == "class":
             labels = cache.labels[index]
             keep = keep_prompt & (labels >= 0)
@@ -390,9 +369,7 @@ def _validate(model, ema_modules, samples, run: TrainingRun, step: int, steps: i
         shown = model.config.layout_classes.render(layout) if layout is not None else None
         tiles += [
             sample["image"],
-            torch.from_numpy(shown).permute(2, 0, 1) / 255.0
-            if shown is not None
-            else torch.ones_like(sample["image"]),
+            torch.from_numpy(shown).permute(2, 0, 1) / 255.0 if shown is not None else torch.ones_like(sample["image"]),
             out.images[0],
         ]
     write_png(run.dir / "validation" / f"step-{step:06d}.png", image_grid(tiles, columns=6))
@@ -405,15 +382,41 @@ def export_model(model: EmbeddedDiffusionModel, ema_modules, directory: Path, dt
     return directory
 
 
-def export_checkpoint(config: DiffusionTrainConfig, checkpoint: Path, directory: Path, dtype=None) -> Path:
-    """Write the EMA weights of a training checkpoint as a model folder (e.g. to ship mid-training)."""
+def export_checkpoint(
+    config: DiffusionTrainConfig, checkpoint: Path, directory: Path, dtype=None, vae_path: str | None = None
+) -> Path:
+    """Write the EMA weights of a training checkpoint as a model folder (e.g. to ship mid-training).
+
+    ``vae_path``: an autoencoder whose decoder was refined after the diffusion model trained; it replaces the
+    model's autoencoder only if its encoder is the same, so the latents the UNet learned stay valid."""
     from .checkpoints import load_checkpoint
 
     model = _build_model(config)
+    if vae_path is not None:
+        model.vae = _refined_autoencoder(model.vae, vae_path)
     modules = torch.nn.ModuleDict({"unet": model.unet, "condition": model.condition})
     ema = EMA(modules)
     load_checkpoint(checkpoint, {"ema": ema.model})
     return export_model(model, ema.model, directory, dtype)
+
+
+def _refined_autoencoder(current, vae_path: str):
+    from diffusers import AutoencoderKL
+
+    folder = Path(vae_path)
+    if not list(folder.glob("*.safetensors")):
+        raise InputError(folder, "no autoencoder weights (safetensors) found", "give a train-autoencoder output")
+    refined = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+    mine, theirs = current.state_dict(), refined.state_dict()
+    frozen = [k for k in mine if k.startswith(("encoder.", "quant_conv."))]
+    same_encoder = mine.keys() == theirs.keys() and all(torch.equal(mine[k].float(), theirs[k].float()) for k in frozen)
+    if not same_encoder or current.config.scaling_factor != refined.config.scaling_factor:
+        raise InputError(
+            folder,
+            "its encoder or scaling factor differs from the model's, so the model's latents would not fit it",
+            "refine the decoder only (train_encoder false, init_from the model)",
+        )
+    return refined
 
 
 __all__ = ["DiffusionTrainConfig", "export_checkpoint", "train_diffusion"]

@@ -1,0 +1,70 @@
+"""Refining the decoder of a trained autoencoder without moving its latent space, and shipping it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from tests.fake_models import SCENE_CLASSES, save_tiny_model
+from tests.train.test_resume import autoencoder_config, datasets, diffusion_config  # noqa: F401
+
+from terrasynth.errors import InputError
+from terrasynth.models.embedded import EmbeddedDiffusionModel
+from terrasynth.train.autoencoder import train_autoencoder
+from terrasynth.train.checkpoints import list_checkpoints
+from terrasynth.train.diffusion import export_checkpoint, train_diffusion
+
+
+def parts(vae) -> tuple[dict, dict]:
+    state = vae.state_dict()
+    frozen = {k: v for k, v in state.items() if k.startswith(("encoder.", "quant_conv."))}
+    return frozen, {k: v for k, v in state.items() if k not in frozen}
+
+
+def test_decoder_only_keeps_encoder_and_scaling_factor_and_changes_the_decoder(datasets, tmp_path):  # noqa: F811
+    model_dir = save_tiny_model(tmp_path / "model", conditioning="class", scene_classes=SCENE_CLASSES)
+    start = EmbeddedDiffusionModel.from_pretrained(model_dir).vae
+    config = dataclasses.replace(
+        autoencoder_config(datasets, tmp_path / "refine", 3),
+        init_from=str(model_dir),
+        train_encoder=False,
+        color_weight=1.0,
+        adversarial_start=0,
+    )
+    refined = AutoencoderKL.from_pretrained(train_autoencoder(config, progress=False))
+    (encoder_before, decoder_before), (encoder_after, decoder_after) = parts(start), parts(refined)
+    assert all(torch.equal(encoder_before[k], encoder_after[k]) for k in encoder_before)
+    assert any(not torch.equal(decoder_before[k], decoder_after[k]) for k in decoder_before)
+    assert refined.config.scaling_factor == start.config.scaling_factor
+
+
+def test_decoder_only_needs_a_trained_autoencoder(datasets, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError, match="needs init_from"):
+        dataclasses.replace(autoencoder_config(datasets, tmp_path, 1), train_encoder=False)
+    config = dataclasses.replace(autoencoder_config(datasets, tmp_path / "run", 1), init_from=str(tmp_path))
+    with pytest.raises(InputError, match="no autoencoder weights"):
+        train_autoencoder(config, progress=False)
+
+
+def test_export_swaps_in_a_refined_decoder_but_refuses_a_different_encoder(datasets, tmp_path):  # noqa: F811
+    pairs, scenes, autoencoder = datasets
+    diffusion = diffusion_config(datasets, tmp_path / "diffusion", 1)
+    train_diffusion(diffusion, progress=False)
+    checkpoint = list_checkpoints(tmp_path / "diffusion")[-1]
+    refine = dataclasses.replace(
+        autoencoder_config(datasets, tmp_path / "refine", 2), init_from=str(autoencoder), train_encoder=False
+    )
+    refined_dir = train_autoencoder(refine, progress=False)
+    shipped = export_checkpoint(diffusion, checkpoint, tmp_path / "shipped", vae_path=str(refined_dir))
+    shipped_vae = EmbeddedDiffusionModel.from_pretrained(shipped).vae
+    assert torch.equal(
+        shipped_vae.decoder.conv_out.weight, AutoencoderKL.from_pretrained(refined_dir).decoder.conv_out.weight
+    )
+
+    retrained = dataclasses.replace(refine, train_encoder=True, output_dir=str(tmp_path / "other"))
+    other_dir = train_autoencoder(retrained, progress=False)
+    with pytest.raises(InputError, match="encoder or scaling factor differs"):
+        export_checkpoint(diffusion, checkpoint, tmp_path / "refused", vae_path=str(other_dir))
+    assert not (tmp_path / "refused").exists()
