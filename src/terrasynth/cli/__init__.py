@@ -1,0 +1,55 @@
+"""``terrasynth <command>``: the command line over the whole toolkit.
+
+Errors a user can fix (missing files, bad layouts, wrong model folders) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from ..errors import TerrasynthError
+from . import detect, evaluate, generate, study, train, utility
+
+# In this order in ``terrasynth --help``: generate, info, demo, train-autoencoder, train, export, finetune, study,
+# detect, verify, evaluate, train-pix2pix, train-domain, train-segmenter, utility.
+AREAS = (generate, train, study, detect, evaluate, utility)
+
+
+def _with_parents(common: argparse.ArgumentParser):
+    class SubcommandParser(argparse.ArgumentParser):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("parents", [common])
+            super().__init__(**kwargs)
+
+    return SubcommandParser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="terrasynth", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"terrasynth {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_with_parents(common))
+    for area in AREAS:
+        area.add_commands(commands, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.func(args)
+    except TerrasynthError as error:
+        print(f"terrasynth: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("terrasynth: interrupted", file=sys.stderr)
+        return 130

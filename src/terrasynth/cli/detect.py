@@ -1,0 +1,143 @@
+"""``terrasynth detect train | eval | scan`` and ``terrasynth verify``: telling synthetic images apart."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import InputError
+from .overrides import load_or_default
+
+
+def cmd_detect_train(args) -> int:
+    from ..detect.detector import DetectorConfig, load_image_folders, train_detector
+
+    flags = {"method": args.method, "input_size": args.input_size, "epochs": args.epochs, "seed": args.seed}
+    trained_on = {"real": [str(p) for p in args.real], "fake": [str(p) for p in args.fake]}
+    config = load_or_default(DetectorConfig, args.config, {**flags, "trained_on": trained_on})
+    real = load_image_folders(args.real, args.max_images, config.seed)
+    fake = load_image_folders(args.fake, args.max_images, config.seed)
+    detector = train_detector(config, real, fake, args.calibration_fraction)
+    detector.save(args.out)
+    print(f"{config.method} detector trained on {len(real)} real + {len(fake)} synthetic images: {args.out}")
+    print(f"operating point: {detector.config.operating_point}")
+    return 0
+
+
+def cmd_detect_eval(args) -> int:
+    from ..detect.detector import load_image_folders, resolve_detector
+    from ..detect.evaluate import robustness_table
+    from ..detect.perturb import PERTURBATIONS
+
+    detector = resolve_detector(args.detector)
+    names = args.perturb or list(PERTURBATIONS)
+    unknown = sorted(set(names) - set(PERTURBATIONS))
+    if unknown:
+        raise InputError(None, f"unknown perturbation(s) {', '.join(unknown)}", f"known: {', '.join(PERTURBATIONS)}")
+    real = load_image_folders(args.real, args.max_images, args.seed)
+    fake = load_image_folders(args.fake, args.max_images, args.seed)
+    table = robustness_table(detector, real, fake, names, args.seed)
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    config = detector.config
+    print(f"{config.method} detector; {len(real)} real, {len(fake)} synthetic; {config.operating_point}")
+    print(f"{'perturbation':<14}{'AUC':>8}{'acc':>8}{'TPR@1%':>8}{'F1':>8}")
+    for name, row in table.items():
+        print(f"{name:<14}{row['auc']:8.4f}{row['accuracy']:8.4f}{row['tpr@1%fpr']:8.4f}{row['f1']:8.4f}")
+    return 0
+
+
+def cmd_detect_scan(args) -> int:
+    from collections import Counter
+
+    from ..detect.detector import resolve_detector
+    from ..detect.scan import scan_folder
+
+    detector = resolve_detector(args.detector)
+    rows = scan_folder(detector, args.folder, args.out, recursive=not args.no_recursive)
+    counts = Counter(row["status"] for row in rows)
+    verdicts = Counter(row["verdict"] for row in rows if row["status"] == "ok")
+    print(f"{len(rows)} files scanned -> {args.out}")
+    print(f"operating point: {detector.config.operating_point}")
+    print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print("verdict: " + (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none"))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from ..detect.detector import resolve_detector, shipped_detector_or_none
+    from ..detect.verify import verify_file
+
+    detector = resolve_detector(args.detector) if args.detector else shipped_detector_or_none()
+    result = verify_file(args.file, detector)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"file: {result['file']} ({result['width']}x{result['height']})")
+    record = result["provenance"]
+    if record is None:
+        print("provenance: none" + (f" ({result['provenance_error']})" if "provenance_error" in result else ""))
+    else:
+        print(f"provenance: synthetic={record['synthetic']} model={record['model']} created={record['created']}")
+        print(f"  watermark declared: {record['watermark']}")
+    mark = result["watermark"]
+    if "error" in mark:
+        print(f"watermark ({mark['scheme']}): {mark['error']}")
+    else:
+        found = f"payload {mark['payload']}" if mark["valid"] else "no valid payload"
+        line = f"watermark ({mark['scheme']}): {found}"
+        if "bit_accuracy" in mark:
+            line += f", bit accuracy {mark['bit_accuracy']:.3f} vs the record, matches record: {mark['matches_record']}"
+        print(line)
+    detector_result = result["detector"]
+    if detector_result is None:
+        print("detector: none installed (pass --detector DIR)")
+    elif "error" in detector_result:
+        print(f"detector ({detector_result['method']}): {detector_result['error']}")
+    else:
+        print(
+            f"detector ({detector_result['method']}): score {detector_result['score']:.4f} -> "
+            f"{detector_result['verdict']} [{detector_result['operating_point']}]"
+        )
+    print(f"summary: {result['summary']}")
+    return 0
+
+
+def add_commands(commands, common) -> None:
+    detect = commands.add_parser("detect", help="real-vs-synthetic detector: train, evaluate, scan a folder")
+    detect_commands = detect.add_subparsers(dest="detect_command", required=True)
+    dtrain = detect_commands.add_parser("train", help="train a detector (spectral or CNN) on real and synthetic tiles")
+    dtrain.add_argument("--method", choices=["spectral", "cnn"], help="default spectral")
+    dtrain.add_argument("--real", action="append", required=True, help="folder of real tiles (repeatable)")
+    dtrain.add_argument("--fake", action="append", required=True, help="folder of synthetic tiles (repeatable)")
+    dtrain.add_argument("--out", required=True, help="detector folder to write")
+    dtrain.add_argument("--config", help="DetectorConfig JSON (flags override it)")
+    dtrain.add_argument("--input-size", type=int, help="tile size in pixels (default 64)")
+    dtrain.add_argument("--epochs", type=int, help="CNN epochs")
+    dtrain.add_argument("--max-images", type=int, help="at most this many images per class (seeded sample)")
+    dtrain.add_argument(
+        "--calibration-fraction", type=float, default=0.2, help="share held back to set the 1%% FPR operating point"
+    )
+    dtrain.add_argument("--seed", type=int)
+    dtrain.set_defaults(func=cmd_detect_train)
+    deval = detect_commands.add_parser("eval", help="AUC, accuracy, TPR at 1%% FPR, F1, clean and perturbed")
+    deval.add_argument("--detector", default="default", help="detector folder or shipped name (spectral, cnn)")
+    deval.add_argument("--real", action="append", required=True, help="held-out real tiles (repeatable)")
+    deval.add_argument("--fake", action="append", required=True, help="held-out synthetic tiles (repeatable)")
+    deval.add_argument("--perturb", action="append", help="perturbation name (repeatable; default all)")
+    deval.add_argument("--max-images", type=int)
+    deval.add_argument("--seed", type=int, default=0)
+    deval.add_argument("--json", action="store_true")
+    deval.set_defaults(func=cmd_detect_eval)
+    dscan = detect_commands.add_parser("scan", help="score every file in a folder; write a CSV with verdicts")
+    dscan.add_argument("folder")
+    dscan.add_argument("--detector", default="default", help="detector folder or shipped name (spectral, cnn)")
+    dscan.add_argument("--out", required=True, help="CSV to write (file,status,score,verdict,threshold,detail)")
+    dscan.add_argument("--no-recursive", action="store_true", help="only the folder's own files")
+    dscan.set_defaults(func=cmd_detect_scan)
+
+    verify = commands.add_parser("verify", help="provenance metadata, watermark and detector score of one file")
+    verify.add_argument("file")
+    verify.add_argument("--detector", help="detector folder or shipped name (default: the shipped one, if any)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)

@@ -1,0 +1,156 @@
+"""``terrasynth generate | info | demo``, and the layout/grid arguments of ``generate``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def _same_crs(a: str, b: str) -> bool:
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        return CRS.from_user_input(a) == CRS.from_user_input(b)
+    except CRSError:
+        return a == b
+
+
+def _parse_grid(text: str | None, crs: str | None, size: int, layout: str | None = None):
+    """``--grid``/``--grid-crs`` → a TileGrid, or None for the GeoJSON features' own box. The grid's CRS
+    defaults to the GeoJSON's; a ``--grid-crs`` that differs from it is refused (features are not
+    reprojected)."""
+    geojson_crs = None
+    if layout is not None and Path(layout).suffix.lower() in (".geojson", ".json") and (text or crs):
+        from ..data.layouts import read_geojson_features
+
+        geojson_crs = read_geojson_features(layout)[1]
+    if text is None:
+        if crs is not None and geojson_crs is not None and not _same_crs(crs, geojson_crs):
+            raise InputError(
+                layout,
+                f"GeoJSON CRS {geojson_crs} does not match --grid-crs {crs}",
+                "reproject the features (e.g. ogr2ogr -t_srs) or drop --grid-crs",
+            )
+        return None
+    from ..data.layouts import TileGrid
+
+    try:
+        left, bottom, right, top = (float(v) for v in text.split(","))
+        return TileGrid((left, bottom, right, top), size, size, crs or geojson_crs or "EPSG:4326")
+    except ValueError as error:
+        raise InputError(
+            None,
+            f"--grid must be 'left,bottom,right,top' with right > left and top > bottom, got {text!r} ({error})",
+        ) from None
+
+
+def load_layout_argument(args, class_table):
+    from ..data.layouts import load_layout
+
+    class_map = None
+    if args.class_map:
+        from ..files import read_json
+
+        class_map = read_json(args.class_map)
+    grid = _parse_grid(args.grid, args.grid_crs, args.size, args.layout)
+    return load_layout(
+        args.layout,
+        class_table,
+        grid=grid,
+        class_property=args.class_property,
+        class_map=class_map,
+        size=args.size,
+    )
+
+
+def cmd_generate(args) -> int:
+    from ..generate.api import generate_images
+
+    written = generate_images(
+        model=args.model,
+        prompt=args.prompt,
+        layout_path=args.layout,
+        out_dir=args.out,
+        num_images=args.n,
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        scheduler=args.scheduler,
+        height=args.height,
+        width=args.width,
+        class_table_path=args.class_table,
+        grid=_parse_grid(args.grid, args.grid_crs, args.size, args.layout),
+        class_property=args.class_property,
+        class_map_path=args.class_map,
+        size=args.size,
+        progress=not args.quiet,
+        watermark=not args.no_watermark,
+    )
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from ..generate.provenance import describe
+
+    info = describe(args.file)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        if key == "provenance" and isinstance(value, dict):
+            print("provenance:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ..generate.demo import run_demo
+
+    started = time.time()
+    page = run_demo(args.out, steps=args.steps, progress=not args.quiet)
+    print(f"demo written to {page} in {time.time() - started:.0f} s")
+    return 0
+
+
+def add_commands(commands, common) -> None:
+    generate = commands.add_parser("generate", help="make images from a layout and/or a prompt")
+    generate.add_argument("--model", default="default", help="model folder or shipped model name (default)")
+    generate.add_argument("--layout", help="mask PNG/GeoTIFF, colour-coded map image, or GeoJSON")
+    generate.add_argument("--prompt", default="", help="text prompt (empty: unconditional on text)")
+    generate.add_argument("--n", type=int, default=4, help="number of images")
+    generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
+    generate.add_argument("--steps", type=int, default=20)
+    generate.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    generate.add_argument("--scheduler", default="dpm++", choices=["dpm++", "ddim", "ddpm", "euler"])
+    generate.add_argument("--height", type=int, default=None, help="output height without a layout")
+    generate.add_argument("--width", type=int, default=None, help="output width without a layout")
+    generate.add_argument("--class-table", help="classes.json of the layout (default: the model's)")
+    generate.add_argument("--grid", help="GeoJSON grid bounds 'left,bottom,right,top' (default: features' box)")
+    generate.add_argument("--grid-crs", help="CRS of --grid (default: the GeoJSON's)")
+    generate.add_argument("--size", type=int, default=256, help="GeoJSON raster size in pixels")
+    generate.add_argument("--class-property", default="class", help="GeoJSON property holding the class")
+    generate.add_argument("--class-map", help="JSON mapping GeoJSON class values to class names")
+    generate.add_argument("--out", required=True, help="output folder")
+    generate.add_argument(
+        "--no-watermark", action="store_true", help="no invisible watermark (recorded in the metadata as 'none')"
+    )
+    generate.set_defaults(func=cmd_generate)
+
+    info = commands.add_parser("info", help="show an image's provenance and georeference")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+
+    demo = commands.add_parser("demo", help="generate from bundled layouts and prompts; write an HTML page")
+    demo.add_argument("--out", default="terrasynth-demo")
+    demo.add_argument("--steps", type=int, default=20)
+    demo.set_defaults(func=cmd_demo)

@@ -1,0 +1,170 @@
+"""``terrasynth train-autoencoder | train | export | finetune``: training the generators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from .overrides import flag_values, load_or_default
+
+# config field: args attribute
+RUN_FLAGS = {
+    "paired_roots": "paired",
+    "scene_roots": "scenes",
+    "output_dir": "out",
+    "max_steps": "max_steps",
+    "batch_size": "batch_size",
+    "checkpoint_every": "checkpoint_every",
+}
+DIFFUSION_FLAGS = {
+    **RUN_FLAGS,
+    "autoencoder_path": "autoencoder",
+    "init_from": "init_from",
+    "validate_every": "validate_every",
+}
+FINETUNE_FLAGS = {
+    "method": "method",
+    "base": "base",
+    "data": "data",
+    "output_dir": "out",
+    "prompt": "prompt",
+    "class_prompt": "class_prompt",
+    "class_data": "class_data",
+    "num_class_images": "num_class_images",
+    "placeholder_token": "token",
+    "initializer_token": "initializer_token",
+    "lora_rank": "rank",
+    "layout_encoding": "layout_encoding",
+    "controlnet_init": "controlnet",
+    "resolution": "resolution",
+    "center_crop": "center_crop",
+    "batch_size": "batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "learning_rate": "learning_rate",
+    "max_steps": "max_steps",
+    "mixed_precision": "mixed_precision",
+    "checkpoint_every": "checkpoint_every",
+    "keep_checkpoints": "keep_checkpoints",
+    "validate_every": "validate_every",
+    "validation_prompts": "validation_prompt",
+    "seed": "seed",
+}
+
+
+def cmd_train_autoencoder(args) -> int:
+    from ..train.autoencoder import AutoencoderTrainConfig, train_autoencoder
+
+    config = load_or_default(AutoencoderTrainConfig, args.config, flag_values(args, RUN_FLAGS))
+    print(train_autoencoder(config, resume=args.resume, progress=not args.quiet))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from ..train.diffusion import DiffusionTrainConfig, train_diffusion
+
+    config = load_or_default(DiffusionTrainConfig, args.config, flag_values(args, DIFFUSION_FLAGS))
+    print(train_diffusion(config, resume=args.resume, progress=not args.quiet))
+    return 0
+
+
+def cmd_export(args) -> int:
+    import torch
+
+    from ..config import load_config
+    from ..train.checkpoints import resolve_checkpoint
+    from ..train.diffusion import DiffusionTrainConfig, export_checkpoint
+
+    run = Path(args.run)
+    config = load_config(DiffusionTrainConfig, run / "config.json")
+    checkpoint = resolve_checkpoint(run, args.checkpoint)
+    if checkpoint is None:
+        raise InputError(run, "no checkpoint to export yet")
+    out = export_checkpoint(config, checkpoint, Path(args.out), torch.float16 if args.fp16 else None)
+    print(out)
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from ..train.finetune import FinetuneConfig, finetune
+
+    words = {"season": args.season, "time_of_day": args.time_of_day, "place": args.place, "gsd_m": args.gsd}
+    metadata = {k: v for k, v in words.items() if v is not None}
+    flags = {
+        **flag_values(args, FINETUNE_FLAGS),
+        "metadata": metadata or None,
+        "prior_preservation": False if args.no_prior_preservation else None,
+        "gradient_checkpointing": True if args.gradient_checkpointing else None,
+    }
+    config = load_or_default(FinetuneConfig, args.config, flags)
+    print(finetune(config, resume=args.resume, progress=not args.quiet))
+    return 0
+
+
+def add_commands(commands, common) -> None:
+    for name, func, helptext in (
+        ("train-autoencoder", cmd_train_autoencoder, "train the autoencoder the embedded model diffuses in"),
+        ("train", cmd_train, "train the embedded diffusion model"),
+    ):
+        train = commands.add_parser(name, help=helptext)
+        train.add_argument("--config", help="training config JSON (flags override it)")
+        train.add_argument("--paired", action="append", default=[], help="paired tiles folder (repeatable)")
+        train.add_argument("--scenes", action="append", default=[], help="scene folder set (repeatable)")
+        train.add_argument("--out", help="run folder")
+        train.add_argument("--max-steps", type=int)
+        train.add_argument("--batch-size", type=int)
+        train.add_argument("--checkpoint-every", type=int)
+        train.add_argument("--resume", help="'latest' or a checkpoint folder")
+        if name == "train":
+            train.add_argument("--autoencoder", help="folder of a trained autoencoder")
+            train.add_argument("--init-from", help="model folder to start from")
+            train.add_argument("--validate-every", type=int)
+        train.set_defaults(func=func)
+
+    export = commands.add_parser("export", help="write a training checkpoint's EMA weights as a model folder")
+    export.add_argument("--run", required=True)
+    export.add_argument("--checkpoint", default="latest")
+    export.add_argument("--out", required=True)
+    export.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    export.set_defaults(func=cmd_export)
+
+    tune = commands.add_parser(
+        "finetune",
+        help="fine-tune Stable Diffusion (text2img, DreamBooth, textual inversion, LoRA, ControlNet)",
+        description="Scale out with `accelerate launch -m terrasynth.cli finetune ...`.",
+    )
+    tune.add_argument("--config", help="fine-tuning config JSON (flags override it)")
+    tune.add_argument("--method", choices=["text2img", "dreambooth", "textual-inversion", "lora", "controlnet"])
+    tune.add_argument("--base", help="Stable Diffusion diffusers folder or hub id")
+    tune.add_argument(
+        "--data", action="append", default=[], help="paired tiles, scene folders or an image folder (repeatable)"
+    )
+    tune.add_argument("--out", help="run folder (the model is saved in OUT/model)")
+    tune.add_argument("--prompt", help="fixed prompt: DreamBooth instance prompt, textual-inversion {token} template")
+    tune.add_argument("--season", help="season word added to every caption (e.g. winter)")
+    tune.add_argument("--time-of-day", help="time-of-day word added to every caption (e.g. morning)")
+    tune.add_argument("--place", help="place added to every caption (e.g. 'Kraków')")
+    tune.add_argument("--gsd", type=float, help="ground sampling distance in metres, added to every caption")
+    tune.add_argument("--class-prompt", help="DreamBooth prior-preservation prompt (default 'aerial image')")
+    tune.add_argument("--class-data", help="folder of DreamBooth class images (default: made by the base model)")
+    tune.add_argument("--num-class-images", type=int)
+    tune.add_argument("--no-prior-preservation", action="store_true", help="DreamBooth without the prior loss")
+    tune.add_argument("--token", help="textual-inversion placeholder token (default <site>)")
+    tune.add_argument("--initializer-token", help="word the new token starts from (default 'site')")
+    tune.add_argument("--rank", type=int, help="LoRA rank (default 4)")
+    tune.add_argument("--layout-encoding", choices=["color", "onehot"], help="ControlNet layout input")
+    tune.add_argument("--controlnet", help="ControlNet folder or hub id to start from (default: copy the UNet)")
+    tune.add_argument("--resolution", type=int, help="training size in pixels (default: the base's)")
+    tune.add_argument("--center-crop", action="store_true", default=None, help="centre crops (default random)")
+    tune.add_argument("--batch-size", type=int)
+    tune.add_argument("--gradient-accumulation-steps", type=int)
+    tune.add_argument("--learning-rate", type=float, help="default depends on the method")
+    tune.add_argument("--max-steps", type=int)
+    tune.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
+    tune.add_argument("--gradient-checkpointing", action="store_true")
+    tune.add_argument("--checkpoint-every", type=int)
+    tune.add_argument("--keep-checkpoints", type=int)
+    tune.add_argument("--validate-every", type=int, help="write validation images every N steps (0: never)")
+    tune.add_argument("--validation-prompt", action="append", default=[], help="validation prompt (repeatable)")
+    tune.add_argument("--seed", type=int)
+    tune.add_argument("--resume", help="'latest' or a checkpoint folder")
+    tune.set_defaults(func=cmd_finetune)
