@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 from tests.detect.fake_tiles import smooth_field
@@ -43,15 +41,10 @@ def test_mark_survives_common_processing(attack):
     assert attack not in ("clean", "jpeg75", "resize0.5") or reading.payload == payload
 
 
-def test_mark_is_invisible_and_fast():
+def test_mark_is_invisible():  # its speed is a benchmark figure (benchmarks/detection.py), not a test
     image = natural_tile(2)
-    scheme = SpreadSpectrumWatermark()
-    scheme.embed(image, encode_word(1))  # warm-up
-    start = time.perf_counter()
-    marked = scheme.embed(image, encode_word(12345))
-    elapsed = time.perf_counter() - start
-    assert psnr(image, marked) >= 38.0
-    assert elapsed < 0.25  # ~5 ms when the machine is idle; the benchmark reports the figure
+    marked = SpreadSpectrumWatermark().embed(image, encode_word(12345))
+    assert psnr(image, marked) >= 40.0
 
 
 def test_unmarked_images_do_not_decode_to_a_payload():
@@ -76,3 +69,15 @@ def test_invisible_watermark_baseline_carries_the_same_word():
     reading = read_watermark(marked, "invisible-watermark-dwtDct")
     # The baseline is weak even on clean images (the benchmark measures it); it must beat chance here.
     assert reading.bits.shape == (64,) and reading.bit_accuracy(encode_word(4242)) > 0.6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_psnr_never_falls_below_the_floor_even_on_busy_hosts(seed):
+    """Strong fine texture forces informed embedding to spend more; the cap keeps every image at ≥ 40.5 dB."""
+    rng = np.random.default_rng(seed)
+    busy = smooth_field(rng, 128, noise=40.0, cell=4)
+    scheme = SpreadSpectrumWatermark()
+    marked = scheme.embed(busy, encode_word(seed + 1))
+    assert psnr(busy, marked) >= scheme.min_psnr - 0.05
+    stronger = SpreadSpectrumWatermark(min_psnr=20.0).embed(busy, encode_word(seed + 1))
+    assert psnr(busy, stronger) < psnr(busy, marked)  # the floor, not the scheme, limited the change

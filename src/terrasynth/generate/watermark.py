@@ -14,6 +14,8 @@ a canonical S×S grid (the luma area-resized to S×S), with informed embedding.
   host image does not interfere with decoding and unneeded changes are not made. The change is made on the
   canonical grid, brought back to the image size with bicubic interpolation and added equally to R, G and B (a
   luma change); two refinement passes measure the projections of the quantised result and top them up.
+  The total change is capped so the PSNR of marked vs clean stays at or above ``min_psnr`` (40.5 dB) on
+  every image; on hosts that would need more, the mark is weaker rather than visible.
 * Because the grid is relative to the image, the mark survives resizing; the band is low enough to survive
   JPEG quality 50 and Gaussian blur. It does not survive cropping, which shifts and rescales the grid (see the
   benchmark); a synchronisation template would be needed for that.
@@ -138,12 +140,17 @@ class SpreadSpectrumWatermark:
         band: tuple[float, float] = (14.0, 60.0),
         strength: float = 2.5,
         refine: int = 2,
+        min_psnr: float = 40.5,
     ):
         self.key = key
         self.grid = grid
         self.band = band
         self.strength = strength
         self.refine = refine
+        self.min_psnr = min_psnr
+        # The change is a luma offset on all three channels, so its MSE is mean(total²) plus the rounding
+        # noise of uint8 output (1/12); the embedding never spends more than this budget.
+        self._max_mse = 255.0**2 / 10 ** (min_psnr / 10) - 1 / 12
         self._groups, self._signs = _layout(key, grid, band)
 
     def _projections(self, luma: np.ndarray) -> np.ndarray:
@@ -171,7 +178,13 @@ class SpreadSpectrumWatermark:
             spatial = idctn(delta.reshape(self.grid, self.grid), norm="ortho").astype(np.float32)
             # later passes overshoot a little: interpolation and rounding attenuate what they add
             total += _resize_float(spatial, width, height) * (1.0 if marked is image else 1.2)
+            mse = float(np.mean(total**2))
+            capped = mse > self._max_mse
+            if capped:  # a busy host would need more: keep the damage bounded, accept a weaker mark
+                total *= np.float32(np.sqrt(self._max_mse / mse))
             marked = np.clip(np.rint(image.astype(np.float32) + total[..., None]), 0, 255).astype(np.uint8)
+            if capped:
+                break
         return marked
 
     def read(self, image: np.ndarray) -> WatermarkReading:
