@@ -14,8 +14,9 @@ a canonical S×S grid (the luma area-resized to S×S), with informed embedding.
   host image does not interfere with decoding and unneeded changes are not made. The change is made on the
   canonical grid, brought back to the image size with bicubic interpolation and added equally to R, G and B (a
   luma change); two refinement passes measure the projections of the quantised result and top them up.
-  The total change is capped so the PSNR of marked vs clean stays at or above ``min_psnr`` (40.5 dB) on
-  every image; on hosts that would need more, the mark is weaker rather than visible.
+  The change is budgeted so the PSNR of marked vs clean stays at or above ``min_psnr`` (40.5 dB) on every
+  image: on a busy host that would need more, every projection is raised to a lower common margin (the mark
+  is less robust there, but every bit still reads right on the clean image) rather than making it visible.
 * Because the grid is relative to the image, the mark survives resizing; the band is low enough to survive
   JPEG quality 50 and Gaussian blur. It does not survive cropping, which shifts and rescales the grid (see the
   benchmark); a synchronisation template would be needed for that.
@@ -165,12 +166,13 @@ class SpreadSpectrumWatermark:
         if min(height, width) < 16:
             raise ValueError(f"image {width}x{height} is too small to watermark (needs at least 16x16)")
         signs = np.where(np.asarray(bits)[:WORD_BITS] > 0, 1.0, -1.0)
+        margin = self._affordable_margin(signs * self._projections(_luma(image)))
         total = np.zeros((height, width), np.float32)
         marked = image
         for _ in range(1 + self.refine):
-            # Minimal-energy ISS: move only the projections that do not already agree by ``strength``.
-            deficit = np.maximum(0.0, self.strength - signs * self._projections(_luma(marked))) * signs
-            if not np.any(np.abs(deficit) > 0.05 * self.strength):
+            # Minimal-energy ISS: move only the projections that do not already agree by ``margin``.
+            deficit = np.maximum(0.0, margin - signs * self._projections(_luma(marked))) * signs
+            if not np.any(np.abs(deficit) > 0.05 * margin):
                 break
             delta = np.zeros(self.grid * self.grid, np.float32)
             for group, pattern, amount in zip(self._groups, self._signs, deficit):
@@ -179,13 +181,31 @@ class SpreadSpectrumWatermark:
             # later passes overshoot a little: interpolation and rounding attenuate what they add
             total += _resize_float(spatial, width, height) * (1.0 if marked is image else 1.2)
             mse = float(np.mean(total**2))
-            capped = mse > self._max_mse
-            if capped:  # a busy host would need more: keep the damage bounded, accept a weaker mark
+            if mse > self._max_mse:  # refinement overshot the budget: scale back to it
                 total *= np.float32(np.sqrt(self._max_mse / mse))
             marked = np.clip(np.rint(image.astype(np.float32) + total[..., None]), 0, 255).astype(np.uint8)
-            if capped:
-                break
         return marked
+
+    def _affordable_margin(self, agreement: np.ndarray) -> float:
+        """The largest margin ≤ ``strength`` whose embedding fits the PSNR budget.
+
+        Raising every projection to ``margin`` costs ``n · Σ max(0, margin − agreement)²`` in the orthonormal
+        DCT, i.e. that over grid² in mean squared error. On a busy host (projections that disagree strongly) a
+        lower common margin keeps every bit right at the cost of some robustness, where scaling the whole change
+        down would leave the most-disagreeing bits wrong."""
+        per_bit = len(self._groups[0])
+        budget = self._max_mse * self.grid**2 / per_bit  # refinement passes that overshoot are scaled back
+
+        def cost(margin: float) -> float:
+            return float(np.sum(np.maximum(0.0, margin - agreement) ** 2))
+
+        if cost(self.strength) <= budget:
+            return self.strength
+        low, high = 0.0, self.strength
+        for _ in range(30):
+            middle = (low + high) / 2
+            low, high = (middle, high) if cost(middle) <= budget else (low, middle)
+        return max(low, 0.05 * self.strength)
 
     def read(self, image: np.ndarray) -> WatermarkReading:
         image = _check_rgb(image)
