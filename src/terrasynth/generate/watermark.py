@@ -14,9 +14,10 @@ a canonical S×S grid (the luma area-resized to S×S), with informed embedding.
   host image does not interfere with decoding and unneeded changes are not made. The change is made on the
   canonical grid, brought back to the image size with bicubic interpolation and added equally to R, G and B (a
   luma change); two refinement passes measure the projections of the quantised result and top them up.
-  The change is budgeted so the PSNR of marked vs clean stays at or above ``min_psnr`` (40.5 dB) on every
-  image: on a busy host that would need more, every projection is raised to a lower common margin (the mark
-  is less robust there, but every bit still reads right on the clean image) rather than making it visible.
+  The change is budgeted so the PSNR of marked vs clean stays at or above ``min_psnr`` on every image: on a
+  busy host that would need more, every projection is raised to a lower common margin (the mark is less
+  robust there) rather than making it visible. The floor is 36 dB: most tiles need far less (mean ≈ 41 dB),
+  and a 40.5 dB floor cost 27 % of the payloads on LandCover.ai/RSSCN7 tiles (benchmarks/detection.py).
 * Because the grid is relative to the image, the mark survives resizing; the band is low enough to survive
   JPEG quality 50 and Gaussian blur. It does not survive cropping, which shifts and rescales the grid (see the
   benchmark); a synchronisation template would be needed for that.
@@ -141,7 +142,7 @@ class SpreadSpectrumWatermark:
         band: tuple[float, float] = (14.0, 60.0),
         strength: float = 2.5,
         refine: int = 2,
-        min_psnr: float = 40.5,
+        min_psnr: float = 36.0,
     ):
         self.key = key
         self.grid = grid
