@@ -367,6 +367,12 @@ def test_train_resume_and_export(capsys, train_inputs, tmp_path):
     assert all(v.dtype == torch.float16 for v in half.values())
     EmbeddedDiffusionModel.from_pretrained(tmp_path / "half")
 
+    # A "refined" autoencoder with another encoder would not fit the latents: refused, nothing written.
+    other_vae = save_tiny_autoencoder(tmp_path / "other-vae", seed=5)
+    code, _, stderr = run(capsys, "export", "--run", run_dir, "--out", tmp_path / "swap", "--vae", other_vae, "-q")
+    assert code == 2 and str(other_vae) in stderr and "encoder" in stderr
+    assert not (tmp_path / "swap").exists()
+
     # The exported model generates.
     code, _, stderr = run(
         capsys,

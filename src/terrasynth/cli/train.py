@@ -79,7 +79,8 @@ def cmd_export(args) -> int:
     checkpoint = resolve_checkpoint(run, args.checkpoint)
     if checkpoint is None:
         raise InputError(run, "no checkpoint to export yet")
-    out = export_checkpoint(config, checkpoint, Path(args.out), torch.float16 if args.fp16 else None)
+    dtype = torch.float16 if args.fp16 else None
+    out = export_checkpoint(config, checkpoint, Path(args.out), dtype, vae_path=args.vae)
     print(out)
     return 0
 
@@ -125,6 +126,9 @@ def add_commands(commands, common) -> None:
     export.add_argument("--checkpoint", default="latest")
     export.add_argument("--out", required=True)
     export.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    export.add_argument(
+        "--vae", help="autoencoder with a refined decoder (same encoder) to ship in place of the model's"
+    )
     export.set_defaults(func=cmd_export)
 
     tune = commands.add_parser(
