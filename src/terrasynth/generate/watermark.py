@@ -16,8 +16,9 @@ a canonical S×S grid (the luma area-resized to S×S), with informed embedding.
   luma change); two refinement passes measure the projections of the quantised result and top them up.
   The change is budgeted so the PSNR of marked vs clean stays at or above ``min_psnr`` on every image: on a
   busy host that would need more, every projection is raised to a lower common margin (the mark is less
-  robust there) rather than making it visible. The floor is 36 dB: most tiles need far less (mean ≈ 41 dB),
-  and a 40.5 dB floor cost 27 % of the payloads on LandCover.ai/RSSCN7 tiles (benchmarks/detection.py).
+  robust there) rather than making it visible. The floor is 34 dB, a safety net for pathological hosts: most
+  tiles need far less (mean ≈ 41 dB), and on LandCover.ai/RSSCN7 tiles a 40.5 dB floor lost 27 % of the
+  payloads and a 36 dB floor 3 % (benchmarks/detection.py), where busy texture masks the change anyway.
 * Because the grid is relative to the image, the mark survives resizing; the band is low enough to survive
   JPEG quality 50 and Gaussian blur. It does not survive cropping, which shifts and rescales the grid (see the
   benchmark); a synchronisation template would be needed for that.
@@ -142,7 +143,7 @@ class SpreadSpectrumWatermark:
         band: tuple[float, float] = (14.0, 60.0),
         strength: float = 2.5,
         refine: int = 2,
-        min_psnr: float = 36.0,
+        min_psnr: float = 34.0,
     ):
         self.key = key
         self.grid = grid
