@@ -244,18 +244,20 @@ def main(argv=None, bundle=None) -> dict:
 
     # 5. evaluation throughput: features + every distribution metric for throughput_n images
     count = args.throughput_n
-    images = real[torch.arange(count) % len(real)]
-    start = time.perf_counter()
-    features = extract_all(extractors, images)
-    distribution_row(features, features, extractors, None, args.kid_subsets, args.seed)
-    seconds = time.perf_counter() - start
-    throughput = {
-        "images": count,
-        "seconds": seconds,
-        "images_per_s": count / seconds,
-        "extractors": list(extractors),
-        "threads": torch.get_num_threads(),
-    }
+    throughput = {"images": 0, "seconds": 0.0, "images_per_s": float("nan"), "extractors": list(extractors)}
+    if count > 0:
+        images = real[torch.arange(count) % len(real)]
+        start = time.perf_counter()
+        features = extract_all(extractors, images)
+        distribution_row(features, features, extractors, None, args.kid_subsets, args.seed)
+        seconds = time.perf_counter() - start
+        throughput = {
+            "images": count,
+            "seconds": seconds,
+            "images_per_s": count / seconds,
+            "extractors": list(extractors),
+            "threads": torch.get_num_threads(),
+        }
 
     ratios = ratios_to_floor(rows, FLOOR_ROW)
     results = {
@@ -305,10 +307,11 @@ def main(argv=None, bundle=None) -> dict:
         for scheduler, points in sweep.items():
             cells = "  ".join(f"{s}: {p['FD_effnet']:.1f} / {p['KID_effnet']:.4f}" for s, p in points.items())
             print(f"  {scheduler:8s} {cells}")
-    print(
-        f"evaluation throughput: {throughput['images_per_s']:.1f} images/s ({count} images, "
-        f"{'+'.join(extractors)} features + all distribution metrics)"
-    )
+    if count > 0:
+        print(
+            f"evaluation throughput: {throughput['images_per_s']:.1f} images/s ({count} images, "
+            f"{'+'.join(extractors)} features + all distribution metrics)"
+        )
     for note in notes:
         print(f"note: {note}")
     print(f"report: {Path(args.out) / 'report.html'}")
