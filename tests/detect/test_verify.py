@@ -12,9 +12,9 @@ from terrasynth.cli import build_parser, main
 from terrasynth.detect.detector import DetectorConfig, build_detector
 from terrasynth.detect.perturb import jpeg
 from terrasynth.detect.verify import verify_file
-from terrasynth.generate.watermark import read_watermark, record_payload
 from terrasynth.generate.outputs import write_generated
 from terrasynth.generate.provenance import ProvenanceRecord, read_provenance
+from terrasynth.generate.watermark import read_watermark, record_payload
 
 
 def record(seed: int, size: int = 128) -> ProvenanceRecord:

@@ -12,7 +12,6 @@ from typing import Any
 
 from ..errors import InputError
 from ..generate.provenance import read_provenance
-from .detector import Detector, read_rgb
 from ..generate.watermark import (
     BASELINE_SCHEME,
     DEFAULT_SCHEME,
@@ -22,6 +21,7 @@ from ..generate.watermark import (
     record_payload,
     split_payload,
 )
+from .detector import Detector, read_rgb
 
 
 def verify_file(path: str | Path, detector: Detector | None = None) -> dict[str, Any]:

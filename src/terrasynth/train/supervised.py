@@ -45,8 +45,11 @@ def _optimizer(model, config: SupervisedTrainConfig):
     rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
     groups = [{"params": rest, "lr": config.learning_rate}]
     if backbone:
-        lr = config.backbone_learning_rate if isinstance(model, Segmenter) or model.head is not None \
+        lr = (
+            config.backbone_learning_rate
+            if isinstance(model, Segmenter) or model.head is not None
             else config.learning_rate
+        )
         groups.append({"params": backbone, "lr": lr})
     return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
 
@@ -69,14 +72,16 @@ def _crop(images, targets, size, generator):
     return images, targets
 
 
-def train_segmenter(model: Segmenter, images: torch.Tensor, layouts: torch.Tensor, config: SupervisedTrainConfig,
-                    progress: bool = False) -> list[float]:
+def train_segmenter(
+    model: Segmenter, images: torch.Tensor, layouts: torch.Tensor, config: SupervisedTrainConfig, progress: bool = False
+) -> list[float]:
     """Train on ``images`` (N×3×H×W, [0, 1]) and ``layouts`` (N×H×W class ids); returns the loss curve."""
     return _train(model, images, layouts.long(), config, progress, "segmenter")
 
 
-def train_classifier(model: Classifier, images: torch.Tensor, labels: torch.Tensor, config: SupervisedTrainConfig,
-                     progress: bool = False) -> list[float]:
+def train_classifier(
+    model: Classifier, images: torch.Tensor, labels: torch.Tensor, config: SupervisedTrainConfig, progress: bool = False
+) -> list[float]:
     return _train(model, images, labels.long(), config, progress, "classifier")
 
 
@@ -127,7 +132,11 @@ def segmentation_scores(predicted: torch.Tensor, target: torch.Tensor, num_class
 
 
 @torch.no_grad()
-def classification_accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 32) -> float:
+def classification_accuracy(
+    model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 32
+) -> float:
     model.eval()
-    predicted = torch.cat([model(images[i : i + batch_size].float()).argmax(1) for i in range(0, len(images), batch_size)])
+    predicted = torch.cat(
+        [model(images[i : i + batch_size].float()).argmax(1) for i in range(0, len(images), batch_size)]
+    )
     return float((predicted == labels).float().mean())
