@@ -263,9 +263,7 @@ class EmbeddedDiffusionModel(nn.Module):
         pixels = latents if self.vae is None else self.vae.decode(latents / self.scaling_factor).sample
         return ((pixels + 1) / 2).clamp(0, 1)
 
-    def layout_channels(
-        self, layout, batch_size: int, latent_size: tuple[int, int], keep=None
-    ) -> torch.Tensor | None:
+    def layout_channels(self, layout, batch_size: int, latent_size: tuple[int, int], keep=None) -> torch.Tensor | None:
         if self.config.class_table is None:
             return None
         num_classes = self.config.num_layout_channels - 1
@@ -282,9 +280,7 @@ class EmbeddedDiffusionModel(nn.Module):
         layout_channels: torch.Tensor | None,
         condition: torch.Tensor,
     ) -> torch.Tensor:
-        model_input = (
-            noisy if layout_channels is None else torch.cat([noisy, layout_channels.to(noisy.dtype)], 1)
-        )
+        model_input = noisy if layout_channels is None else torch.cat([noisy, layout_channels.to(noisy.dtype)], 1)
         return self.unet(model_input, timesteps, class_labels=condition.to(noisy.dtype)).sample
 
     # Saving and loading -------------------------------------------------------------------------------------
@@ -315,9 +311,7 @@ class EmbeddedDiffusionModel(nn.Module):
         staging.rename(directory)
 
     @classmethod
-    def from_pretrained(
-        cls, directory: str | Path, dtype: torch.dtype = torch.float32
-    ) -> EmbeddedDiffusionModel:
+    def from_pretrained(cls, directory: str | Path, dtype: torch.dtype = torch.float32) -> EmbeddedDiffusionModel:
         directory = Path(directory)
         config_path = directory / MODEL_CONFIG_NAME
         if not config_path.is_file():
@@ -332,14 +326,20 @@ class EmbeddedDiffusionModel(nn.Module):
             weights = list(folder.glob("*.safetensors")) if folder.is_dir() else []
             if not weights:
                 others = [p.name for p in folder.glob("*.bin")] if folder.is_dir() else []
-                fix = (
-                    "convert it to safetensors; pickled weights are not loaded"
-                    if others
-                    else "re-save the model"
-                )
+                fix = "convert it to safetensors; pickled weights are not loaded" if others else "re-save the model"
                 raise InputError(folder, "no safetensors weights found", fix)
             loaded[name] = model_class.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
         return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"])
+
+
+def load_autoencoder(folder: str | Path) -> AutoencoderKL:
+    """A trained ``AutoencoderKL`` in float32: a train-autoencoder output folder, or a model folder's ``vae/``."""
+    folder = Path(folder)
+    if (folder / "vae").is_dir():
+        folder = folder / "vae"
+    if not list(folder.glob("*.safetensors")):
+        raise InputError(folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder")
+    return AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
 
 
 def model_fingerprint(directory: str | Path) -> str:
@@ -359,5 +359,6 @@ __all__ = [
     "EmbeddedDiffusionModel",
     "EmbeddedModelConfig",
     "layout_to_channels",
+    "load_autoencoder",
     "model_fingerprint",
 ]

@@ -162,8 +162,10 @@ def save_model(model: Segmenter | Classifier, directory: str | Path, dtype: torc
     """``directory/config.json`` + ``directory/model.safetensors``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+        for k, v in model.state_dict().items()
+    }
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(state, tmp)
     save_config(model.config, directory / CONFIG_NAME)
@@ -180,12 +182,14 @@ def load_model(directory: str | Path) -> Segmenter | Classifier:
     data = read_json(directory / CONFIG_NAME)
     if "backbone" in data:
         config = load_config(ClassifierConfig, directory / CONFIG_NAME)
-        model = Classifier(ClassifierConfig(**{**data, "class_names": tuple(data.get("class_names", ())),
-                                               "pretrained": False}))
+        model = Classifier(
+            ClassifierConfig(**{**data, "class_names": tuple(data.get("class_names", ())), "pretrained": False})
+        )
     else:
         config = load_config(SegmenterConfig, directory / CONFIG_NAME)
-        model = Segmenter(SegmenterConfig(**{**data, "class_names": tuple(data.get("class_names", ())),
-                                             "pretrained": False}))
+        model = Segmenter(
+            SegmenterConfig(**{**data, "class_names": tuple(data.get("class_names", ())), "pretrained": False})
+        )
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
     model.load_state_dict(state)
     model.config = config

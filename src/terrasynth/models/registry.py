@@ -26,9 +26,5 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise InputError(
-            path, "a model is a folder, not a file", "pass the folder that holds the model's config"
-        )
-    raise InputError(
-        path, "model folder not found", f"use a model folder or one of: {', '.join(SHIPPED_MODELS)}"
-    )
+        raise InputError(path, "a model is a folder, not a file", "pass the folder that holds the model's config")
+    raise InputError(path, "model folder not found", f"use a model folder or one of: {', '.join(SHIPPED_MODELS)}")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.grids import image_grid, write_png
 from ..errors import InputError
-from ..models.embedded import AutoencoderConfig
+from ..models.embedded import AutoencoderConfig, load_autoencoder
 from ..models.features import EffNetFeatures, perceptual_distance
 from .data import image_dataset
 from .run import TrainingRun, step_generator, step_seed
@@ -200,18 +200,13 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
 
 
 def load_initial_autoencoder(config: AutoencoderTrainConfig):
-    """The autoencoder in ``config.init_from``: an AutoencoderKL folder, or a model folder's ``vae/``."""
-    from diffusers import AutoencoderKL
-
-    folder = Path(config.init_from)
-    if (folder / "vae").is_dir():
-        folder = folder / "vae"
-    if not list(folder.glob("*.safetensors")):
-        raise InputError(folder, "no autoencoder weights (safetensors) found", "give a trained autoencoder folder")
-    vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+    """The autoencoder in ``config.init_from``, checked against the config's architecture."""
+    vae = load_autoencoder(config.init_from)
     built = config.autoencoder.build()
     if {k: v.shape for k, v in vae.state_dict().items()} != {k: v.shape for k, v in built.state_dict().items()}:
-        raise InputError(folder, "its architecture differs from the config's autoencoder", "match the config to it")
+        raise InputError(
+            config.init_from, "its architecture differs from the config's autoencoder", "match the config to it"
+        )
     return vae
 
 

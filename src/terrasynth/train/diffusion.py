@@ -25,7 +25,7 @@ from ..data.scene_folder import SceneFolder
 from ..data.transforms import Resize
 from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
-from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels
+from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels, load_autoencoder
 from .data import open_split
 from .run import EMA, TrainingRun, step_generator
 
@@ -188,12 +188,7 @@ def _build_model(config: DiffusionTrainConfig) -> EmbeddedDiffusionModel:
         return model
     model = EmbeddedDiffusionModel(config.model)
     if config.model.autoencoder is not None:
-        from diffusers import AutoencoderKL
-
-        folder = Path(config.autoencoder_path)
-        if not list(folder.glob("*.safetensors")):
-            raise InputError(folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder")
-        model.vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True)
+        model.vae = load_autoencoder(config.autoencoder_path)
     return model
 
 
@@ -401,18 +396,13 @@ def export_checkpoint(
 
 
 def _refined_autoencoder(current, vae_path: str):
-    from diffusers import AutoencoderKL
-
-    folder = Path(vae_path)
-    if not list(folder.glob("*.safetensors")):
-        raise InputError(folder, "no autoencoder weights (safetensors) found", "give a train-autoencoder output")
-    refined = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+    refined = load_autoencoder(vae_path)
     mine, theirs = current.state_dict(), refined.state_dict()
     frozen = [k for k in mine if k.startswith(("encoder.", "quant_conv."))]
     same_encoder = mine.keys() == theirs.keys() and all(torch.equal(mine[k].float(), theirs[k].float()) for k in frozen)
     if not same_encoder or current.config.scaling_factor != refined.config.scaling_factor:
         raise InputError(
-            folder,
+            vae_path,
             "its encoder or scaling factor differs from the model's, so the model's latents would not fit it",
             "refine the decoder only (train_encoder false, init_from the model)",
         )
