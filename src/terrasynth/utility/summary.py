@@ -101,15 +101,7 @@ def summarize(records: Iterable[dict]) -> list[dict]:
                 "seeds": sorted(r["seed"] for r in members),
             }
         )
-    rows.sort(
-        key=lambda r: (
-            r["task"],
-            r["learner"],
-            shots_key(r["shots"]),
-            CONDITIONS.index(r["condition"]),
-            _ratio_key(r["ratio"]),
-        )
-    )
+    rows.sort(key=_row_order)
     return rows
 
 
@@ -140,16 +132,19 @@ def paired_differences(records: Iterable[dict]) -> list[dict]:
                 **paired_statistics(diffs),
             }
         )
-    rows.sort(
-        key=lambda r: (
-            r["task"],
-            r["learner"],
-            shots_key(r["shots"]),
-            CONDITIONS.index(r["condition"]),
-            _ratio_key(r["ratio"]),
-        )
-    )
+    rows.sort(key=_row_order)
     return rows
+
+
+def _row_order(row: dict) -> tuple:
+    """Tables list task, learner, shots, condition (CONDITIONS order), then ratio."""
+    return (
+        row["task"],
+        row["learner"],
+        shots_key(row["shots"]),
+        CONDITIONS.index(row["condition"]),
+        _ratio_key(row["ratio"]),
+    )
 
 
 def _format_ratio(ratio) -> str:
