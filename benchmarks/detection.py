@@ -15,7 +15,9 @@ Protocol. Each set is split once (seeded) into train and test halves; a detector
 real set and of all synthetic sets pooled (its operating point is set at 1 % FPR on a held-back fifth of the real
 train half), and is scored on the test halves, clean and under every perturbation in
 ``terrasynth.detect.perturb.PERTURBATIONS``. The cross-generator matrix trains one detector per synthetic set and
-reports its AUC on every set's test half. Synthetic sets used for detection must not carry the watermark (the
+reports its AUC on every set's test half. Synthetic images are first re-encoded as JPEG (``--fake-jpeg``, default
+quality 95, as LandCover.ai's tiles are stored) so that no detector can separate the sets by file format alone; the
+perturbations come on top of that. Synthetic sets used for detection must not carry the watermark (the
 ``--generate`` sets are made with ``watermark=False``), or the detector could learn the mark.
 
 Watermark: ``--watermark-n`` real tiles; each tile gets a random payload; bit accuracy is against the 64-bit word;
@@ -38,7 +40,7 @@ import torch
 
 from terrasynth.detect.detector import DetectorConfig, load_image_folders, split_for_calibration, train_detector
 from terrasynth.detect.evaluate import robustness_table, roc_auc
-from terrasynth.detect.perturb import PERTURBATIONS, perturb
+from terrasynth.detect.perturb import PERTURBATIONS, match_jpeg, perturb
 from terrasynth.generate.watermark import BASELINE_SCHEME, DEFAULT_SCHEME, encode_word, get_scheme, psnr
 
 TARGETS = {
@@ -157,8 +159,20 @@ def generate_sets(args) -> dict[str, Path]:
         bundle = load_pipeline(model, scheduler)
         data = PairedTiles(args.layouts, args.layouts_split, class_table=bundle[0].model.config.layout_classes)
         out = Path(args.generate_dir) / f"{Path(model).name}-{scheduler}-{steps}-nowm"
+        indices = None
+        if args.generate_limit and args.generate_limit < len(data):
+            indices = sorted(
+                int(i) for i in np.random.default_rng(args.seed).choice(len(data), args.generate_limit, replace=False)
+            )
         generate_for_layouts(
-            bundle, data, out, steps=int(steps), scheduler=scheduler, watermark=False, progress=not args.quiet
+            bundle,
+            data,
+            out,
+            steps=int(steps),
+            scheduler=scheduler,
+            watermark=False,
+            progress=not args.quiet,
+            indices=indices,
         )
         sets[f"{Path(model).name}-{scheduler}-{steps}"] = out
     return sets
@@ -175,12 +189,20 @@ def detector_figures(args, real: list[np.ndarray], fakes: dict[str, list[np.ndar
             epochs=args.epochs,
             seed=args.seed,
             pretrained=not args.no_pretrained,
+            trained_on={
+                "real": args.real,
+                "fake": {name: str(folder) for name, folder in args.fake_dirs.items()},
+                "fake_jpeg": args.fake_jpeg,
+                "split": f"train halves (seed {args.seed}) of benchmarks/detection.py",
+            },
         )
         pooled_train = [x for train, _ in split.values() for x in train]
         pooled_test = [x for _, test in split.values() for x in test]
         start = time.perf_counter()
         detector = train_detector(config, real_train, pooled_train)
         trained_s = time.perf_counter() - start
+        if args.save_detectors:
+            print(f"saved the {method} detector: {detector.save(Path(args.save_detectors) / method)}")
         table = robustness_table(detector, real_test, pooled_test, list(PERTURBATIONS), args.seed)
         matrix = {}
         if len(split) > 1:
@@ -196,6 +218,7 @@ def detector_figures(args, real: list[np.ndarray], fakes: dict[str, list[np.ndar
             matrix[name] = {name: table["clean"]["auc"]}
         results[method] = {
             "operating_point": detector.config.operating_point,
+            "threshold": detector.threshold,
             "train_seconds": trained_s,
             "n_train": {"real": len(real_train), "fake": len(pooled_train)},
             "n_test": {"real": len(real_test), "fake": len(pooled_test)},
@@ -237,11 +260,20 @@ def parse_args(argv=None):
     parser.add_argument("--layouts", default="../shared/data/landcoverai_pairs", help="paired tiles for --generate")
     parser.add_argument("--layouts-split", default="all", help="split of --layouts to generate from (default all)")
     parser.add_argument("--generate-dir", default="runs/detection-sets", help="cache of generated sets")
+    parser.add_argument("--generate-limit", type=int, help="layouts per --generate-spec (a seeded sample)")
     parser.add_argument("--methods", nargs="+", default=["spectral", "cnn"], choices=["spectral", "cnn"])
     parser.add_argument("--max-images", type=int, default=1000, help="per set (seeded sample)")
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--no-pretrained", action="store_true", help="CNN from scratch (tests only)")
+    parser.add_argument(
+        "--fake-jpeg",
+        type=int,
+        default=95,
+        metavar="Q",
+        help="re-encode synthetic images as JPEG at quality Q, as the real tiles are stored (0: keep them lossless)",
+    )
+    parser.add_argument("--save-detectors", help="save the pooled detectors to DIR/<method> (to ship them)")
     parser.add_argument("--watermark-real", action="append", default=[], help="real tiles for watermark figures")
     parser.add_argument("--watermark-n", type=int, default=2000, help="unmarked real tiles for the FPR")
     parser.add_argument("--watermark-robust-n", type=int, default=300, help="tiles marked for bit accuracy")
@@ -294,11 +326,16 @@ def main(argv=None) -> dict:
             fake_dirs[name] = Path(folder)
         if args.generate:
             fake_dirs.update(generate_sets(args))
+        args.fake_dirs = fake_dirs
         real = load_image_folders(args.real, args.max_images, args.seed)
-        fakes = {name: load_image_folders([folder], args.max_images, args.seed) for name, folder in fake_dirs.items()}
+        fakes = {
+            name: match_jpeg(load_image_folders([folder], args.max_images, args.seed), args.fake_jpeg)
+            for name, folder in fake_dirs.items()
+        }
         print(
             f"\nsets: real {len(real)} ({', '.join(args.real)}); "
             + "; ".join(f"{n} {len(v)} ({fake_dirs[n]})" for n, v in fakes.items())
+            + (f"; synthetic images re-encoded as JPEG q{args.fake_jpeg}" if args.fake_jpeg else "")
         )
         figures["detector"] = detector_figures(args, real, fakes)
         for method, result in figures["detector"].items():

@@ -36,6 +36,8 @@ def test_detection_benchmark_runs_end_to_end(tmp_path, capsys):
             "3",
             "--json",
             str(tmp_path / "figures.json"),
+            "--save-detectors",
+            str(tmp_path / "detectors"),
             "-q",
         ]
     )
@@ -61,6 +63,14 @@ def test_detection_benchmark_runs_end_to_end(tmp_path, capsys):
     assert watermark["false_positives"]["clean"]["hits"] == 0
     assert "cross-generator AUC" in out and "target detector AUC clean >= 0.99" in out
     assert (tmp_path / "figures.json").is_file()
+    assert "re-encoded as JPEG q95" in out
+    # The saved pooled detectors are the ones the table describes: same scores on the same images.
+    from terrasynth.detect.detector import load_detector
+
+    saved = load_detector(tmp_path / "detectors" / "spectral")
+    assert saved.config.trained_on["fake_jpeg"] == 95
+    assert set(saved.config.trained_on["fake"]) == {"nearest", "bilinear"}
+    assert saved.threshold == figures["detector"]["spectral"]["threshold"]
 
 
 def test_detection_benchmark_generates_unwatermarked_sets(tmp_path, capsys, monkeypatch):
@@ -83,6 +93,8 @@ def test_detection_benchmark_generates_unwatermarked_sets(tmp_path, capsys, monk
             str(pairs),
             "--generate-dir",
             str(tmp_path / "sets"),
+            "--generate-limit",
+            "5",
             "--methods",
             "spectral",
             "--input-size",
@@ -92,5 +104,5 @@ def test_detection_benchmark_generates_unwatermarked_sets(tmp_path, capsys, monk
         ]
     )
     generated = sorted((tmp_path / "sets" / "tiny-ddim-2-nowm").glob("*.png"))
-    assert len(generated) == 8 and read_provenance(generated[0]).watermark == "none"
+    assert len(generated) == 5 and read_provenance(generated[0]).watermark == "none"
     assert list(figures["detector"]["spectral"]["cross_generator_auc"]) == ["tiny-ddim-2"]

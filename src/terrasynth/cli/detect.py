@@ -10,12 +10,13 @@ from .overrides import load_or_default
 
 def cmd_detect_train(args) -> int:
     from ..detect.detector import DetectorConfig, load_image_folders, train_detector
+    from ..detect.perturb import match_jpeg
 
     flags = {"method": args.method, "input_size": args.input_size, "epochs": args.epochs, "seed": args.seed}
-    trained_on = {"real": [str(p) for p in args.real], "fake": [str(p) for p in args.fake]}
+    trained_on = {"real": [str(p) for p in args.real], "fake": [str(p) for p in args.fake], "fake_jpeg": args.fake_jpeg}
     config = load_or_default(DetectorConfig, args.config, {**flags, "trained_on": trained_on})
     real = load_image_folders(args.real, args.max_images, config.seed)
-    fake = load_image_folders(args.fake, args.max_images, config.seed)
+    fake = match_jpeg(load_image_folders(args.fake, args.max_images, config.seed), args.fake_jpeg)
     detector = train_detector(config, real, fake, args.calibration_fraction)
     detector.save(args.out)
     print(f"{config.method} detector trained on {len(real)} real + {len(fake)} synthetic images: {args.out}")
@@ -26,7 +27,7 @@ def cmd_detect_train(args) -> int:
 def cmd_detect_eval(args) -> int:
     from ..detect.detector import load_image_folders, resolve_detector
     from ..detect.evaluate import robustness_table
-    from ..detect.perturb import PERTURBATIONS
+    from ..detect.perturb import PERTURBATIONS, match_jpeg
 
     detector = resolve_detector(args.detector)
     names = args.perturb or list(PERTURBATIONS)
@@ -34,7 +35,7 @@ def cmd_detect_eval(args) -> int:
     if unknown:
         raise InputError(None, f"unknown perturbation(s) {', '.join(unknown)}", f"known: {', '.join(PERTURBATIONS)}")
     real = load_image_folders(args.real, args.max_images, args.seed)
-    fake = load_image_folders(args.fake, args.max_images, args.seed)
+    fake = match_jpeg(load_image_folders(args.fake, args.max_images, args.seed), args.fake_jpeg)
     table = robustness_table(detector, real, fake, names, args.seed)
     if args.json:
         print(json.dumps(table, indent=2))
@@ -119,6 +120,13 @@ def add_commands(commands, common) -> None:
         "--calibration-fraction", type=float, default=0.2, help="share held back to set the 1%% FPR operating point"
     )
     dtrain.add_argument("--seed", type=int)
+    dtrain.add_argument(
+        "--fake-jpeg",
+        type=int,
+        metavar="Q",
+        help="re-encode synthetic images as JPEG at quality Q first, to match "
+        "real tiles stored as JPEG (so the detector cannot learn the file format)",
+    )
     dtrain.set_defaults(func=cmd_detect_train)
     deval = detect_commands.add_parser("eval", help="AUC, accuracy, TPR at 1%% FPR, F1, clean and perturbed")
     deval.add_argument("--detector", default="default", help="detector folder or shipped name (spectral, cnn)")
@@ -127,6 +135,13 @@ def add_commands(commands, common) -> None:
     deval.add_argument("--perturb", action="append", help="perturbation name (repeatable; default all)")
     deval.add_argument("--max-images", type=int)
     deval.add_argument("--seed", type=int, default=0)
+    deval.add_argument(
+        "--fake-jpeg",
+        type=int,
+        metavar="Q",
+        help="re-encode synthetic images as JPEG at quality Q first, to match "
+        "real tiles stored as JPEG (so the detector cannot learn the file format)",
+    )
     deval.add_argument("--json", action="store_true")
     deval.set_defaults(func=cmd_detect_eval)
     dscan = detect_commands.add_parser("scan", help="score every file in a folder; write a CSV with verdicts")

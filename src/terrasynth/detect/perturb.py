@@ -21,6 +21,15 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(decoded.convert("RGB"))
 
 
+def match_jpeg(images: list[np.ndarray], quality: int | None) -> list[np.ndarray]:
+    """Re-encode synthetic images as JPEG at ``quality`` to match real tiles distributed as JPEG (``None`` or 0:
+    unchanged). Without it a detector trained on JPEG real tiles and lossless synthetic ones can learn the file
+    format instead of the generator."""
+    if not quality:
+        return list(images)
+    return [jpeg(x, quality) for x in images]
+
+
 def resize(image: np.ndarray, scale: float) -> np.ndarray:
     """Resize by ``scale`` with bicubic interpolation (antialiased when shrinking, as PIL does)."""
     height, width = image.shape[:2]

@@ -31,8 +31,9 @@ def generate_for_layouts(
     scheduler: str = "dpm++",
     progress: bool = True,
     watermark: bool = True,
+    indices: list[int] | None = None,
 ) -> list[Path]:
-    """For each sample of a paired dataset: ``out_dir/<id>-000.png`` … generated from its layout and caption.
+    """For each sample of a paired dataset (or those at ``indices``): ``out_dir/<id>-000.png`` … generated from its layout and caption.
 
     ``pipeline_bundle`` is ``(pipeline, model_id, model_sha256)`` as returned by ``generate.api.load_pipeline``.
     Image k of the sample at index i uses seed ``seed + 1000 * i + k``, so a set is reproducible file by file.
@@ -40,7 +41,8 @@ def generate_for_layouts(
     pipeline, model_id, model_sha = pipeline_bundle
     out_dir = Path(out_dir)
     written = []
-    for index in tqdm(range(len(dataset)), disable=not progress, desc="generating for layouts"):
+    chosen = range(len(dataset)) if indices is None else [int(i) for i in indices]
+    for index in tqdm(chosen, disable=not progress, desc="generating for layouts"):
         sample_id = dataset.ids[index] if hasattr(dataset, "ids") else str(index)
         stem = sample_id.replace("/", "_")
         targets = [out_dir / f"{stem}-{k:03d}.png" for k in range(images_per_layout)]
@@ -49,9 +51,15 @@ def generate_for_layouts(
             continue
         sample = dataset[index]
         layout = Layout(sample["layout"], dataset.class_table, None, f"{getattr(dataset, 'root', '')}:{sample_id}")
-        output = pipeline(sample["caption"], layout=sample["layout"], num_images=images_per_layout,
-                          num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed + 1000 * index,
-                          scheduler=scheduler)
+        output = pipeline(
+            sample["caption"],
+            layout=sample["layout"],
+            num_images=images_per_layout,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            seed=seed + 1000 * index,
+            scheduler=scheduler,
+        )
         records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout)
         written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark)
     return written
@@ -86,9 +94,17 @@ def generate_for_scene_classes(
                 bar.update(count)
                 continue
             batch_prompts = [prompts[(start + k) % len(prompts)] for k in range(count)]
-            output = pipeline(batch_prompts, num_images=count, height=size, width=size, num_inference_steps=steps,
-                              guidance_scale=guidance_scale, seed=seed + 100000 * class_index + start,
-                              scheduler=scheduler, batch_size=batch_size)
+            output = pipeline(
+                batch_prompts,
+                num_images=count,
+                height=size,
+                width=size,
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                seed=seed + 100000 * class_index + start,
+                scheduler=scheduler,
+                batch_size=batch_size,
+            )
             records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, None)
             write_generated(output.images, records, out_dir / name, names=[p.stem for p in stems], watermark=watermark)
             bar.update(count)
