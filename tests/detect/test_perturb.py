@@ -28,10 +28,11 @@ def test_unknown_perturbation_is_an_error():
 def test_match_jpeg_removes_a_pure_file_format_signal():
     """Real tiles stored as JPEG and the same kind of tiles kept lossless: a detector separates them by format
     alone, unless the lossless set is re-encoded at the real set's quality first."""
+    from tests.detect.fake_tiles import smooth_field
+
     from terrasynth.detect.detector import DetectorConfig, train_detector
     from terrasynth.detect.evaluate import roc_auc
     from terrasynth.detect.perturb import match_jpeg
-    from tests.detect.fake_tiles import smooth_field
 
     rng = np.random.default_rng(0)
     real = [jpeg(smooth_field(rng, noise=12.0), 75) for _ in range(60)]

@@ -81,6 +81,7 @@ def cmd_verify(args) -> int:
     else:
         print(f"provenance: synthetic={record['synthetic']} model={record['model']} created={record['created']}")
         print(f"  watermark declared: {record['watermark']}")
+    _print_credentials(result["content_credentials"])
     mark = result["watermark"]
     if "error" in mark:
         print(f"watermark ({mark['scheme']}): {mark['error']}")
@@ -102,6 +103,23 @@ def cmd_verify(args) -> int:
         )
     print(f"summary: {result['summary']}")
     return 0
+
+
+def _print_credentials(credentials: dict | None) -> None:
+    if credentials is None:
+        print("content credentials (C2PA): none")
+        return
+    if "error" in credentials:
+        print(f"content credentials (C2PA): not checked ({credentials['error']})")
+        return
+    signer = credentials["signer"]
+    print(f"content credentials (C2PA): {credentials['status']}")
+    print(f"  signer: {signer['common_name']} (issuer {signer['issuer']}, {signer['algorithm']})")
+    print(f"  claim generator: {credentials['claim_generator']}; source type: {credentials['digital_source_type']}")
+    if "matches_metadata" in credentials:
+        print(f"  terrasynth record matches the metadata: {credentials['matches_metadata']}")
+    for failure in credentials["failures"]:
+        print(f"  validation: {failure}")
 
 
 def add_commands(commands, common) -> None:
@@ -151,7 +169,9 @@ def add_commands(commands, common) -> None:
     dscan.add_argument("--no-recursive", action="store_true", help="only the folder's own files")
     dscan.set_defaults(func=cmd_detect_scan)
 
-    verify = commands.add_parser("verify", help="provenance metadata, watermark and detector score of one file")
+    verify = commands.add_parser(
+        "verify", help="provenance metadata, Content Credentials, watermark and detector score of one file"
+    )
     verify.add_argument("file")
     verify.add_argument("--detector", help="detector folder or shipped name (default: the shipped one, if any)")
     verify.add_argument("--json", action="store_true")

@@ -68,6 +68,9 @@ def load_layout_argument(args, class_table):
 
 
 def cmd_generate(args) -> int:
+    from ..generate.content_credentials import signer_config_from
+
+    signer = signer_config_from(args.c2pa_cert, args.c2pa_key)  # before the model: a bad certificate fails fast
     from ..generate.api import generate_images
 
     written = generate_images(
@@ -89,6 +92,7 @@ def cmd_generate(args) -> int:
         size=args.size,
         progress=not args.quiet,
         watermark=not args.no_watermark,
+        signer=signer,
     )
     for path in written:
         print(path)
@@ -143,6 +147,10 @@ def add_commands(commands, common) -> None:
     generate.add_argument(
         "--no-watermark", action="store_true", help="no invisible watermark (recorded in the metadata as 'none')"
     )
+    generate.add_argument(
+        "--c2pa-cert", help="sign C2PA Content Credentials with this PEM certificate chain (env TERRASYNTH_C2PA_CERT)"
+    )
+    generate.add_argument("--c2pa-key", help="PEM private key of --c2pa-cert (env TERRASYNTH_C2PA_KEY)")
     generate.set_defaults(func=cmd_generate)
 
     info = commands.add_parser("info", help="show an image's provenance and georeference")

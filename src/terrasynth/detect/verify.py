@@ -1,8 +1,9 @@
-"""``terrasynth verify FILE``: metadata provenance, the watermark and the detector's score, side by side.
+"""``terrasynth verify FILE``: metadata provenance, Content Credentials, the watermark and the detector's score.
 
-The three are independent: metadata is stripped by most re-encoders, the watermark survives re-encoding and
-resizing, and the detector needs neither. Where the file has a record and a watermark, the watermark payload is
-checked against the record (model hash and record hash).
+They are independent: metadata and C2PA manifests are stripped by most re-encoders (a manifest is signed, so it
+also shows whether the file changed since), the watermark survives re-encoding and resizing, and the detector
+needs none of them. Where the file has a record and a watermark, the watermark payload is checked against the
+record (model hash and record hash).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..generate.content_credentials import read_credentials
 from ..generate.provenance import read_provenance
 from ..generate.watermark import (
     BASELINE_SCHEME,
@@ -39,7 +41,16 @@ def verify_file(path: str | Path, detector: Detector | None = None) -> dict[str,
         result["provenance_error"] = error.problem
     declared = None if record is None else record.watermark
 
-    # 2. watermark
+    # 2. Content Credentials (C2PA)
+    try:
+        credentials = read_credentials(path)
+        if credentials is not None and record is not None and credentials["record"] is not None:
+            credentials["matches_metadata"] = credentials["record"] == record.to_dict()
+        result["content_credentials"] = credentials
+    except InputError as error:  # c2pa-python is missing, or the manifest is unreadable
+        result["content_credentials"] = {"present": None, "error": str(error)}
+
+    # 3. watermark
     scheme = DEFAULT_SCHEME
     if declared and declared.split(":")[0] in SCHEMES:
         scheme = declared.split(":")[0]
@@ -65,7 +76,7 @@ def verify_file(path: str | Path, detector: Detector | None = None) -> dict[str,
                 watermark["matches_record"] = reading.payload == expected
     result["watermark"] = watermark
 
-    # 3. detector
+    # 4. detector
     if detector is None:
         result["detector"] = None
     else:
@@ -89,6 +100,9 @@ def _summary(result: dict) -> str:
     parts = []
     record = result.get("provenance")
     parts.append("metadata says synthetic" if record and record.get("synthetic") else "no provenance metadata")
+    credentials = result.get("content_credentials")
+    if credentials is not None and "status" in credentials:
+        parts.append(f"Content Credentials {credentials['status']}")
     mark = result["watermark"]
     if mark.get("valid"):
         parts.append("watermark found" + (" and matches the record" if mark.get("matches_record") else ""))

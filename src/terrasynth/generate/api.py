@@ -12,6 +12,7 @@ from ..files import read_json
 from ..models.embedded import model_fingerprint
 from ..models.registry import resolve_model_path
 from ..models.stable_diffusion import is_stable_diffusion_model
+from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_contact_grid, write_generated
 from .pipeline import LayoutToImagePipeline
 
@@ -52,14 +53,18 @@ def generate_images(
     pipeline: tuple | None = None,
     stem: str | None = None,
     watermark: bool = True,
+    signer: SignerConfig | None = None,
 ) -> list[Path]:
     """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
     provenance and an invisible watermark (``watermark=False``: none, recorded in the metadata), plus
-    ``grid.png``. Returns the written image paths."""
+    ``grid.png``. With a ``signer``, each image also carries signed C2PA Content Credentials. Returns the
+    written image paths."""
     if num_images < 1:
         raise InputError(None, "--n must be at least 1")
     if steps < 1:
         raise InputError(None, "--steps must be at least 1")
+    if signer is not None:
+        load_credentials(signer)  # a bad certificate or key fails now, not after sampling
     pipe, model_id, model_sha = pipeline or load_pipeline(model, scheduler)
     layout = None
     if layout_path is not None:
@@ -93,7 +98,7 @@ def generate_images(
     )
     records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout)
     stem = stem or (Path(layout_path).stem if layout_path else "generated")
-    written = write_generated(output.images, records, out_dir, stem, layout, watermark=watermark)
+    written = write_generated(output.images, records, out_dir, stem, layout, watermark=watermark, signer=signer)
     write_contact_grid(output.images, Path(out_dir) / f"{stem}-grid.png", layout)
     return written
 

@@ -33,7 +33,8 @@ def generate_for_layouts(
     watermark: bool = True,
     indices: list[int] | None = None,
 ) -> list[Path]:
-    """For each sample of a paired dataset (or those at ``indices``): ``out_dir/<id>-000.png`` … generated from its layout and caption.
+    """For each sample of a paired dataset (or those at ``indices``): ``out_dir/<id>-000.png`` … generated from
+    its layout and caption.
 
     ``pipeline_bundle`` is ``(pipeline, model_id, model_sha256)`` as returned by ``generate.api.load_pipeline``.
     Image k of the sample at index i uses seed ``seed + 1000 * i + k``, so a set is reproducible file by file.

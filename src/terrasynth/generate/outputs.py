@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -11,6 +13,8 @@ import torch
 from .. import __version__
 from ..data.grids import image_grid, to_uint8, write_png
 from ..data.layouts import Layout
+from ..files import atomic_path
+from .content_credentials import SignerConfig, sign_file
 from .provenance import ProvenanceRecord, layout_sha256, write_geotiff
 from .provenance import write_png as write_png_with_provenance
 
@@ -58,12 +62,14 @@ def write_generated(
     layout: Layout | None = None,
     names: list[str] | None = None,
     watermark: bool = True,
+    signer: SignerConfig | None = None,
 ) -> list[Path]:
     """Write each image as PNG, or as GeoTIFF on the layout's grid when the layout is georeferenced.
 
     Files are named ``{stem}-{index:03d}``, or by ``names`` (one file stem per image) when given. Each image
     carries an invisible watermark (payload: model id + hash of its record) named in the record's ``watermark``
-    field; with ``watermark=False`` the field says ``"none"``."""
+    field; with ``watermark=False`` the field says ``"none"``. With a ``signer``, each file also carries signed
+    Content Credentials (C2PA), embedded before the file appears under its name."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -73,12 +79,25 @@ def write_generated(
         name = names[index] if names is not None else f"{stem}-{index:03d}"
         if georeference is not None:
             path = out_dir / f"{name}.tif"
-            write_geotiff(path, array, record, georeference["crs"], georeference["transform"])
+            with _signed(path, record, signer) as target:
+                write_geotiff(target, array, record, georeference["crs"], georeference["transform"])
         else:
             path = out_dir / f"{name}.png"
-            write_png_with_provenance(path, array, record)
+            with _signed(path, record, signer) as target:
+                write_png_with_provenance(target, array, record)
         written.append(path)
     return written
+
+
+@contextlib.contextmanager
+def _signed(path: Path, record: ProvenanceRecord, signer: SignerConfig | None) -> Iterator[Path]:
+    """Where to write ``path``: itself without a signer; else a temporary file, signed, then renamed onto it."""
+    if signer is None:
+        yield path
+        return
+    with atomic_path(path) as tmp:
+        yield tmp
+        sign_file(tmp, record, signer)
 
 
 def _watermarked(array, record: ProvenanceRecord, enabled: bool):
