@@ -173,8 +173,29 @@ def sample_features(x: float = ORIGIN_X, y: float = ORIGIN_Y, extent: float = 32
     across the top quarter and a building point near the bottom right."""
     return [
         feature(polygon(x, y - extent, x + extent / 2, y), "water"),
-        feature(
-            {"type": "LineString", "coordinates": [[x, y - extent / 4], [x + extent, y - extent / 4]]}, "road"
-        ),
+        feature({"type": "LineString", "coordinates": [[x, y - extent / 4], [x + extent, y - extent / 4]]}, "road"),
         feature({"type": "Point", "coordinates": [x + 0.8 * extent, y - 0.8 * extent]}, "building"),
     ]
+
+
+def make_provenance_record(seed: int = 1, size: int = 64, **changes):
+    """A fixed provenance record (no real model behind it) for tests of files, watermarks and credentials."""
+    from terrasynth.generate.provenance import ProvenanceRecord
+
+    fields = dict(
+        generator="terrasynth test",
+        model="default",
+        model_sha256="0" * 64,
+        prompt="aerial image",
+        negative_prompt=None,
+        seed=seed,
+        steps=2,
+        guidance_scale=2.0,
+        scheduler="dpm++",
+        layout_sha256=None,
+        layout_source=None,
+        width=size,
+        height=size,
+        created="2026-01-01T00:00:00+00:00",
+    )
+    return ProvenanceRecord(**{**fields, **changes})

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 from tests.detect.fake_tiles import make_sets, smooth_field
+from tests.fakes import make_provenance_record
 
 from terrasynth.cli import build_parser, main
 from terrasynth.detect.detector import DetectorConfig, build_detector
@@ -18,22 +19,7 @@ from terrasynth.generate.watermark import read_watermark, record_payload
 
 
 def record(seed: int, size: int = 128) -> ProvenanceRecord:
-    return ProvenanceRecord(
-        generator="terrasynth test",
-        model="default",
-        model_sha256="0" * 64,
-        prompt="aerial image",
-        negative_prompt=None,
-        seed=seed,
-        steps=2,
-        guidance_scale=2.0,
-        scheduler="dpm++",
-        layout_sha256=None,
-        layout_source=None,
-        width=size,
-        height=size,
-        created="2026-01-01T00:00:00+00:00",
-    )
+    return make_provenance_record(seed, size)
 
 
 def images(n: int, size: int = 128) -> torch.Tensor:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.fakes import make_provenance_record
 
 from terrasynth import __version__
 from terrasynth.cli import main
@@ -34,21 +35,11 @@ SIZE = 16
 
 
 def record(seed: int = 1, size: int = SIZE) -> ProvenanceRecord:
-    return ProvenanceRecord(
+    return make_provenance_record(
+        seed,
+        size,
         generator=f"terrasynth {__version__}",
-        model="default",
-        model_sha256="0" * 64,
         prompt="aerial image of a forest",
-        negative_prompt=None,
-        seed=seed,
-        steps=2,
-        guidance_scale=2.0,
-        scheduler="dpm++",
-        layout_sha256=None,
-        layout_source=None,
-        width=size,
-        height=size,
-        created="2026-01-01T00:00:00+00:00",
         extra={"note": "test", "ratio": 0.25},
     )
 

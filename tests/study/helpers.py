@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tests.fakes import write_rgb
+from tests.fakes import make_provenance_record, write_rgb
 
-from terrasynth.generate.provenance import ProvenanceRecord, utc_now, write_png
+from terrasynth.generate.provenance import utc_now, write_png
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -26,21 +26,8 @@ def make_study_sets(root: Path, n_real: int = 4, n_fake: int = 4, size: int = 32
         write_rgb(real / f"{i:04d}.{'jpg' if i % 2 else 'png'}", pixels)
     for i in range(n_fake):
         pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-        record = ProvenanceRecord(
-            generator="terrasynth test",
-            model="fake",
-            model_sha256="0" * 64,
-            prompt="aerial image",
-            negative_prompt=None,
-            seed=i,
-            steps=1,
-            guidance_scale=1.0,
-            scheduler="ddim",
-            layout_sha256=None,
-            layout_source=None,
-            width=size,
-            height=size,
-            created=utc_now(),
+        record = make_provenance_record(
+            i, size, model="fake", steps=1, guidance_scale=1.0, scheduler="ddim", created=utc_now()
         )
         fake.mkdir(parents=True, exist_ok=True)
         write_png(fake / f"{i:04d}.png", pixels, record)
