@@ -79,3 +79,16 @@ def test_bad_detector_folders_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="invalid DetectorConfig"):
         (tmp_path / "d" / "detector.json").write_text('{"method": "magic"}')
         load_detector(tmp_path / "d")
+
+
+def test_shipped_detectors_load_and_score():
+    """The detectors in the package (trained by benchmarks/detection.py) load from safetensors and score tiles."""
+    from terrasynth.detect.detector import SHIPPED_DETECTORS, resolve_detector
+
+    image = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    assert resolve_detector("default").config.method == "cnn"
+    for name in SHIPPED_DETECTORS:
+        detector = resolve_detector(name)
+        assert detector.config.trained_on["fake_jpeg"] == 95
+        score = detector.score([image])
+        assert score.shape == (1,) and 0.0 <= float(score[0]) <= 1.0

@@ -265,8 +265,8 @@ SHIPPED_DETECTORS = ("spectral", "cnn")
 
 
 def resolve_detector(name_or_path: str | Path) -> Detector:
-    """A shipped detector (``spectral``, ``cnn``; ``default`` is ``spectral``) or a detector folder."""
-    text = "spectral" if str(name_or_path) == "default" else str(name_or_path)
+    """A shipped detector (``spectral``, ``cnn``; ``default`` is ``cnn``) or a detector folder."""
+    text = "cnn" if str(name_or_path) == "default" else str(name_or_path)
     if text in SHIPPED_DETECTORS:
         path = SHIPPED_DIR / text
         if not (path / CONFIG_NAME).is_file():
