@@ -122,6 +122,16 @@ def _print_credentials(credentials: dict | None) -> None:
         print(f"  validation: {failure}")
 
 
+def _add_fake_jpeg(parser) -> None:
+    parser.add_argument(
+        "--fake-jpeg",
+        type=int,
+        metavar="Q",
+        help="re-encode synthetic images as JPEG at quality Q first, to match "
+        "real tiles stored as JPEG (so the detector cannot learn the file format)",
+    )
+
+
 def add_commands(commands, common) -> None:
     detect = commands.add_parser("detect", help="real-vs-synthetic detector: train, evaluate, scan a folder")
     detect_commands = detect.add_subparsers(dest="detect_command", required=True)
@@ -138,13 +148,7 @@ def add_commands(commands, common) -> None:
         "--calibration-fraction", type=float, default=0.2, help="share held back to set the 1%% FPR operating point"
     )
     dtrain.add_argument("--seed", type=int)
-    dtrain.add_argument(
-        "--fake-jpeg",
-        type=int,
-        metavar="Q",
-        help="re-encode synthetic images as JPEG at quality Q first, to match "
-        "real tiles stored as JPEG (so the detector cannot learn the file format)",
-    )
+    _add_fake_jpeg(dtrain)
     dtrain.set_defaults(func=cmd_detect_train)
     deval = detect_commands.add_parser("eval", help="AUC, accuracy, TPR at 1%% FPR, F1, clean and perturbed")
     deval.add_argument("--detector", default="default", help="detector folder or shipped name (spectral, cnn)")
@@ -153,13 +157,7 @@ def add_commands(commands, common) -> None:
     deval.add_argument("--perturb", action="append", help="perturbation name (repeatable; default all)")
     deval.add_argument("--max-images", type=int)
     deval.add_argument("--seed", type=int, default=0)
-    deval.add_argument(
-        "--fake-jpeg",
-        type=int,
-        metavar="Q",
-        help="re-encode synthetic images as JPEG at quality Q first, to match "
-        "real tiles stored as JPEG (so the detector cannot learn the file format)",
-    )
+    _add_fake_jpeg(deval)
     deval.add_argument("--json", action="store_true")
     deval.set_defaults(func=cmd_detect_eval)
     dscan = detect_commands.add_parser("scan", help="score every file in a folder; write a CSV with verdicts")

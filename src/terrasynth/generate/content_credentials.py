@@ -173,10 +173,14 @@ def build_manifest(record: ProvenanceRecord) -> dict[str, Any]:
     }
 
 
-def sign_file(path: str | Path, record: ProvenanceRecord, signer_config: SignerConfig) -> None:
-    """Embed a signed C2PA manifest for ``record`` into the PNG/JPEG/TIFF at ``path``, atomically (the signed
-    copy is written beside it and renamed over it; on any error the file is left as it was)."""
+def sign_file(
+    path: str | Path, record: ProvenanceRecord, signer_config: SignerConfig, dest: str | Path | None = None
+) -> None:
+    """Embed a signed C2PA manifest for ``record`` into the PNG/JPEG/TIFF at ``path``, or write the signed copy
+    to ``dest``; atomically either way (written beside the target and renamed onto it; on any error the target
+    is left as it was)."""
     path = Path(path)
+    dest = path if dest is None else Path(dest)
     if not path.is_file():
         raise InputError(path, "file not found")
     c2pa = _import_c2pa()
@@ -190,7 +194,7 @@ def sign_file(path: str | Path, record: ProvenanceRecord, signer_config: SignerC
             signer,
             context,
             c2pa.Builder(build_manifest(record), context=context) as builder,
-            atomic_path(path) as tmp,
+            atomic_path(dest) as tmp,
             path.open("rb") as source,
             tmp.open("w+b") as dest,
         ):
@@ -202,7 +206,7 @@ def sign_file(path: str | Path, record: ProvenanceRecord, signer_config: SignerC
             "C2PA needs an X.509 v3 end-entity certificate with digitalSignature key usage and an "
             "emailProtection or documentSigning extended key usage, issued by a CA (not self-signed)",
         ) from None
-    log.debug("signed %s (C2PA, %s)", path, signer_config.algorithm)
+    log.debug("signed %s (C2PA, %s)", dest, signer_config.algorithm)
 
 
 def read_credentials(path: str | Path) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,6 @@ import torch
 from .. import __version__
 from ..data.grids import image_grid, to_uint8, write_png
 from ..data.layouts import Layout
-from ..files import atomic_path
 from .content_credentials import SignerConfig, sign_file
 from .provenance import ProvenanceRecord, layout_sha256, write_geotiff
 from .provenance import write_png as write_png_with_provenance
@@ -91,13 +91,15 @@ def write_generated(
 
 @contextlib.contextmanager
 def _signed(path: Path, record: ProvenanceRecord, signer: SignerConfig | None) -> Iterator[Path]:
-    """Where to write ``path``: itself without a signer; else a temporary file, signed, then renamed onto it."""
+    """Where to write ``path``: itself without a signer; else an unsigned temporary file whose signed copy is
+    then written (atomically) to ``path``."""
     if signer is None:
         yield path
         return
-    with atomic_path(path) as tmp:
-        yield tmp
-        sign_file(tmp, record, signer)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as folder:
+        unsigned = Path(folder) / "unsigned.tmp"
+        yield unsigned
+        sign_file(unsigned, record, signer, dest=path)
 
 
 def _watermarked(array, record: ProvenanceRecord, enabled: bool):
