@@ -78,7 +78,9 @@ def generate_model_set(
 ) -> torch.Tensor:
     from terrasynth.generate.batch import generate_for_layouts
 
-    out = work / f"model-{scheduler}-{steps}steps-{size}px"
+    # The cache key names everything that changes an image, so a new model or guidance never reuses old files.
+    model_sha = bundle[2][:12]
+    out = work / f"model-{model_sha}-{scheduler}-{steps}steps-g{guidance:g}-seed{seed}-{size}px"
     paths = generate_for_layouts(
         bundle, dataset, out, steps=steps, scheduler=scheduler, guidance_scale=guidance, seed=seed, progress=progress
     )

@@ -171,9 +171,7 @@ def test_geojson_layout_gives_geotiffs_on_the_layouts_grid(capsys, model_dir, ge
     with rasterio.open(out / "fields-000.tif") as src:
         assert src.crs.to_epsg() == 32633
         # The features span 32 m × 32 m from the origin: a 32-pixel grid of 1 m pixels.
-        assert src.transform.almost_equals(
-            from_bounds(ORIGIN_X, ORIGIN_Y - 32, ORIGIN_X + 32, ORIGIN_Y, 32, 32)
-        )
+        assert src.transform.almost_equals(from_bounds(ORIGIN_X, ORIGIN_Y - 32, ORIGIN_X + 32, ORIGIN_Y, 32, 32))
         assert (src.width, src.height, src.count) == (32, 32, 3)
     assert read_provenance(out / "fields-000.tif").layout_source == str(geojson)
 
@@ -343,9 +341,7 @@ def test_train_resume_and_export(capsys, train_inputs, tmp_path):
     assert stdout.strip() == str(run_dir / "model")
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
 
-    code, stdout, stderr = run(
-        capsys, "train", "--config", config, "--resume", "latest", "--max-steps", "4", "-q"
-    )
+    code, stdout, stderr = run(capsys, "train", "--config", config, "--resume", "latest", "--max-steps", "4", "-q")
     assert code == 0, stderr
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]  # continued at step 3
     assert (run_dir / "checkpoint-4" / "state.json").is_file()
@@ -372,6 +368,33 @@ def test_train_resume_and_export(capsys, train_inputs, tmp_path):
     code, _, stderr = run(capsys, "export", "--run", run_dir, "--out", tmp_path / "swap", "--vae", other_vae, "-q")
     assert code == 2 and str(other_vae) in stderr and "encoder" in stderr
     assert not (tmp_path / "swap").exists()
+    code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "swap", "--vae", other_vae)
+    assert code == 2 and str(other_vae) in stderr and not (tmp_path / "swap").exists()
+
+    # A decoder refined on the same encoder replaces the model's; the UNet and the encoder stay as they were.
+    refined = EmbeddedDiffusionModel.from_pretrained(exported).vae
+    with torch.no_grad():
+        refined.decoder.conv_out.bias.add_(0.25)
+    refined.save_pretrained(tmp_path / "refined-vae", safe_serialization=True)
+    code, stdout, stderr = run(
+        capsys,
+        "export",
+        "--model",
+        exported,
+        "--vae",
+        tmp_path / "refined-vae",
+        "--out",
+        tmp_path / "v3",
+        "--name",
+        "renamed",
+        "-q",
+    )
+    assert code == 0, stderr
+    swapped = EmbeddedDiffusionModel.from_pretrained(tmp_path / "v3")
+    assert swapped.config.name == "renamed"
+    assert torch.allclose(swapped.vae.decoder.conv_out.bias, model.vae.decoder.conv_out.bias + 0.25)
+    assert torch.equal(swapped.vae.encoder.conv_in.weight, model.vae.encoder.conv_in.weight)
+    assert all(torch.equal(v, model.unet.state_dict()[k]) for k, v in swapped.unet.state_dict().items())
 
     # The exported model generates.
     code, _, stderr = run(

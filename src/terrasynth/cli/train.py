@@ -72,14 +72,21 @@ def cmd_export(args) -> int:
 
     from ..config import load_config
     from ..train.checkpoints import resolve_checkpoint
-    from ..train.diffusion import DiffusionTrainConfig, export_checkpoint
+    from ..train.diffusion import DiffusionTrainConfig, export_checkpoint, export_with_refined_decoder
 
+    dtype = torch.float16 if args.fp16 else None
+    if args.model:
+        if not args.vae:
+            raise InputError(args.model, "--model re-exports a model folder with a refined decoder: give --vae")
+        print(export_with_refined_decoder(args.model, args.vae, Path(args.out), dtype, args.name))
+        return 0
+    if args.name:
+        raise InputError(None, "--name applies to --model re-exports only (a run's name is in its config)")
     run = Path(args.run)
     config = load_config(DiffusionTrainConfig, run / "config.json")
     checkpoint = resolve_checkpoint(run, args.checkpoint)
     if checkpoint is None:
         raise InputError(run, "no checkpoint to export yet")
-    dtype = torch.float16 if args.fp16 else None
     out = export_checkpoint(config, checkpoint, Path(args.out), dtype, vae_path=args.vae)
     print(out)
     return 0
@@ -121,8 +128,14 @@ def add_commands(commands, common) -> None:
             train.add_argument("--validate-every", type=int)
         train.set_defaults(func=func)
 
-    export = commands.add_parser("export", help="write a training checkpoint's EMA weights as a model folder")
-    export.add_argument("--run", required=True)
+    export = commands.add_parser(
+        "export",
+        help="write a training checkpoint's EMA weights as a model folder, or re-export a model with a new decoder",
+    )
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="training run folder")
+    source.add_argument("--model", help="model folder to re-export with --vae's decoder")
+    export.add_argument("--name", help="new model name (with --model)")
     export.add_argument("--checkpoint", default="latest")
     export.add_argument("--out", required=True)
     export.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")

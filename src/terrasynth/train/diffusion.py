@@ -395,6 +395,23 @@ def export_checkpoint(
     return export_model(model, ema.model, directory, dtype)
 
 
+def export_with_refined_decoder(
+    model_dir: str | Path, vae_path: str, directory: Path, dtype=None, name: str | None = None
+) -> Path:
+    """Re-export a model folder with the decoder of ``vae_path`` (same encoder and scaling factor, checked), and
+    optionally a new model name: ships a decoder refined after the training run's checkpoints are gone."""
+    from dataclasses import replace
+
+    model = EmbeddedDiffusionModel.from_pretrained(model_dir)
+    if model.vae is None:
+        raise InputError(model_dir, "this model diffuses in pixel space; it has no decoder to replace")
+    model.vae = _refined_autoencoder(model.vae, vae_path)
+    if name:
+        model.config = replace(model.config, name=name)
+    model.save_pretrained(directory, dtype=dtype)
+    return Path(directory)
+
+
 def _refined_autoencoder(current, vae_path: str):
     refined = load_autoencoder(vae_path)
     mine, theirs = current.state_dict(), refined.state_dict()
@@ -409,4 +426,4 @@ def _refined_autoencoder(current, vae_path: str):
     return refined
 
 
-__all__ = ["DiffusionTrainConfig", "export_checkpoint", "train_diffusion"]
+__all__ = ["DiffusionTrainConfig", "export_checkpoint", "export_with_refined_decoder", "train_diffusion"]

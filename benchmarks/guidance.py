@@ -1,0 +1,90 @@
+"""Tune classifier-free guidance on a split the realism table does not use: layout fidelity (mIoU, pixel accuracy
+of the shipped segmenter against the input layout) and FD/KID on effnet features, per guidance scale.
+
+    python benchmarks/guidance.py --data ../shared/data/landcoverai_pairs --split val --limit 32 --scales 1,2,3,4,6
+
+The reference set for FD/KID is ``--reference-limit`` tiles of ``--reference-split`` (train by default), so the
+scores compare scales with each other; they are not the realism table's figures (those are on the test split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from realism import generate_model_set, load_split, stack  # noqa: E402
+from terrasynth.evaluate.evaluation import check_set_size, layout_row  # noqa: E402
+from terrasynth.evaluate.features import build_extractor  # noqa: E402
+from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, load_segmenter  # noqa: E402
+from terrasynth.evaluate.metrics import frechet_distance, kid  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/landcoverai_pairs")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--limit", type=int, default=32, help="layouts per guidance scale (seeded sample)")
+    parser.add_argument("--reference-split", default="train")
+    parser.add_argument("--reference-limit", type=int, default=200)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--scales", default="1,2,3,4,6")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--scheduler", default="dpm++")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--segmenter", default=str(SHIPPED_SEGMENTER))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", default="guidance-work", help="cache of generated images")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--quiet", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    from terrasynth.generate.api import load_pipeline
+
+    args = parse_args(argv)
+    evaluated = load_split(args.data, args.split, args.size, args.limit, args.seed)
+    reference = load_split(args.data, args.reference_split, args.size, args.reference_limit, args.seed)
+    check_set_size(len(evaluated), f"split {args.split!r}")
+    layouts = list(stack(evaluated, "layout"))
+    segmenter = load_segmenter(args.segmenter)
+    effnet = build_extractor("effnet", effnet_size=args.size)
+    reference_features = effnet.features(stack(reference, "image"))
+    bundle = load_pipeline(args.model, args.scheduler)
+
+    def scores(images) -> dict:
+        features = effnet.features(images)
+        layout = layout_row(segmenter, list(images), layouts)
+        k = kid(reference_features, features, subsets=100, seed=args.seed)
+        return {
+            "mIoU": layout["mIoU"]["value"],
+            "pixel_accuracy": layout["pixel_accuracy"]["value"],
+            "FD_effnet": float(frechet_distance(reference_features, features)),
+            "KID_effnet": k["mean"],
+        }
+
+    results = {"real tiles": scores(stack(evaluated, "image"))}
+    for scale in [float(s) for s in args.scales.split(",")]:
+        images = generate_model_set(
+            bundle, evaluated, Path(args.work), args.scheduler, args.steps, args.size, scale, args.seed, not args.quiet
+        )
+        results[f"guidance {scale:g}"] = scores(images)
+    print(f"python benchmarks/guidance.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    print(f"model {bundle[1]} (sha256 {bundle[2][:12]}), {args.scheduler} {args.steps} steps, N = {len(layouts)}")
+    print(f"{'':16s} {'mIoU':>7s} {'pix acc':>8s} {'FD_effnet':>10s} {'KID_effnet':>11s}")
+    for name, row in results.items():
+        print(
+            f"{name:16s} {row['mIoU']:7.3f} {row['pixel_accuracy']:8.3f} {row['FD_effnet']:10.1f} "
+            f"{row['KID_effnet']:11.4f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
