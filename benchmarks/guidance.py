@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from realism import generate_model_set, load_split, stack  # noqa: E402
-from terrasynth.evaluate.evaluation import check_set_size, layout_row  # noqa: E402
+from terrasynth.evaluate.evaluation import check_set_size  # noqa: E402
 from terrasynth.evaluate.features import build_extractor  # noqa: E402
-from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, load_segmenter  # noqa: E402
+from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, layout_scores, load_segmenter  # noqa: E402
 from terrasynth.evaluate.metrics import frechet_distance, kid  # noqa: E402
 
 
@@ -58,11 +58,12 @@ def main(argv=None) -> dict:
 
     def scores(images) -> dict:
         features = effnet.features(images)
-        layout = layout_row(segmenter, list(images), layouts)
+        layout = layout_scores(segmenter, list(images), layouts)
         k = kid(reference_features, features, subsets=100, seed=args.seed)
         return {
-            "mIoU": layout["mIoU"]["value"],
-            "pixel_accuracy": layout["pixel_accuracy"]["value"],
+            "mIoU": layout["miou"],
+            "pixel_accuracy": layout["pixel_accuracy"],
+            "IoU_per_class": layout["iou_per_class"],
             "FD_effnet": float(frechet_distance(reference_features, features)),
             "KID_effnet": k["mean"],
         }
@@ -75,11 +76,15 @@ def main(argv=None) -> dict:
         results[f"guidance {scale:g}"] = scores(images)
     print(f"python benchmarks/guidance.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"model {bundle[1]} (sha256 {bundle[2][:12]}), {args.scheduler} {args.steps} steps, N = {len(layouts)}")
-    print(f"{'':16s} {'mIoU':>7s} {'pix acc':>8s} {'FD_effnet':>10s} {'KID_effnet':>11s}")
+    class_names = segmenter.config.class_names
+    print(f"{'':16s} {'mIoU':>7s} {'pix acc':>8s} {'FD_effnet':>10s} {'KID_effnet':>11s}   IoU per class")
     for name, row in results.items():
+        per_class = " ".join(
+            f"{c}={'-' if v is None else f'{v:.2f}'}" for c, v in zip(class_names, row["IoU_per_class"])
+        )
         print(
             f"{name:16s} {row['mIoU']:7.3f} {row['pixel_accuracy']:8.3f} {row['FD_effnet']:10.1f} "
-            f"{row['KID_effnet']:11.4f}"
+            f"{row['KID_effnet']:11.4f}   {per_class}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

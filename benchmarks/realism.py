@@ -304,6 +304,12 @@ def main(argv=None, bundle=None) -> dict:
         f"{size} px"
     )
     print(format_table(rows, ratios))
+    if segmenter is not None:
+        print("layout IoU per class (the segmenter on each row's images against the input layout)")
+        for name, row in rows.items():
+            per_class = row["mIoU"].get("iou_per_class", {})
+            cells = "  ".join(f"{c} {'-' if v is None else f'{v:.3f}'}" for c, v in per_class.items())
+            print(f"  {name:40s} {cells}")
     if sweep:
         print("FD_effnet / KID_effnet against sampling steps")
         for scheduler, points in sweep.items():

@@ -55,9 +55,7 @@ def main() -> None:
         rendered = torch.from_numpy(data.class_table.render(sample["layout"])).permute(2, 0, 1) / 255.0
         tiles += [rendered, sample["image"], *generated]
     write_png(out / "sample_grid.png", image_grid(tiles, columns=5))
-    print(
-        f"wrote {out / 'sample_grid.png'}: {len(picks)} {args.split} layouts, columns layout | real | generated x3"
-    )
+    print(f"wrote {out / 'sample_grid.png'}: {len(picks)} {args.split} layouts, columns layout | real | generated x3")
     if args.run:
         metrics = [m for m in read_metrics(args.run) if "loss" in m]
         if metrics:
@@ -69,9 +67,7 @@ def main() -> None:
             axis.grid(alpha=0.3)
             figure.tight_layout()
             figure.savefig(out / "loss_curve.png", dpi=120)
-            print(
-                f"wrote {out / 'loss_curve.png'}: {metrics[-1]['step']} steps, last loss {metrics[-1]['loss']:.4f}"
-            )
+            print(f"wrote {out / 'loss_curve.png'}: {metrics[-1]['step']} steps, last loss {metrics[-1]['loss']:.4f}")
 
 
 if __name__ == "__main__":

@@ -85,9 +85,7 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
-    print(
-        f"batch {args.batch}, {args.steps} DPM-Solver++ steps, classifier-free guidance (2 UNet passes/step)"
-    )
+    print(f"batch {args.batch}, {args.steps} DPM-Solver++ steps, classifier-free guidance (2 UNet passes/step)")
     print(f"{'figure':36s} value")
     for key, value in rows.items():
         print(f"{key:36s} {value:.3f}")

@@ -63,9 +63,7 @@ def test_rasterize_without_a_grid_covers_the_features(geojson_path):
 
 def test_a_grid_in_another_crs_is_an_input_error(geojson_path):
     grid = TileGrid((15.0, 50.0, 15.001, 50.001), 8, 8, "EPSG:4326")
-    with pytest.raises(
-        InputError, match="GeoJSON CRS EPSG:32633 does not match the grid CRS EPSG:4326"
-    ) as caught:
+    with pytest.raises(InputError, match="GeoJSON CRS EPSG:32633 does not match the grid CRS EPSG:4326") as caught:
         rasterize_geojson(geojson_path, LANDCOVER_AI, grid)
     assert caught.value.path == geojson_path
 
@@ -137,9 +135,7 @@ def test_features_with_a_bad_class_are_input_errors(tmp_path, properties, proble
 
 
 def test_invalid_or_empty_geometry_is_an_input_error(tmp_path):
-    path = write_geojson(
-        tmp_path / "a.geojson", [feature({"type": "Polygon", "coordinates": [[1, 2]]}, "water")]
-    )
+    path = write_geojson(tmp_path / "a.geojson", [feature({"type": "Polygon", "coordinates": [[1, 2]]}, "water")])
     with pytest.raises(InputError, match="feature 0 has invalid geometry"):
         rasterize_geojson(path, LANDCOVER_AI)
     path = write_geojson(tmp_path / "b.geojson", [feature({"type": "Polygon", "coordinates": []}, "water")])
@@ -189,9 +185,7 @@ def test_load_layout_reads_a_mask_png(tmp_path, mode):
 
 
 def test_load_layout_snaps_an_rgb_colour_map(tmp_path):
-    table = LANDCOVER_AI.__class__(
-        ("field", "road", "water"), ((240, 220, 90), (120, 120, 120), (38, 110, 200))
-    )
+    table = LANDCOVER_AI.__class__(("field", "road", "water"), ((240, 220, 90), (120, 120, 120), (38, 110, 200)))
     truth = np.zeros((8, 8), np.int64)
     truth[:, 3:5], truth[6:] = 1, 2
     rgb = np.asarray(table.colors, np.int16)[truth] + 6

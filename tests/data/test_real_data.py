@@ -37,9 +37,7 @@ def test_landcoverai_pairs_split_into_disjoint_parts_that_sum_to_the_total():
 def test_rsscn7_splits_into_disjoint_parts_that_sum_to_the_total():
     root = folder("rsscn7")
     everything = SceneFolder(root, "all")
-    assert everything.classes == sorted(
-        ["grass", "field", "industry", "river_lake", "forest", "resident", "parking"]
-    )
+    assert everything.classes == sorted(["grass", "field", "industry", "river_lake", "forest", "resident", "parking"])
     parts = {split: SceneFolder(root, split) for split in ("train", "val", "test")}
     assert sum(len(p) for p in parts.values()) == len(everything)
     ids = [path for p in parts.values() for path, _ in p.files]

@@ -35,9 +35,7 @@ def test_split_sizes_follow_the_fractions_over_many_blocks():
     sizes = {name: len(part) for name, part in splits_of(ids, block_size=1).items()}
     assert sizes["train"] / 4000 == pytest.approx(0.8, abs=0.04)
     assert sizes["val"] / 4000 == pytest.approx(0.1, abs=0.03)
-    sizes = {
-        name: len(part) for name, part in splits_of(ids, block_size=1, fractions=(0.5, 0.5, 0.0)).items()
-    }
+    sizes = {name: len(part) for name, part in splits_of(ids, block_size=1, fractions=(0.5, 0.5, 0.0)).items()}
     assert sizes["test"] == 0 and sizes["train"] + sizes["val"] == 4000
 
 

@@ -98,9 +98,7 @@ def test_transforms_leave_the_input_sample_alone_and_compose():
     before = {k: v.clone() if torch.is_tensor(v) else v for k, v in sample.items()}
     out = Compose([RandomCrop(10, random.Random(0)), RandomDihedral(random.Random(1)), Resize(5)])(sample)
     assert out["layout"].shape == (5, 5) and out["caption"] == "x"
-    assert (
-        torch.equal(sample["layout"], before["layout"]) and sample["georeference"] == before["georeference"]
-    )
+    assert torch.equal(sample["layout"], before["layout"]) and sample["georeference"] == before["georeference"]
 
 
 def test_samples_without_layout_or_georeference_work():

@@ -107,5 +107,9 @@ def test_train_segmenter_and_domain_then_evaluate_layout_fidelity(tmp_path, caps
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     generated = metrics["rows"]["generated"]
     assert 0 <= generated["mIoU"]["value"] <= 1 and "FD_domain" in generated and "IS_domain" in generated
+    per_class = generated["mIoU"]["iou_per_class"]
+    assert list(per_class) == ["background", "building", "woodland", "water", "road"]
+    present = [v for v in per_class.values() if v is not None]
+    assert present and generated["mIoU"]["value"] == pytest.approx(sum(present) / len(present))
     assert generated["memorised_fraction"]["value"] == 1.0  # the "generated" set is the training set itself
     assert metrics["memorisation"]["flagged_files"][0][0] == metrics["memorisation"]["flagged_files"][0][1]

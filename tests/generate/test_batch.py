@@ -34,8 +34,16 @@ def test_one_file_per_layout_named_by_id_and_cached(tmp_path):
 def test_scene_classes_make_a_scene_folder(tmp_path):
     pipeline, model_id, sha = _bundle(tmp_path)
     pipeline._text_encoder = FakeTextEncoder()
-    out = generate_for_scene_classes((pipeline, model_id, sha), ["forest", "river_lake"], tmp_path / "scenes", 3,
-                                     steps=2, size=32, batch_size=2, progress=False)
+    out = generate_for_scene_classes(
+        (pipeline, model_id, sha),
+        ["forest", "river_lake"],
+        tmp_path / "scenes",
+        3,
+        steps=2,
+        size=32,
+        batch_size=2,
+        progress=False,
+    )
     data = SceneFolder(out, "all")
     assert data.classes == ["forest", "river_lake"] and len(data) == 6
     assert "forest" in read_provenance(out / "forest" / "forest-002.png").prompt

@@ -86,9 +86,7 @@ def test_every_scheduler_runs(pipeline, layout, scheduler):
     out = generate(pipeline, layout, scheduler=scheduler, num_inference_steps=3)
     assert out.images.shape == (1, 3, 32, 32)
     assert torch.isfinite(out.images).all()
-    assert torch.equal(
-        out.images, generate(pipeline, layout, scheduler=scheduler, num_inference_steps=3).images
-    )
+    assert torch.equal(out.images, generate(pipeline, layout, scheduler=scheduler, num_inference_steps=3).images)
 
 
 @pytest.mark.parametrize("name", ["DPM++", "dpm_solver", "dpmpp", "Euler", "ddim"])

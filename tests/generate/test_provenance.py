@@ -66,9 +66,7 @@ def test_png_round_trip_keeps_every_field_and_pixels(tmp_path):
 
 
 def test_png_round_trip_with_optional_fields_empty(tmp_path):
-    record = make_record(
-        negative_prompt=None, seed=None, layout_sha256=None, layout_source=None, watermark=None
-    )
+    record = make_record(negative_prompt=None, seed=None, layout_sha256=None, layout_source=None, watermark=None)
     write_png(tmp_path / "a.png", make_image(), record)
     assert read_provenance(tmp_path / "a.png") == record
 
@@ -102,9 +100,7 @@ def test_geotiff_round_trip_keeps_georeference_record_and_pixels(tmp_path):
 def test_geotiff_accepts_affine(tmp_path):
     from affine import Affine
 
-    write_geotiff(
-        tmp_path / "a.tif", make_image(), make_record(), "EPSG:4326", Affine(0.1, 0, 10, 0, -0.1, 50)
-    )
+    write_geotiff(tmp_path / "a.tif", make_image(), make_record(), "EPSG:4326", Affine(0.1, 0, 10, 0, -0.1, 50))
     assert describe(tmp_path / "a.tif")["georeference"]["transform"] == [0.1, 0.0, 10.0, 0.0, -0.1, 50.0]
 
 

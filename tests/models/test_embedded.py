@@ -31,9 +31,7 @@ def model_outputs(model: EmbeddedDiffusionModel, seed: int = 0) -> tuple[torch.T
     embeds = torch.randn(2, model.config.text_dim, generator=generator)
     with torch.no_grad():
         condition = model.condition(2, text_embeds=embeds, keep=torch.tensor([True, False]))
-        prediction = model.predict(
-            noisy, torch.tensor([10, 900]), model.layout_channels(layout, 2, (8, 8)), condition
-        )
+        prediction = model.predict(noisy, torch.tensor([10, 900]), model.layout_channels(layout, 2, (8, 8)), condition)
         image = model.decode_latents(noisy)
     return prediction, image
 
@@ -73,9 +71,7 @@ def test_resave_replaces_the_folder(saved, tmp_path):
     (folder / "stale.txt").write_text("from an older save")
     model.save_pretrained(folder)
     assert not (folder / "stale.txt").exists()
-    assert torch.equal(
-        model_outputs(EmbeddedDiffusionModel.from_pretrained(folder))[0], model_outputs(model)[0]
-    )
+    assert torch.equal(model_outputs(EmbeddedDiffusionModel.from_pretrained(folder))[0], model_outputs(model)[0])
 
 
 def test_fp16_save_loads_and_stays_close(saved, tmp_path):

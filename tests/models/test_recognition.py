@@ -63,8 +63,12 @@ def test_classifier_learns_and_round_trips(tmp_path, backbone):
     labels = torch.arange(12) % 2
     images[labels == 1, 2] += 0.8  # class 1 is blue
     model = Classifier(ClassifierConfig(num_classes=2, backbone=backbone))
-    train_classifier(model, images, labels, SupervisedTrainConfig(steps=30, batch_size=6, learning_rate=3e-3,
-                                                                  backbone_learning_rate=1e-3))
+    train_classifier(
+        model,
+        images,
+        labels,
+        SupervisedTrainConfig(steps=30, batch_size=6, learning_rate=3e-3, backbone_learning_rate=1e-3),
+    )
     assert classification_accuracy(model, images, labels) == 1.0
     loaded = load_model(save_model(model, tmp_path / backbone))
     assert isinstance(loaded, Classifier) and loaded.config == model.config

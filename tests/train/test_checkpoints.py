@@ -186,9 +186,7 @@ def test_step_seeds_depend_only_on_their_keys():
     assert step_seed(0, 5) == step_seed(0, 5)
     seeds = {step_seed(seed, stream, step) for seed in range(3) for stream in range(3) for step in range(50)}
     assert len(seeds) == 3 * 3 * 50
-    assert torch.equal(
-        torch.rand(3, generator=step_generator(1, 2)), torch.rand(3, generator=step_generator(1, 2))
-    )
+    assert torch.equal(torch.rand(3, generator=step_generator(1, 2)), torch.rand(3, generator=step_generator(1, 2)))
 
 
 def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused(tmp_path):

@@ -75,9 +75,7 @@ def test_diffusion_resume_is_exact(datasets, tmp_path):
         assert_same_tensors(weights(killed / "checkpoint-6", name), weights(straight / "checkpoint-6", name))
     for part in ("unet", "condition"):
         exported = next((model_dir / part).glob("*.safetensors"))
-        assert_same_tensors(
-            load_file(exported), load_file(next((straight / "model" / part).glob("*.safetensors")))
-        )
+        assert_same_tensors(load_file(exported), load_file(next((straight / "model" / part).glob("*.safetensors"))))
     steps = [record["step"] for record in read_metrics(killed)]
     assert steps == [1, 2, 3, 4, 5, 6]  # step 5, logged before the kill, is not duplicated
     assert [record["step"] for record in read_metrics(straight)] == steps

@@ -44,9 +44,7 @@ def scene_phrase(class_name: str) -> str:
     return SCENE_WORDS.get(key, SCENE_WORDS.get(class_name.lower(), class_name.replace("_", " ")))
 
 
-def caption_for_scene(
-    class_name: str, template: str = SCENE_TEMPLATES[0], metadata: dict | None = None
-) -> str:
+def caption_for_scene(class_name: str, template: str = SCENE_TEMPLATES[0], metadata: dict | None = None) -> str:
     """``"aerial image of a forest"``, with metadata words appended when given."""
     return _with_metadata(template.format(scene_phrase(class_name)), metadata)
 
@@ -73,9 +71,7 @@ def caption_from_layout(
     counts = torch.bincount(values, minlength=len(class_table)).double()
     shares = (counts / counts.sum().clamp(min=1)).tolist()
     order = sorted(range(len(class_table)), key=lambda i: -shares[i])
-    majors = [
-        f"{int(round(shares[i] * 20) * 5)} % {class_table.names[i]}" for i in order if shares[i] >= major
-    ]
+    majors = [f"{int(round(shares[i] * 20) * 5)} % {class_table.names[i]}" for i in order if shares[i] >= major]
     minors = [class_table.names[i] for i in order if minor <= shares[i] < major]
     text = "aerial image: " + ", ".join(majors) if majors else "aerial image"
     if minors:

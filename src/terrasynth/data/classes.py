@@ -64,15 +64,12 @@ class ClassTable:
                 raise ValueError(f"colours must be [r, g, b] with values 0..255, got {list(color)}")
         if not self.display_colors:
             shown = tuple(
-                KNOWN_DISPLAY_COLORS.get(name.lower(), TAB10[i % len(TAB10)])
-                for i, name in enumerate(self.names)
+                KNOWN_DISPLAY_COLORS.get(name.lower(), TAB10[i % len(TAB10)]) for i, name in enumerate(self.names)
             )
             object.__setattr__(self, "display_colors", shown)
         object.__setattr__(self, "names", tuple(self.names))
         object.__setattr__(self, "colors", tuple(tuple(int(v) for v in c) for c in self.colors))
-        object.__setattr__(
-            self, "display_colors", tuple(tuple(int(v) for v in c) for c in self.display_colors)
-        )
+        object.__setattr__(self, "display_colors", tuple(tuple(int(v) for v in c) for c in self.display_colors))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -90,27 +87,19 @@ class ClassTable:
         data = read_json(path)
         entries = data.get("classes") if isinstance(data, dict) else data
         if not isinstance(entries, list) or not entries:
-            raise InputError(
-                path, "no class list found", 'expected {"classes": [{"index", "name", "rgb"}, ...]}'
-            )
+            raise InputError(path, "no class list found", 'expected {"classes": [{"index", "name", "rgb"}, ...]}')
         entries = [{"index": i, "name": e} if isinstance(e, str) else e for i, e in enumerate(entries)]
         if not all(isinstance(e, dict) for e in entries):
-            raise InputError(
-                path, "each class entry must be an object or a name", 'e.g. {"index": 0, "name": "water"}'
-            )
+            raise InputError(path, "each class entry must be an object or a name", 'e.g. {"index": 0, "name": "water"}')
         try:
             entries = sorted(entries, key=lambda e: int(e.get("index", 0)))
             indices = [int(e.get("index", i)) for i, e in enumerate(entries)]
             if indices != list(range(len(entries))):
-                raise InputError(
-                    path, f"class indices must be 0..{len(entries) - 1} without gaps, got {indices}"
-                )
+                raise InputError(path, f"class indices must be 0..{len(entries) - 1} without gaps, got {indices}")
             names = tuple(str(e["name"]) for e in entries)
             colors = tuple(tuple(e.get("rgb", TAB10[i % 10])) for i, e in enumerate(entries))
             display = (
-                tuple(tuple(e["display_rgb"]) for e in entries)
-                if all("display_rgb" in e for e in entries)
-                else ()
+                tuple(tuple(e["display_rgb"]) for e in entries) if all("display_rgb" in e for e in entries) else ()
             )
             return cls(names, colors, display)
         except (KeyError, TypeError, ValueError) as error:
@@ -130,9 +119,7 @@ class ClassTable:
         return cls(
             tuple(e["name"] for e in entries),
             tuple(tuple(e["rgb"]) for e in entries),
-            tuple(tuple(e["display_rgb"]) for e in entries)
-            if all("display_rgb" in e for e in entries)
-            else (),
+            tuple(tuple(e["display_rgb"]) for e in entries) if all("display_rgb" in e for e in entries) else (),
         )
 
     def to_json(self) -> str:

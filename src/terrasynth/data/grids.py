@@ -39,9 +39,7 @@ def image_grid(images: list, columns: int, padding: int = 2, fill: int = 255) ->
     tiles = [to_uint8(im) for im in images]
     height, width = tiles[0].shape[:2]
     rows = (len(tiles) + columns - 1) // columns
-    grid = np.full(
-        (rows * (height + padding) + padding, columns * (width + padding) + padding, 3), fill, np.uint8
-    )
+    grid = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding, 3), fill, np.uint8)
     for index, tile in enumerate(tiles):
         r, c = divmod(index, columns)
         top, left = padding + r * (height + padding), padding + c * (width + padding)

@@ -21,9 +21,7 @@ def list_images(folder: str | Path) -> list[Path]:
         raise InputError(folder, "folder not found")
     files = sorted(p for p in folder.iterdir() if is_image_file(p))
     if not files:
-        raise InputError(
-            folder, "no image files in folder", f"expected files ending in {', '.join(IMAGE_SUFFIXES)}"
-        )
+        raise InputError(folder, "no image files in folder", f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
     return files
 
 
@@ -41,9 +39,7 @@ def _open_pil(path: Path) -> Image.Image:
             image.load()
             return image
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(
-            path, f"cannot read image ({error})", "is it a complete PNG/JPEG/TIFF file?"
-        ) from None
+        raise InputError(path, f"cannot read image ({error})", "is it a complete PNG/JPEG/TIFF file?") from None
 
 
 def read_georeference(path: str | Path) -> dict | None:

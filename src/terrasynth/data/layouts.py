@@ -68,9 +68,7 @@ def _geojson_crs(data: dict) -> str | None:
     if isinstance(crs, dict):
         properties = crs.get("properties") or {}
         if properties.get("code") is not None and str(crs.get("type", "")).upper() == "EPSG":
-            return (
-                f"EPSG:{properties['code']}"  # the GeoJSON 2008 {"type": "EPSG", "properties": {"code": N}}
-            )
+            return f"EPSG:{properties['code']}"  # the GeoJSON 2008 {"type": "EPSG", "properties": {"code": N}}
         name = properties.get("name")
         if name:
             name = str(name)
@@ -111,9 +109,7 @@ def read_geojson_features(path: str | Path) -> tuple[list[dict], str]:
         raise InputError(path, f"expected a FeatureCollection or Feature, got type {data.get('type')!r}")
     features = [f for f in features if isinstance(f, dict) and f.get("geometry")]
     if not features:
-        raise InputError(
-            path, "GeoJSON has no features with geometry", "add Polygon/LineString/Point features"
-        )
+        raise InputError(path, "GeoJSON has no features with geometry", "add Polygon/LineString/Point features")
     return features, _geojson_crs(data) or "EPSG:4326"
 
 
@@ -205,9 +201,7 @@ def rasterize_geojson(
         except Exception as error:  # shapely raises several types for malformed coordinates
             raise InputError(path, f"feature {number} has invalid geometry: {error}") from None
         if geometry.is_empty:
-            raise InputError(
-                path, f"feature {number} has an empty geometry", "drop it or give it coordinates"
-            )
+            raise InputError(path, f"feature {number} has an empty geometry", "drop it or give it coordinates")
         parsed.append((geometry, index))
     if grid is None:
         left = min(g.bounds[0] for g, _ in parsed)
@@ -231,9 +225,7 @@ def rasterize_geojson(
         elif geometry.geom_type == "GeometryCollection":
             geometry = shapely.unary_union(
                 [
-                    g.buffer(pixel * line_width_px / 2)
-                    if g.geom_type not in ("Polygon", "MultiPolygon")
-                    else g
+                    g.buffer(pixel * line_width_px / 2) if g.geom_type not in ("Polygon", "MultiPolygon") else g
                     for g in geometry.geoms
                 ]
             )
@@ -273,9 +265,7 @@ def snap_to_palette(rgb: np.ndarray, palette, max_distance: float | None = None,
     if max_distance is not None:
         worst = float(np.sqrt(worst))
         if worst > max_distance:
-            raise InputError(
-                path, f"a pixel is {worst:.0f} RGB units from every class colour", "check the palette"
-            )
+            raise InputError(path, f"a pixel is {worst:.0f} RGB units from every class colour", "check the palette")
     return torch.from_numpy(nearest.reshape(height, width))
 
 
@@ -328,9 +318,7 @@ def load_layout(
     if suffix in (".geojson", ".json"):
         return rasterize_geojson(path, class_table, grid, class_property, class_map, size=size)
     if suffix not in IMAGE_SUFFIXES:
-        raise InputError(
-            path, f"unknown layout format {suffix!r}", "use a mask PNG/GeoTIFF, an RGB map or GeoJSON"
-        )
+        raise InputError(path, f"unknown layout format {suffix!r}", "use a mask PNG/GeoTIFF, an RGB map or GeoJSON")
     if suffix in GEOTIFF_SUFFIXES and path.is_file() and _band_count(path) in (3, 4):
         return read_colour_map(path, class_table)
     if suffix in GEOTIFF_SUFFIXES:

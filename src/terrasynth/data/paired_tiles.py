@@ -37,15 +37,11 @@ class PairedTiles(torch.utils.data.Dataset):
         self.transforms = transforms
         self.metadata = metadata
         if not self.root.is_dir():
-            raise InputError(
-                self.root, "dataset folder not found", f"expected {image_dir}/ and {mask_dir}/ inside"
-            )
+            raise InputError(self.root, "dataset folder not found", f"expected {image_dir}/ and {mask_dir}/ inside")
         if class_table is None:
             table_path = self.root / "classes.json"
             if not table_path.is_file():
-                raise InputError(
-                    table_path, "class table not found", "write classes.json or pass a class table"
-                )
+                raise InputError(table_path, "class table not found", "write classes.json or pass a class table")
             class_table = ClassTable.from_json(table_path)
         self.class_table = class_table
         images = list_images(self.root / image_dir)
@@ -57,9 +53,7 @@ class PairedTiles(torch.utils.data.Dataset):
             stems = [p.stem for p in files]
             twins = sorted({s for s in stems if stems.count(s) > 1})
             if twins:
-                raise InputError(
-                    folder, f"several files share the id {twins[0]!r}", "keep one file per tile id"
-                )
+                raise InputError(folder, f"several files share the id {twins[0]!r}", "keep one file per tile id")
         masks = {p.stem: p for p in mask_files}
         unpaired = [p.name for p in images if p.stem not in masks]
         if unpaired:

@@ -54,9 +54,7 @@ def plot_sample(
             Patch(color=[v / 255 for v in c], label=n)
             for n, c in zip(class_table.names, class_table.display_colors, strict=True)
         ]
-        figure.legend(
-            handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False
-        )
+        figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
     figure.suptitle(title or sample.get("caption", ""), fontsize=9)
     figure.tight_layout(rect=(0, 0.08, 1, 0.95))
     return figure

@@ -45,9 +45,7 @@ class SceneFolder(torch.utils.data.Dataset):
         found = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         self.classes = list(classes) if classes is not None else found
         if not self.classes:
-            raise InputError(
-                self.root, "no class folders found", "expected one sub-folder of images per class"
-            )
+            raise InputError(self.root, "no class folders found", "expected one sub-folder of images per class")
         missing = [c for c in self.classes if c not in found]
         if missing:
             raise InputError(self.root, f"class folder(s) missing: {', '.join(missing)}")
@@ -56,13 +54,9 @@ class SceneFolder(torch.utils.data.Dataset):
             files = sorted(p for p in (self.root / name).iterdir() if is_image_file(p))
             if not files:
                 raise InputError(self.root / name, "class folder has no images")
-            self.files += [
-                (p, label) for p in files if split == "all" or self._split_of(p, fractions) == split
-            ]
+            self.files += [(p, label) for p in files if split == "all" or self._split_of(p, fractions) == split]
         if not self.files:
-            raise InputError(
-                self.root, f"split {split!r} is empty", "use split='all' for a handful of images"
-            )
+            raise InputError(self.root, f"split {split!r} is empty", "use split='all' for a handful of images")
 
     @staticmethod
     def _split_of(path: Path, fractions) -> str:

@@ -50,9 +50,7 @@ def block_key(tile_id: str, block_size: int = 32) -> str:
     return f"{prefix}:{int(last.group()) // block_size}"
 
 
-def grouped_split(
-    tile_ids: list[str], split: str, block_size: int = 32, fractions=(0.8, 0.1, 0.1)
-) -> list[str]:
+def grouped_split(tile_ids: list[str], split: str, block_size: int = 32, fractions=(0.8, 0.1, 0.1)) -> list[str]:
     """The ids of ``tile_ids`` in ``split`` ("train", "val", "test" or "all"), in their given order."""
     if split == "all":
         return list(tile_ids)

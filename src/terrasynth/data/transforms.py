@@ -122,9 +122,9 @@ class Resize:
 
             _with_transform(sample, out, Affine.scale(width / self.size, height / self.size))
         if "layout" in sample and tuple(sample["layout"].shape[-2:]) != (self.size, self.size):
-            out["layout"] = F.interpolate(
-                sample["layout"][None, None].float(), (self.size, self.size), mode="nearest"
-            )[0, 0].long()
+            out["layout"] = F.interpolate(sample["layout"][None, None].float(), (self.size, self.size), mode="nearest")[
+                0, 0
+            ].long()
         return out
 
 

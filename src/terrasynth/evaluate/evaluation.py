@@ -105,7 +105,12 @@ def layout_row(segmenter, images, layouts) -> dict[str, dict]:
 
     values = layout_scores(segmenter, images, layouts)
     meta = {"n": values["n"], "segmenter": "trained on real pairs"}
-    return {"mIoU": score(values["miou"], **meta), "pixel_accuracy": score(values["pixel_accuracy"], **meta)}
+    names = segmenter.config.class_names or tuple(str(i) for i in range(len(values["iou_per_class"])))
+    per_class = dict(zip(names, values["iou_per_class"]))
+    return {
+        "mIoU": score(values["miou"], iou_per_class=per_class, **meta),
+        "pixel_accuracy": score(values["pixel_accuracy"], **meta),
+    }
 
 
 def size_note(image_set: ImageSet, what: str, size: int) -> str | None:

@@ -68,16 +68,12 @@ def generate_images(
     pipe, model_id, model_sha = pipeline or load_pipeline(model, scheduler)
     layout = None
     if layout_path is not None:
-        table = (
-            ClassTable.from_json(class_table_path) if class_table_path else _layout_classes(pipe)
-        )
+        table = ClassTable.from_json(class_table_path) if class_table_path else _layout_classes(pipe)
         if table is None:
             raise InputError(layout_path, "this model takes no layout", "generate from --prompt alone")
         model_table = _layout_classes(pipe)
         if model_table is not None and table.names != model_table.names:
-            raise InputError(
-                class_table_path, f"classes {table.names} differ from the model's {model_table.names}"
-            )
+            raise InputError(class_table_path, f"classes {table.names} differ from the model's {model_table.names}")
         class_map = read_json(class_map_path) if class_map_path else None
         layout = load_layout(
             layout_path, table, grid=grid, class_property=class_property, class_map=class_map, size=size

@@ -49,9 +49,7 @@ def run_demo(
             progress=progress,
         )
         stem = Path(name).stem
-        rows.append(
-            (name, prompt, f"layouts/{stem}-grid.png", [p.relative_to(out_dir).as_posix() for p in written])
-        )
+        rows.append((name, prompt, f"layouts/{stem}-grid.png", [p.relative_to(out_dir).as_posix() for p in written]))
     for index, prompt in enumerate(DEMO_PROMPTS):
         stem = f"prompt-{index}"
         written = generate_images(
@@ -64,9 +62,7 @@ def run_demo(
             progress=progress,
             stem=stem,
         )
-        rows.append(
-            (None, prompt, f"prompts/{stem}-grid.png", [p.relative_to(out_dir).as_posix() for p in written])
-        )
+        rows.append((None, prompt, f"prompts/{stem}-grid.png", [p.relative_to(out_dir).as_posix() for p in written]))
     page = out_dir / "index.html"
     write_text_atomic(page, _page(rows, pipeline[1], steps, time.time() - started))
     return page

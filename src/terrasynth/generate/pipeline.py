@@ -45,9 +45,7 @@ class LayoutToImagePipeline:
         self._text_encoder = text_encoder
 
     @classmethod
-    def from_pretrained(
-        cls, directory: str | Path, scheduler: str = DEFAULT_SCHEDULER
-    ) -> LayoutToImagePipeline:
+    def from_pretrained(cls, directory: str | Path, scheduler: str = DEFAULT_SCHEDULER) -> LayoutToImagePipeline:
         return cls(EmbeddedDiffusionModel.from_pretrained(directory), scheduler, model_id=str(directory))
 
     @property
@@ -108,9 +106,9 @@ class LayoutToImagePipeline:
         padded_h, padded_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
         if layout is not None and (padded_h, padded_w) != (height, width):
             # Reflect-pad the layout to a size the UNet accepts; the output is cropped back.
-            layout = F.pad(
-                layout[:, None].float(), (0, padded_w - width, 0, padded_h - height), mode="replicate"
-            )[:, 0].long()
+            layout = F.pad(layout[:, None].float(), (0, padded_w - width, 0, padded_h - height), mode="replicate")[
+                :, 0
+            ].long()
         # One generator per image, seeded ``seed + i``: image i is the same whatever the batch size, and its
         # seed (recorded in provenance) reproduces it alone.
         if seed is None:
@@ -138,10 +136,7 @@ class LayoutToImagePipeline:
             generator = [torch.Generator().manual_seed(s) for s in seeds[start:stop]]
             latents = (
                 torch.cat(
-                    [
-                        torch.randn(1, config.image_channels, latent_h, latent_w, generator=g)
-                        for g in generator
-                    ]
+                    [torch.randn(1, config.image_channels, latent_h, latent_w, generator=g) for g in generator]
                 ).to(model.device)
                 * sampler.init_noise_sigma
             )

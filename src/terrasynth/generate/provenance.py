@@ -106,9 +106,7 @@ class ProvenanceRecord:
     def to_json(self, indent: int | None = None) -> str:
         """Canonical JSON (sorted keys, ASCII); compact unless ``indent`` is given."""
         separators = (",", ":") if indent is None else (",", ": ")
-        return json.dumps(
-            self.to_dict(), sort_keys=True, ensure_ascii=True, separators=separators, indent=indent
-        )
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=True, separators=separators, indent=indent)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProvenanceRecord:
@@ -222,9 +220,7 @@ def _to_affine(transform: Any) -> Affine:
         return transform
     values = [float(v) for v in transform] if isinstance(transform, Sequence | np.ndarray) else None
     if values is None or len(values) not in (6, 9) or (len(values) == 9 and values[6:] != [0.0, 0.0, 1.0]):
-        raise ValueError(
-            f"transform must be an Affine or 6 affine numbers (a, b, c, d, e, f), got {transform!r}"
-        )
+        raise ValueError(f"transform must be an Affine or 6 affine numbers (a, b, c, d, e, f), got {transform!r}")
     return Affine(*values[:6])
 
 
@@ -344,9 +340,7 @@ def _inspect_pil(path: Path) -> tuple[dict[str, Any], ProvenanceRecord | None]:
                 "georeference": None,
             }
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
-        raise InputError(
-            path, f"cannot read image ({error})", "is it a complete PNG/JPEG/WebP/TIFF file?"
-        ) from None
+        raise InputError(path, f"cannot read image ({error})", "is it a complete PNG/JPEG/WebP/TIFF file?") from None
     text = meta.get(PNG_KEY)
     if isinstance(text, (str, bytes)):
         return info, _parse_record(path, text)
