@@ -1,11 +1,15 @@
+import json
+
 import pytest
 import torch
+from safetensors.torch import load_file
 from tests.fakes import make_paired_tiles
 
 from terrasynth.cli import main
 from terrasynth.models.pix2pix import PatchDiscriminator, Pix2PixConfig, UNetGenerator, load_pix2pix, save_pix2pix
 from terrasynth.train.checkpoints import list_checkpoints
 from terrasynth.train.pix2pix import Pix2PixTrainConfig, train_pix2pix
+from terrasynth.train.run import read_metrics
 
 
 def test_generator_and_discriminator_shapes(tmp_path):
@@ -20,6 +24,9 @@ def test_generator_and_discriminator_shapes(tmp_path):
     loaded = load_pix2pix(save_pix2pix(generator, tmp_path / "model"))
     layout = torch.randint(0, 5, (16, 16))
     assert torch.equal(loaded.generate(layout), generator.generate(layout))
+    half = load_pix2pix(save_pix2pix(generator, tmp_path / "half", dtype=torch.float16))
+    assert next(half.parameters()).dtype == torch.float32
+    assert (half.generate(layout) - generator.generate(layout)).abs().max() < 0.02
 
 
 def test_trains_two_steps_and_resumes(tmp_path):
@@ -47,6 +54,13 @@ def test_trains_two_steps_and_resumes(tmp_path):
     train_pix2pix(config, resume="latest", progress=False)
     again = load_pix2pix(model_dir).state_dict()
     assert all(torch.allclose(first[k], again[k], atol=1e-6) for k in first)
+    summary = json.loads((model_dir / "training.json").read_text())
+    assert summary["steps"] == 2 and summary["wall_s"] > 0 and "loss_l1" in summary["final_losses"]
+
+    # resuming the finished run re-exports it, here in float16, without training further
+    train_pix2pix(config, resume="latest", progress=False, dtype=torch.float16)
+    assert {v.dtype for v in load_file(model_dir / "generator.safetensors").values()} == {torch.float16}
+    assert [r["step"] for r in read_metrics(tmp_path / "run")][-1] == 2
 
 
 def test_cli_train_pix2pix_refuses_existing_run_without_resume(tmp_path, capsys):

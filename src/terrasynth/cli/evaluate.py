@@ -51,10 +51,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train_pix2pix(args) -> int:
+    import torch
+
     from ..train.pix2pix import Pix2PixTrainConfig, train_pix2pix
 
     config = load_or_default(Pix2PixTrainConfig, args.config, flag_values(args, PIX2PIX_FLAGS))
-    print(train_pix2pix(config, resume=args.resume, progress=not args.quiet))
+    dtype = torch.float16 if args.fp16 else None
+    print(train_pix2pix(config, resume=args.resume, progress=not args.quiet, dtype=dtype))
     return 0
 
 
@@ -105,7 +108,8 @@ def add_commands(commands, common) -> None:
     pix2pix.add_argument("--batch-size", type=int)
     pix2pix.add_argument("--crop", type=int)
     pix2pix.add_argument("--checkpoint-every", type=int)
-    pix2pix.add_argument("--resume", help="'latest' or a checkpoint folder")
+    pix2pix.add_argument("--resume", help="'latest' or a checkpoint folder (a finished run is re-exported)")
+    pix2pix.add_argument("--fp16", action="store_true", help="write the final generator in float16 (half the size)")
     pix2pix.set_defaults(func=cmd_train_pix2pix)
 
     for name, helptext in (

@@ -134,11 +134,14 @@ class PatchDiscriminator(nn.Module):
         return self.net(torch.cat([onehot, image * 2 - 1], 1))
 
 
-def save_pix2pix(generator: UNetGenerator, directory: str | Path) -> Path:
-    """``directory/config.json`` + ``directory/generator.safetensors``."""
+def save_pix2pix(generator: UNetGenerator, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """``directory/config.json`` + ``directory/generator.safetensors`` (``dtype=torch.float16`` halves the file;
+    loading casts back to float32)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(state, tmp)
     save_config(generator.config, directory / CONFIG_NAME)

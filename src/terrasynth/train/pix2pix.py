@@ -15,10 +15,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..config import config_to_dict
 from ..data.paired_tiles import PairedTiles
 from ..errors import InputError
+from ..files import write_json_atomic
 from ..models.pix2pix import PatchDiscriminator, Pix2PixConfig, UNetGenerator, save_pix2pix
-from .run import TrainingRun, step_generator
+from .run import TrainingRun, read_metrics, step_generator
 
 log = logging.getLogger(__name__)
 BATCH, AUGMENT = 1, 2  # random streams
@@ -88,8 +90,12 @@ def _batch(images, layouts, config, step):
     return torch.stack(xs), torch.stack(ys)
 
 
-def train_pix2pix(config: Pix2PixTrainConfig, resume: str | None = None, progress: bool = True) -> Path:
-    """Train (or continue) a run; returns the exported model folder ``<output_dir>/model``."""
+def train_pix2pix(
+    config: Pix2PixTrainConfig, resume: str | None = None, progress: bool = True, dtype: torch.dtype | None = None
+) -> Path:
+    """Train (or continue) a run; returns the exported model folder ``<output_dir>/model`` (weights in ``dtype``,
+    float32 by default, and ``training.json``: steps, wall time, final losses, the config). Resuming a finished
+    run re-exports it."""
     images, layouts, table = _load_pairs(config)
     torch.manual_seed(config.seed)
     model_config = Pix2PixConfig(len(table), tuple(table.names), config.base_channels, config.depth)
@@ -140,4 +146,23 @@ def train_pix2pix(config: Pix2PixTrainConfig, resume: str | None = None, progres
         if done % config.checkpoint_every == 0 or done == config.max_steps:
             run.checkpoint(done, models, optimizers)
         bar.set_postfix(l1=f"{loss_l1.item():.3f}", d=f"{loss_d.item():.3f}")
-    return save_pix2pix(generator.eval(), Path(config.output_dir) / "model")
+    model_dir = save_pix2pix(generator.eval(), Path(config.output_dir) / "model", dtype)
+    write_json_atomic(model_dir / "training.json", training_summary(config))
+    return model_dir
+
+
+def training_summary(config: Pix2PixTrainConfig) -> dict:
+    records = read_metrics(config.output_dir)
+    wall, last = 0.0, 0.0
+    for record in records:  # time_s restarts at 0 in each resumed process
+        if record["time_s"] < last:
+            wall += last
+        last = record["time_s"]
+    final = records[-1] if records else {}
+    return {
+        "kind": "pix2pix",
+        "steps": final.get("step", 0),
+        "wall_s": round(wall + last, 1),
+        "final_losses": {k: v for k, v in final.items() if k.startswith("loss_")},
+        "config": config_to_dict(config),
+    }
