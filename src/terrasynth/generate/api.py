@@ -10,25 +10,29 @@ from ..data.layouts import TileGrid, load_layout
 from ..errors import InputError
 from ..files import read_json
 from ..models.embedded import model_fingerprint
-from ..models.registry import resolve_model_path
+from ..models.registry import SHIPPED_MODELS, resolve_model_path
 from ..models.stable_diffusion import is_stable_diffusion_model
 from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_contact_grid, write_generated
 from .pipeline import LayoutToImagePipeline
+from .pix2pix_generator import Pix2PixGenerator, is_pix2pix_model
 
 log = logging.getLogger(__name__)
 
 
 def load_pipeline(model: str | Path, scheduler: str = "dpm++") -> tuple[LayoutToImagePipeline, str, str]:
-    """(pipeline, model id, model sha256) for a shipped model name or a model folder (embedded or Stable
+    """(pipeline, model id, model sha256) for a shipped model name or a model folder (embedded, pix2pix, or Stable
     Diffusion: a diffusers folder, or LoRA / textual-inversion weights from ``terrasynth finetune``)."""
     if is_stable_diffusion_model(model):
         from .sd_pipeline import load_sd_generator
 
         return load_sd_generator(model, scheduler)
     path = resolve_model_path(model)
-    pipeline = LayoutToImagePipeline.from_pretrained(path, scheduler=scheduler)
-    model_id = str(model) if str(model) == "default" else str(path)
+    if is_pix2pix_model(path):
+        pipeline = Pix2PixGenerator.from_pretrained(path)
+    else:
+        pipeline = LayoutToImagePipeline.from_pretrained(path, scheduler=scheduler)
+    model_id = str(model) if str(model) in SHIPPED_MODELS else str(path)
     return pipeline, model_id, model_fingerprint(path)
 
 

@@ -98,9 +98,13 @@ class UNetGenerator(nn.Module):
         )
 
     @torch.no_grad()
-    def generate(self, layout: torch.Tensor) -> torch.Tensor:
-        """H×W layout → 3×H×W image; the layout is padded (reflect) to a multiple of 2**depth and cropped back."""
+    def generate(self, layout: torch.Tensor, dropout: bool = False) -> torch.Tensor:
+        """H×W layout → 3×H×W image; the layout is padded (reflect) to a multiple of 2**depth and cropped back.
+        ``dropout=True`` keeps dropout on as the noise source (Isola et al.), drawn from torch's global RNG."""
         self.eval()
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.train(dropout)
         height, width = layout.shape[-2:]
         multiple = self.config.size_multiple
         pad_h, pad_w = (-height) % multiple, (-width) % multiple

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import InputError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-SHIPPED_MODELS = {"default": "default"}
+SHIPPED_MODELS = {"default": "default", "pix2pix": "pix2pix"}  # name: folder under weights/
 
 
 def shipped_model_path(name: str = "default") -> Path:

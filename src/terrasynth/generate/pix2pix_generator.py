@@ -1,0 +1,83 @@
+"""pix2pix behind the same call as the diffusion pipelines, so ``terrasynth generate --model pix2pix`` works.
+
+One forward pass from layout to image: the prompt, steps, guidance and scheduler do not apply (provenance
+records them as given). As in Isola et al. (2017), dropout is pix2pix's only noise. ``stochastic=True`` keeps it
+on at inference, seeded per image, so the images of one layout differ; ``stochastic=False`` gives the
+deterministic generator that the realism baseline scores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data.classes import ClassTable
+from ..errors import InputError
+from ..models.pix2pix import CONFIG_NAME, WEIGHTS_NAME, UNetGenerator, load_pix2pix
+from .pipeline import GenerationOutput
+
+CLASSES_NAME = "classes.json"
+
+
+def is_pix2pix_model(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file()
+
+
+class Pix2PixGenerator:
+    """``generator(prompt, layout=..., num_images=4, seed=0)`` → :class:`GenerationOutput`."""
+
+    def __init__(self, generator: UNetGenerator, class_table: ClassTable, stochastic: bool = True):
+        if len(class_table) != generator.config.num_classes:
+            raise ValueError(f"{len(class_table)} classes in the table, {generator.config.num_classes} in the model")
+        self.generator = generator.eval()
+        self.layout_classes = class_table
+        self.stochastic = stochastic
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, stochastic: bool = True) -> Pix2PixGenerator:
+        directory = Path(directory)
+        if not (directory / CLASSES_NAME).is_file():
+            raise InputError(directory, f"no {CLASSES_NAME}: the layout classes of this pix2pix model are unknown")
+        return cls(load_pix2pix(directory), ClassTable.from_json(directory / CLASSES_NAME), stochastic)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] = "",
+        layout: torch.Tensor | None = None,
+        num_images: int = 1,
+        height: int | None = None,
+        width: int | None = None,
+        seed: int | None = None,
+        **_unused,
+    ) -> GenerationOutput:
+        prompts = [prompt] * num_images if isinstance(prompt, str) else list(prompt)
+        num_images = len(prompts)
+        if layout is None:
+            raise InputError(None, "pix2pix draws an image from a layout only", "give --layout")
+        layout = layout.long()
+        if layout.dim() == 3:
+            if len(layout) != num_images:
+                raise InputError(None, f"{len(layout)} layouts for {num_images} images")
+        else:
+            layout = layout.expand(num_images, -1, -1)
+        if int(layout.min()) < 0 or int(layout.max()) >= len(self.layout_classes):
+            raise InputError(None, f"layout has class ids outside 0..{len(self.layout_classes) - 1}")
+        if height and width and (height, width) != tuple(layout.shape[-2:]):
+            layout = F.interpolate(layout[:, None].float(), (height, width), mode="nearest")[:, 0].long()
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1 - num_images, ()).item())
+        seeds = [seed + i for i in range(num_images)]
+        images = []
+        for index, image_seed in enumerate(seeds):
+            with torch.random.fork_rng():
+                torch.manual_seed(image_seed)
+                images.append(self.generator.generate(layout[index], dropout=self.stochastic))
+        self.generator.eval()
+        return GenerationOutput(torch.stack(images).clamp(0, 1), prompts, seeds)
+
+
+__all__ = ["Pix2PixGenerator", "is_pix2pix_model"]
