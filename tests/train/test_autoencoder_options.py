@@ -68,3 +68,25 @@ def test_export_swaps_in_a_refined_decoder_but_refuses_a_different_encoder(datas
     with pytest.raises(InputError, match="encoder or scaling factor differs"):
         export_checkpoint(diffusion, checkpoint, tmp_path / "refused", vae_path=str(other_dir))
     assert not (tmp_path / "refused").exists()
+
+
+def test_colour_benchmark_scores_the_round_trip_per_class(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from tests.fake_models import save_tiny_autoencoder
+    from tests.fakes import make_paired_tiles
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "autoencoder_colour.py"
+    spec = importlib.util.spec_from_file_location("autoencoder_colour", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pairs = make_paired_tiles(tmp_path / "pairs", n=3, size=32)
+    vae = save_tiny_autoencoder(tmp_path / "vae")
+    results = module.main(["--data", str(pairs), "--split", "all", "--size", "32", "--autoencoder", str(vae)])
+    real, tiny = results["real"]["colours"], results[str(vae)]
+    # make_paired_tiles draws red from the class: the real per-class means are ordered by class
+    reds = [c[0] for c in real if c is not None]
+    assert reds == sorted(reds) and len(tiny["colours"]) == 5
+    assert 0 < tiny["psnr"] < 60
+    assert "mean RGB per layout class" in capsys.readouterr().out

@@ -1,0 +1,77 @@
+"""How faithfully an autoencoder reproduces colour, per layout class: the round trip (encode → decode) of
+real paired tiles, scored by PSNR and by the mean RGB of each class's pixels, real against reconstructed.
+
+    python benchmarks/autoencoder_colour.py --data ../shared/data/landcoverai_pairs --split val \
+        --autoencoder src/terrasynth/weights/default --autoencoder runs/decoder-v3/autoencoder
+
+LandCover.ai's water is teal (about RGB 43, 69, 75); a decoder that renders it green-grey makes every
+generated water area look like woodland to the layout segmenter, whatever the diffusion model does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from terrasynth.data.paired_tiles import PairedTiles
+from terrasynth.data.transforms import Resize
+from terrasynth.models.embedded import load_autoencoder
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/landcoverai_pairs")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--autoencoder", action="append", required=True, help="autoencoder or model folder")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--limit", type=int, default=64)
+    return parser.parse_args(argv)
+
+
+@torch.no_grad()
+def round_trip(vae, images: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size] * 2 - 1
+        out.append(((vae.decode(vae.encode(batch).latent_dist.mode()).sample + 1) / 2).clamp(0, 1))
+    return torch.cat(out)
+
+
+def class_colours(images: torch.Tensor, layouts: torch.Tensor, num_classes: int) -> list[list[float] | None]:
+    """Mean RGB (0–255) of each class's pixels over all tiles; None for an absent class."""
+    pixels = images.permute(0, 2, 3, 1).reshape(-1, 3) * 255
+    flat = layouts.reshape(-1)
+    return [pixels[flat == c].mean(0).tolist() if (flat == c).any() else None for c in range(num_classes)]
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    dataset = PairedTiles(args.data, args.split, transforms=Resize(args.size))
+    count = min(args.limit, len(dataset))
+    samples = [dataset[i] for i in range(count)]
+    images = torch.stack([s["image"] for s in samples])
+    layouts = torch.stack([s["layout"] for s in samples])
+    names = dataset.class_table.names
+    results = {"real": {"colours": class_colours(images, layouts, len(names))}}
+    for folder in args.autoencoder:
+        vae = load_autoencoder(folder).eval()
+        reconstruction = round_trip(vae, images)
+        mse = (reconstruction - images).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
+        results[folder] = {
+            "psnr": float((10 * torch.log10(1 / mse)).mean()),
+            "colours": class_colours(reconstruction, layouts, len(names)),
+        }
+    print(f"python benchmarks/autoencoder_colour.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    print(f"{args.data} split {args.split}: {count} tiles at {args.size} px; mean RGB per layout class")
+    print(f"{'':48s} {'PSNR':>6s}  " + "  ".join(f"{n:>15s}" for n in names))
+    for name, row in results.items():
+        cells = "  ".join(f"{'-':>15s}" if c is None else f"{c[0]:5.0f}{c[1]:5.0f}{c[2]:5.0f}" for c in row["colours"])
+        psnr = f"{row['psnr']:6.2f}" if "psnr" in row else f"{'':6s}"
+        print(f"{name[-48:]:48s} {psnr}  {cells}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
