@@ -54,3 +54,16 @@ def test_the_demo_writes_a_page_and_tagged_images(tmp_path):
         record = read_provenance(path)
         assert record is not None and record.synthetic and record.model == "default"
     assert any(p.suffix == ".tif" for p in images)
+
+
+def test_the_shipped_pix2pix_baseline_follows_its_layout():
+    from terrasynth.generate.api import load_pipeline
+
+    generator, model_id, _ = load_pipeline("pix2pix")
+    assert model_id == "pix2pix" and generator.layout_classes.names[3] == "water"
+    layout = _layout(64)
+    images = generator("", layout=layout, num_images=2, seed=0).images
+    assert images.shape == (2, 3, 64, 64) and not torch.equal(images[0], images[1])
+    # trained on LandCover.ai: woodland (left half) is greener than the road across it
+    woodland, road = images[:, :, :20, :20].mean((0, 2, 3)), images[:, :, 29:35, :].mean((0, 2, 3))
+    assert woodland[1] - woodland[0] > road[1] - road[0]
