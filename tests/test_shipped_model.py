@@ -67,3 +67,14 @@ def test_the_shipped_pix2pix_baseline_follows_its_layout():
     # trained on LandCover.ai: woodland (left half) is greener than the road across it
     woodland, road = images[:, :, :20, :20].mean((0, 2, 3)), images[:, :, 29:35, :].mean((0, 2, 3))
     assert woodland[1] - woodland[0] > road[1] - road[0]
+
+
+def test_the_shipped_domain_encoder_loads_and_scores():
+    from terrasynth.evaluate.features import build_extractor
+
+    extractor = build_extractor("domain")
+    assert extractor.descriptor["classes"][-1] == "river_lake"
+    images = torch.rand(2, 3, 64, 64)
+    assert extractor.features(images).shape == (2, extractor.dim)
+    probabilities = extractor.probabilities(images)
+    assert probabilities.shape == (2, 7) and abs(probabilities.sum(1) - 1).max() < 1e-6
