@@ -99,7 +99,12 @@ def parse_args(argv=None):
     parser.add_argument("--train-limit", type=int, help="at most this many training tiles")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--scheduler", default="dpm++")
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument(
+        "--guidance",
+        default="2",
+        help="classifier-free guidance; comma-separated for one model row each (the "
+        "sampling-step sweep uses the first)",
+    )
     parser.add_argument("--features", default="effnet", help="comma-separated extractors (effnet, domain, inception)")
     parser.add_argument("--domain-encoder", help="default: the shipped one")
     parser.add_argument("--inception-weights")
@@ -123,6 +128,7 @@ def main(argv=None, bundle=None) -> dict:
     args = parse_args(argv)
     command = "python benchmarks/realism.py " + " ".join(sys.argv[1:] if argv is None else argv)
     work, size, progress = Path(args.work), args.size, not args.quiet
+    guidances = [float(g) for g in args.guidance.split(",")]
     notes = [f"all images resized to {size}×{size} (bilinear, antialiased) before scoring"]
 
     # 1. data: the evaluated split, the reference set, the training tiles
@@ -158,14 +164,15 @@ def main(argv=None, bundle=None) -> dict:
 
         bundle = load_pipeline(args.model, args.scheduler)
     candidates = {FLOOR_ROW: real}
-    start = time.perf_counter()
-    candidates[f"model ({args.scheduler}, {args.steps} steps)"] = generate_model_set(
-        bundle, evaluated, work, args.scheduler, args.steps, size, args.guidance, args.seed, progress
-    )
-    notes.append(
-        f"model {bundle[1]} (sha256 {bundle[2][:12]}): guidance {args.guidance}, seed {args.seed}, "
-        f"watermarked as shipped; generation (or cache read) took {time.perf_counter() - start:.1f} s"
-    )
+    for guidance in guidances:
+        start = time.perf_counter()
+        candidates[f"model ({args.scheduler}, {args.steps} steps, guidance {guidance:g})"] = generate_model_set(
+            bundle, evaluated, work, args.scheduler, args.steps, size, guidance, args.seed, progress
+        )
+        notes.append(
+            f"model {bundle[1]} (sha256 {bundle[2][:12]}) at guidance {guidance:g}, seed {args.seed}, watermarked "
+            f"as shipped: generation (or cache read) took {time.perf_counter() - start:.1f} s"
+        )
     colour = ColourFill(num_classes).fit(train_images, train_layouts)
     candidates["baseline: colour fill + noise"] = torch.stack(
         [colour.generate(lay, args.seed + i) for i, lay in enumerate(layouts)]
@@ -232,7 +239,7 @@ def main(argv=None, bundle=None) -> dict:
             sweep[scheduler] = {}
             for steps in steps_list:
                 images = generate_model_set(
-                    bundle, sweep_set, work / "sweep", scheduler, steps, size, args.guidance, args.seed, progress
+                    bundle, sweep_set, work / "sweep", scheduler, steps, size, guidances[0], args.seed, progress
                 )
                 features = effnet.features(images)
                 values = kid(reference_effnet, features, subsets=args.kid_subsets, seed=args.seed)
