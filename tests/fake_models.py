@@ -65,5 +65,13 @@ class FakeTextEncoder:
         return torch.stack(vectors) if vectors else torch.zeros(0, self.dim)
 
 
+def tiny_pix2pix_train_config(pairs: str | Path, output_dir: str | Path, **changes):
+    """A pix2pix training config that runs in a second on 32-px fake pairs (two steps, 4-channel base)."""
+    from terrasynth.train.pix2pix import Pix2PixTrainConfig
+
+    values = dict(split="all", crop=32, batch_size=2, max_steps=2, base_channels=4, depth=3, checkpoint_every=1)
+    return Pix2PixTrainConfig(paired_roots=(str(pairs),), output_dir=str(output_dir), **{**values, **changes})
+
+
 def state_dicts_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.fake_models import tiny_pix2pix_train_config
 from tests.fakes import make_paired_tiles, random_mask, write_mask_png
 
 from terrasynth.cli import main
@@ -13,23 +14,13 @@ from terrasynth.generate.api import load_pipeline
 from terrasynth.generate.pix2pix_generator import Pix2PixGenerator
 from terrasynth.generate.provenance import read_provenance
 from terrasynth.models.pix2pix import load_pix2pix
-from terrasynth.train.pix2pix import Pix2PixTrainConfig, train_pix2pix
+from terrasynth.train.pix2pix import train_pix2pix
 
 
 @pytest.fixture(scope="module")
 def pix2pix_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pix2pix")
-    config = Pix2PixTrainConfig(
-        paired_roots=(str(make_paired_tiles(tmp / "pairs", n=4, size=32)),),
-        output_dir=str(tmp / "run"),
-        split="all",
-        crop=32,
-        batch_size=2,
-        max_steps=2,
-        base_channels=4,
-        depth=3,
-        checkpoint_every=2,
-    )
+    config = tiny_pix2pix_train_config(make_paired_tiles(tmp / "pairs", n=4, size=32), tmp / "run")
     return train_pix2pix(config, progress=False)
 
 

@@ -3,12 +3,13 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.fake_models import tiny_pix2pix_train_config
 from tests.fakes import make_paired_tiles
 
 from terrasynth.cli import main
 from terrasynth.models.pix2pix import PatchDiscriminator, Pix2PixConfig, UNetGenerator, load_pix2pix, save_pix2pix
 from terrasynth.train.checkpoints import list_checkpoints
-from terrasynth.train.pix2pix import Pix2PixTrainConfig, train_pix2pix
+from terrasynth.train.pix2pix import train_pix2pix
 from terrasynth.train.run import read_metrics
 
 
@@ -31,18 +32,7 @@ def test_generator_and_discriminator_shapes(tmp_path):
 
 def test_trains_two_steps_and_resumes(tmp_path):
     root = make_paired_tiles(tmp_path / "pairs", n=4, size=32)
-    config = Pix2PixTrainConfig(
-        paired_roots=(str(root),),
-        output_dir=str(tmp_path / "run"),
-        split="all",
-        crop=32,
-        batch_size=2,
-        max_steps=2,
-        base_channels=4,
-        depth=3,
-        checkpoint_every=1,
-        log_every=1,
-    )
+    config = tiny_pix2pix_train_config(root, tmp_path / "run", log_every=1)
     model_dir = train_pix2pix(config, progress=False)
     assert (model_dir / "generator.safetensors").is_file()
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-1", "checkpoint-2"]
