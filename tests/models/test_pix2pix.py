@@ -45,7 +45,7 @@ def test_trains_two_steps_and_resumes(tmp_path):
     again = load_pix2pix(model_dir).state_dict()
     assert all(torch.allclose(first[k], again[k], atol=1e-6) for k in first)
     summary = json.loads((model_dir / "training.json").read_text())
-    assert summary["steps"] == 2 and summary["wall_s"] > 0 and "loss_l1" in summary["final_losses"]
+    assert summary["steps"] == 2 and summary["wall_s"] >= 0 and "loss_l1" in summary["final_losses"]
 
     # resuming the finished run re-exports it, here in float16, without training further
     train_pix2pix(config, resume="latest", progress=False, dtype=torch.float16)
