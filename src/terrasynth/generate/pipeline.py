@@ -17,6 +17,32 @@ from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 log = logging.getLogger(__name__)
 
 
+def prompts_and_seeds(prompt: str | list[str], num_images: int, seed: int | None) -> tuple[list[str], list[int]]:
+    """The prompt per image (a list sets the image count) and the seed per image, ``seed + i``: image i is the
+    same whatever the batch size, and its seed (recorded in provenance) reproduces it alone. A random ``seed``
+    when None."""
+    prompts = [prompt] * num_images if isinstance(prompt, str) else list(prompt)
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1 - len(prompts), ()).item())
+    return prompts, [seed + i for i in range(len(prompts))]
+
+
+def layouts_per_image(layout: torch.Tensor, num_images: int, num_classes: int | None) -> torch.Tensor:
+    """An H×W layout repeated for each image (or N×H×W, one per image) as class ids, checked against
+    ``num_classes`` (None: classes unknown, only negative ids are refused)."""
+    layout = layout.long()
+    if layout.dim() == 2:
+        layout = layout.expand(num_images, -1, -1)
+    elif len(layout) != num_images:
+        raise InputError(None, f"{len(layout)} layouts for {num_images} images")
+    if num_classes is None:
+        if int(layout.min()) < 0:
+            raise InputError(None, "layout has negative class ids")
+    elif int(layout.min()) < 0 or int(layout.max()) >= num_classes:
+        raise InputError(None, f"layout has class ids outside 0..{num_classes - 1}")
+    return layout
+
+
 @dataclass
 class GenerationOutput:
     images: torch.Tensor  # B×3×H×W in [0, 1]
@@ -86,20 +112,14 @@ class LayoutToImagePipeline:
     ) -> GenerationOutput:
         model, config = self.model, self.model.config
         # 1. Check inputs.
-        prompts = [prompt] * num_images if isinstance(prompt, str) else list(prompt)
-        if len(prompts) != num_images:
-            num_images = len(prompts)
+        prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
+        num_images = len(prompts)
         if num_inference_steps < 1:
             raise ValueError("num_inference_steps must be at least 1")
         if layout is not None:
             if config.class_table is None:
                 raise InputError(None, "this model takes no layout", "generate from a prompt alone")
-            layout = layout.long()
-            if layout.dim() == 2:
-                layout = layout.expand(num_images, -1, -1)
-            num_classes = config.num_layout_channels - 1
-            if int(layout.min()) < 0 or int(layout.max()) >= num_classes:
-                raise InputError(None, f"layout has class ids outside 0..{num_classes - 1}")
+            layout = layouts_per_image(layout, num_images, config.num_layout_channels - 1)
             height, width = layout.shape[-2:]
         height, width = height or 256, width or 256
         multiple = config.size_multiple
@@ -109,11 +129,6 @@ class LayoutToImagePipeline:
             layout = F.pad(layout[:, None].float(), (0, padded_w - width, 0, padded_h - height), mode="replicate")[
                 :, 0
             ].long()
-        # One generator per image, seeded ``seed + i``: image i is the same whatever the batch size, and its
-        # seed (recorded in provenance) reproduces it alone.
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1 - num_images, ()).item())
-        seeds = [seed + i for i in range(num_images)]
         sampler = make_scheduler(scheduler or self.scheduler_name, self.training_scheduler)
         latent_h, latent_w = padded_h // config.downsampling, padded_w // config.downsampling
         images = []

@@ -15,10 +15,8 @@ import torch.nn.functional as F
 
 from ..data.classes import ClassTable
 from ..errors import InputError
-from ..models.pix2pix import CONFIG_NAME, WEIGHTS_NAME, UNetGenerator, load_pix2pix
-from .pipeline import GenerationOutput
-
-CLASSES_NAME = "classes.json"
+from ..models.pix2pix import CLASSES_NAME, CONFIG_NAME, WEIGHTS_NAME, UNetGenerator, load_pix2pix
+from .pipeline import GenerationOutput, layouts_per_image, prompts_and_seeds
 
 
 def is_pix2pix_model(path: str | Path) -> bool:
@@ -54,23 +52,12 @@ class Pix2PixGenerator:
         seed: int | None = None,
         **_unused,
     ) -> GenerationOutput:
-        prompts = [prompt] * num_images if isinstance(prompt, str) else list(prompt)
-        num_images = len(prompts)
         if layout is None:
             raise InputError(None, "pix2pix draws an image from a layout only", "give --layout")
-        layout = layout.long()
-        if layout.dim() == 3:
-            if len(layout) != num_images:
-                raise InputError(None, f"{len(layout)} layouts for {num_images} images")
-        else:
-            layout = layout.expand(num_images, -1, -1)
-        if int(layout.min()) < 0 or int(layout.max()) >= len(self.layout_classes):
-            raise InputError(None, f"layout has class ids outside 0..{len(self.layout_classes) - 1}")
+        prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
+        layout = layouts_per_image(layout, len(prompts), len(self.layout_classes))
         if height and width and (height, width) != tuple(layout.shape[-2:]):
             layout = F.interpolate(layout[:, None].float(), (height, width), mode="nearest")[:, 0].long()
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1 - num_images, ()).item())
-        seeds = [seed + i for i in range(num_images)]
         images = []
         for index, image_seed in enumerate(seeds):
             with torch.random.fork_rng():

@@ -29,7 +29,7 @@ from ..models.stable_diffusion import (
     read_finetune_info,
     resolve_base_model,
 )
-from .pipeline import GenerationOutput
+from .pipeline import GenerationOutput, layouts_per_image, prompts_and_seeds
 from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class StableDiffusionGenerator:
         **_unused,
     ) -> GenerationOutput:
         # 1. Check inputs.
-        prompts = [prompt] * num_images if isinstance(prompt, str) else list(prompt)
+        prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
         num_images = len(prompts)
         if num_inference_steps < 1:
             raise ValueError("num_inference_steps must be at least 1")
@@ -103,11 +103,8 @@ class StableDiffusionGenerator:
         if layout is not None:
             if not self.takes_layout:
                 raise InputError(None, "this model takes no layout", "generate from --prompt alone")
-            layout = layout.long()
-            if layout.dim() == 2:
-                layout = layout.expand(num_images, -1, -1)
-            if int(layout.min()) < 0 or (self.layout_classes and int(layout.max()) >= len(self.layout_classes)):
-                raise InputError(None, f"layout has class ids outside 0..{len(self.layout_classes) - 1}")
+            num_classes = None if self.layout_classes is None else len(self.layout_classes)
+            layout = layouts_per_image(layout, num_images, num_classes)
             out_size = tuple(layout.shape[-2:])
         # 2. The pipeline's resolution: given, else the model's (512 for SD 1.5); a multiple of the VAE's factor.
         height, width = height or self.resolution, width or self.resolution
@@ -115,9 +112,6 @@ class StableDiffusionGenerator:
             raise InputError(None, f"--height and --width must be multiples of {multiple}, got {height}×{width}")
         self.pipe.scheduler = make_scheduler(scheduler or self.scheduler_name, self.training_scheduler)
         self.pipe.set_progress_bar_config(disable=not progress)
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1 - num_images, ()).item())
-        seeds = [seed + i for i in range(num_images)]
         images = []
         for start in range(0, num_images, batch_size):
             stop = min(start + batch_size, num_images)

@@ -24,6 +24,7 @@ from ..files import atomic_path
 
 WEIGHTS_NAME = "generator.safetensors"
 CONFIG_NAME = "config.json"
+CLASSES_NAME = "classes.json"  # the layout class table, for generating from mask files and maps
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ..config import config_to_dict
 from ..data.paired_tiles import PairedTiles
 from ..errors import InputError
 from ..files import write_json_atomic, write_text_atomic
-from ..models.pix2pix import PatchDiscriminator, Pix2PixConfig, UNetGenerator, save_pix2pix
+from ..models.pix2pix import CLASSES_NAME, PatchDiscriminator, Pix2PixConfig, UNetGenerator, save_pix2pix
 from .run import TrainingRun, read_metrics, step_generator
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def train_pix2pix(
             run.checkpoint(done, models, optimizers)
         bar.set_postfix(l1=f"{loss_l1.item():.3f}", d=f"{loss_d.item():.3f}")
     model_dir = save_pix2pix(generator.eval(), Path(config.output_dir) / "model", dtype)
-    write_text_atomic(model_dir / "classes.json", table.to_json())  # so `generate --model` can read layouts
+    write_text_atomic(model_dir / CLASSES_NAME, table.to_json())
     write_json_atomic(model_dir / "training.json", training_summary(config))
     return model_dir
 
