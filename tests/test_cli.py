@@ -285,7 +285,17 @@ def test_bad_generate_input_exits_2_naming_the_file_and_writes_nothing(
     assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("args", [["--steps", "0"], ["--n", "0"], ["--grid", "1,2,3"], ["--grid", "5,5,1,1"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--steps", "0"],
+        ["--n", "0"],
+        ["--grid", "1,2,3"],
+        ["--grid", "5,5,1,1"],
+        ["--guidance-interval", "0.7,0.2"],
+        ["--guidance-interval", "half"],
+    ],
+)
 def test_bad_generate_options_exit_2(capsys, model_dir, mask_png, tmp_path, args):
     code, _, stderr = run(capsys, *generate_args(model_dir, tmp_path / "out", "--layout", mask_png, *args))
     assert code == 2

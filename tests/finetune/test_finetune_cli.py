@@ -76,6 +76,13 @@ def test_layout_for_a_model_without_controlnet_is_one_line(capsys, tiny_sd, geot
     assert err.count("\n") == 1 and "takes no layout" in err
 
 
+def test_guidance_interval_for_stable_diffusion_is_one_line(capsys, tiny_sd, tmp_path):
+    argv = ["generate", "--model", str(tiny_sd), "--guidance-interval", "0.5,1", "--out", str(tmp_path / "gen"), "-q"]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "embedded model's sampler only" in err
+
+
 def test_missing_base_is_one_line_naming_it_and_the_fix(capsys, pairs, tmp_path):
     code, out, err = run(capsys, *finetune_args("lora", "nobody-here/no-such-model", pairs, tmp_path / "run"))
     assert code == 2 and out == ""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from tests.fake_models import FakeTextEncoder, save_tiny_model
 from tests.fakes import make_paired_tiles
 
+from terrasynth.data.images import read_image
 from terrasynth.data.paired_tiles import PairedTiles
 from terrasynth.data.scene_folder import SceneFolder
 from terrasynth.generate.batch import generate_for_layouts, generate_for_scene_classes
@@ -47,3 +49,16 @@ def test_scene_classes_make_a_scene_folder(tmp_path):
     data = SceneFolder(out, "all")
     assert data.classes == ["forest", "river_lake"] and len(data) == 6
     assert "forest" in read_provenance(out / "forest" / "forest-002.png").prompt
+
+
+def test_guidance_interval_reaches_the_sampler_and_the_provenance(tmp_path):
+    pipeline, model_id, sha = _bundle(tmp_path)
+    pipeline._text_encoder = FakeTextEncoder()
+    data = PairedTiles(make_paired_tiles(tmp_path / "pairs", n=1, size=32), "all")
+    plain = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "plain", steps=2, progress=False)
+    interval = generate_for_layouts(
+        (pipeline, model_id, sha), data, tmp_path / "interval", steps=2, progress=False, guidance_interval=(0.5, 1)
+    )
+    assert "guidance_interval" not in read_provenance(plain[0]).extra
+    assert read_provenance(interval[0]).extra["guidance_interval"] == [0.5, 1.0]
+    assert not torch.equal(read_image(plain[0]), read_image(interval[0]))

@@ -139,6 +139,23 @@ def test_without_guidance(pipeline, layout):
     assert not torch.equal(out.images, generate(pipeline, layout, guidance_scale=3.0).images)
 
 
+def test_guidance_interval_guides_only_inside_it(pipeline, layout):
+    guided, unguided = generate(pipeline, layout, guidance_scale=3.0), generate(pipeline, layout, guidance_scale=1.0)
+    # An interval holding every timestep is plain guidance; one holding none is no guidance.
+    assert torch.equal(generate(pipeline, layout, guidance_scale=3.0, guidance_interval=(0, 1)).images, guided.images)
+    empty = generate(pipeline, layout, guidance_scale=3.0, guidance_interval=(0.9999, 1.0)).images
+    assert torch.allclose(empty, unguided.images, atol=1e-5)
+    # Guiding only the noisy half differs from both.
+    half = generate(pipeline, layout, guidance_scale=3.0, guidance_interval=(0.5, 1.0)).images
+    assert not torch.allclose(half, guided.images, atol=1e-4) and not torch.allclose(half, empty, atol=1e-4)
+
+
+@pytest.mark.parametrize("interval", [(0.6, 0.4), (-0.1, 1.0), (0.0, 1.5), (0.5,), "ab"])
+def test_bad_guidance_interval_is_refused(pipeline, layout, interval):
+    with pytest.raises(ValueError, match="guidance_interval"):
+        generate(pipeline, layout, guidance_interval=interval)
+
+
 def test_zero_steps_is_refused(pipeline):
     with pytest.raises(ValueError, match="num_inference_steps"):
         generate(pipeline, None, num_inference_steps=0)

@@ -90,3 +90,33 @@ def test_colour_benchmark_scores_the_round_trip_per_class(tmp_path, capsys):
     assert reds == sorted(reds) and len(tiny["colours"]) == 5
     assert 0 < tiny["psnr"] < 60
     assert "mean RGB per layout class" in capsys.readouterr().out
+
+
+def test_latent_roughness_is_one_for_white_noise_and_small_for_smooth_latents():
+    from terrasynth.train.autoencoder import latent_roughness
+
+    noise = torch.randn(4, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert latent_roughness(noise) == pytest.approx(1.0, abs=0.05)
+    smooth = torch.nn.functional.interpolate(noise[..., ::8, ::8], size=(32, 32), mode="bilinear")
+    assert latent_roughness(smooth) < 0.3
+
+
+def test_equivariance_term_trains_the_decoder_on_down_sampled_latents(datasets, tmp_path):  # noqa: F811
+    from terrasynth.train.autoencoder import equivariance_loss
+    from terrasynth.train.run import read_metrics
+
+    with pytest.raises(ValueError, match="multiple of 8"):  # 2× down-sampling × 4
+        dataclasses.replace(autoencoder_config(datasets, tmp_path, 1), crop=36, equivariance_weight=1.0)
+    _, _, autoencoder = datasets
+    vae = AutoencoderKL.from_pretrained(autoencoder)
+    images = torch.rand(2, 3, 32, 32)
+    latents = vae.encode(images * 2 - 1).latent_dist.mode()
+    # The loss compares at the down-sampled size: a decoder output of the wrong size could not be compared.
+    assert equivariance_loss(vae, latents, images, 2).ndim == 0
+    config = dataclasses.replace(
+        autoencoder_config(datasets, tmp_path / "run", 2), init_from=str(autoencoder), equivariance_weight=1.0
+    )
+    train_autoencoder(config, progress=False)
+    records = read_metrics(tmp_path / "run")
+    assert all(r["equivariance"] > 0 for r in records if "equivariance" in r)
+    assert any("equivariance" in r for r in records) and any("latent_roughness" in r for r in records)

@@ -10,7 +10,7 @@ from tests.fake_models import SCENE_CLASSES, TINY_DENOISER, save_tiny_model, tin
 from tests.train.test_resume import datasets, diffusion_config  # noqa: F401  (datasets: a module fixture)
 
 from terrasynth.errors import InputError
-from terrasynth.models.embedded import EmbeddedDiffusionModel
+from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder
 from terrasynth.train.diffusion import _random_crop, _snr_weight, train_diffusion
 
 
@@ -62,6 +62,7 @@ def test_training_on_crops_from_a_model_folder_onto_a_zero_snr_schedule(datasets
         diffusion_config(datasets, tmp_path / "run", 2),
         model=tiny_model_config(rescale_betas_zero_snr=True, **class_model),
         init_from=str(start),
+        autoencoder_path=None,
         crop=16,
         snr_weighting="min-snr+1",
     )
@@ -72,6 +73,20 @@ def test_training_on_crops_from_a_model_folder_onto_a_zero_snr_schedule(datasets
     started = EmbeddedDiffusionModel.from_pretrained(start)
     assert torch.equal(trained.vae.decoder.conv_out.weight, started.vae.decoder.conv_out.weight)
     assert not torch.equal(trained.unet.conv_in.weight, started.unet.conv_in.weight)  # it trained
+
+
+def test_an_autoencoder_path_beside_init_from_moves_the_denoiser_into_its_latent_space(datasets, tmp_path):  # noqa: F811
+    _, _, autoencoder = datasets
+    class_model = dict(conditioning="class", scene_classes=SCENE_CLASSES)
+    start = save_tiny_model(tmp_path / "start", seed=3, **class_model)
+    config = dataclasses.replace(diffusion_config(datasets, tmp_path / "run", 1), init_from=str(start))
+    trained = EmbeddedDiffusionModel.from_pretrained(train_diffusion(config, progress=False))
+    trained_decoder = trained.vae.decoder.conv_out.weight
+    assert torch.equal(trained_decoder, load_autoencoder(autoencoder).decoder.conv_out.weight)
+    assert not torch.equal(trained_decoder, EmbeddedDiffusionModel.from_pretrained(start).vae.decoder.conv_out.weight)
+    # The denoiser starts from init_from's weights (one step moves it only a little).
+    started_unet = EmbeddedDiffusionModel.from_pretrained(start).unet.conv_in.weight
+    assert (trained.unet.conv_in.weight - started_unet).abs().max() < 0.05
 
 
 def test_init_from_a_model_of_another_architecture_is_refused(datasets, tmp_path):  # noqa: F811

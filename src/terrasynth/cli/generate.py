@@ -67,6 +67,17 @@ def load_layout_argument(args, class_table):
     )
 
 
+def parse_guidance_interval(text: str | None) -> tuple[float, float] | None:
+    from ..generate.pipeline import check_guidance_interval
+
+    if text is None:
+        return None
+    try:
+        return check_guidance_interval([float(v) for v in text.split(",")])
+    except ValueError as error:
+        raise InputError(None, f"--guidance-interval {text!r}: {error}", "give LOW,HIGH, e.g. 0.5,1") from None
+
+
 def cmd_generate(args) -> int:
     from ..generate.content_credentials import signer_config_from
 
@@ -82,6 +93,7 @@ def cmd_generate(args) -> int:
         seed=args.seed,
         steps=args.steps,
         guidance_scale=args.guidance,
+        guidance_interval=parse_guidance_interval(args.guidance_interval),
         scheduler=args.scheduler,
         height=args.height,
         width=args.width,
@@ -134,6 +146,12 @@ def add_commands(commands, common) -> None:
     generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
     generate.add_argument("--steps", type=int, default=20)
     generate.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    generate.add_argument(
+        "--guidance-interval",
+        metavar="LOW,HIGH",
+        help="guide only at noise levels LOW <= t/T <= HIGH (1 = pure noise); e.g. 0.5,1 guides where the layout "
+        "is placed and leaves fine texture unguided",
+    )
     generate.add_argument("--scheduler", default="dpm++", choices=["dpm++", "ddim", "ddpm", "euler"])
     generate.add_argument("--height", type=int, default=None, help="output height without a layout")
     generate.add_argument("--width", type=int, default=None, help="output width without a layout")

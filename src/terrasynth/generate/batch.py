@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.captions import scene_paraphrases
 from ..data.layouts import Layout
-from .outputs import provenance_records, write_generated
+from .outputs import provenance_records, sampler_extra, sampler_options, write_generated
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def generate_for_layouts(
     progress: bool = True,
     watermark: bool = True,
     indices: list[int] | None = None,
+    guidance_interval: tuple[float, float] | None = None,
 ) -> list[Path]:
     """For each sample of a paired dataset (or those at ``indices``): ``out_dir/<id>-000.png`` … generated from
     its layout and caption.
@@ -60,8 +61,11 @@ def generate_for_layouts(
             guidance_scale=guidance_scale,
             seed=seed + 1000 * index,
             scheduler=scheduler,
+            **sampler_options(guidance_interval),
         )
-        records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout)
+        records = provenance_records(
+            output, model_id, model_sha, steps, guidance_scale, scheduler, layout, sampler_extra(guidance_interval)
+        )
         written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark)
     return written
 
@@ -79,6 +83,7 @@ def generate_for_scene_classes(
     batch_size: int = 8,
     progress: bool = True,
     watermark: bool = True,
+    guidance_interval: tuple[float, float] | None = None,
 ) -> Path:
     """``out_dir/<class>/<class>-NNN.png``: a scene-folder set (readable by ``SceneFolder``) generated from the
     class name's caption paraphrases, cycling through them."""
@@ -105,8 +110,11 @@ def generate_for_scene_classes(
                 seed=seed + 100000 * class_index + start,
                 scheduler=scheduler,
                 batch_size=batch_size,
+                **sampler_options(guidance_interval),
             )
-            records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, None)
+            records = provenance_records(
+                output, model_id, model_sha, steps, guidance_scale, scheduler, None, sampler_extra(guidance_interval)
+            )
             write_generated(output.images, records, out_dir / name, names=[p.stem for p in stems], watermark=watermark)
             bar.update(count)
     bar.close()

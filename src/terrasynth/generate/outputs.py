@@ -19,6 +19,17 @@ from .provenance import ProvenanceRecord, layout_sha256, write_geotiff
 from .provenance import write_png as write_png_with_provenance
 
 
+def sampler_options(guidance_interval: tuple[float, float] | None) -> dict:
+    """Generator keyword arguments beyond the common ones: empty at their defaults, so generators without these
+    options (pix2pix) are called as before."""
+    return {} if guidance_interval is None else {"guidance_interval": tuple(guidance_interval)}
+
+
+def sampler_extra(guidance_interval: tuple[float, float] | None) -> dict:
+    """The same options for a provenance record's ``extra``."""
+    return {} if guidance_interval is None else {"guidance_interval": [float(v) for v in guidance_interval]}
+
+
 def provenance_records(
     output,
     model_id: str,

@@ -27,6 +27,21 @@ def prompts_and_seeds(prompt: str | list[str], num_images: int, seed: int | None
     return prompts, [seed + i for i in range(len(prompts))]
 
 
+def check_guidance_interval(interval) -> tuple[float, float] | None:
+    """``(low, high)``, fractions of the training noise schedule (1 = pure noise) between which classifier-free
+    guidance is applied (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample and
+    Distribution Quality"); None: at every step."""
+    if interval is None:
+        return None
+    try:
+        low, high = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance_interval must be two numbers (low, high), got {interval!r}") from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"guidance_interval must satisfy 0 <= low <= high <= 1, got ({low:g}, {high:g})")
+    return low, high
+
+
 def layouts_per_image(layout: torch.Tensor, num_images: int, num_classes: int | None) -> torch.Tensor:
     """An H×W layout repeated for each image (or N×H×W, one per image) as class ids, checked against
     ``num_classes`` (None: classes unknown, only negative ids are refused)."""
@@ -54,7 +69,8 @@ class LayoutToImagePipeline:
     """``pipeline(prompt, layout=..., num_images=4, num_inference_steps=20, guidance_scale=2.0, seed=0)``.
 
     Classifier-free guidance drops prompt and layout together in the unconditional branch, matching the
-    condition dropout used in training.
+    condition dropout used in training. ``guidance_interval=(low, high)`` applies it only at timesteps t with
+    low <= t / T <= high (T training timesteps); elsewhere the conditional prediction is used alone.
     """
 
     def __init__(
@@ -106,6 +122,7 @@ class LayoutToImagePipeline:
         guidance_scale: float = 2.0,
         seed: int | None = None,
         scene_class: int | None = None,
+        guidance_interval: tuple[float, float] | None = None,
         scheduler: str | None = None,
         batch_size: int = 16,
         progress: bool = False,
@@ -116,6 +133,8 @@ class LayoutToImagePipeline:
         num_images = len(prompts)
         if num_inference_steps < 1:
             raise ValueError("num_inference_steps must be at least 1")
+        low, high = check_guidance_interval(guidance_interval) or (0.0, 1.0)
+        num_train_timesteps = self.training_scheduler.config.num_train_timesteps
         if layout is not None:
             if config.class_table is None:
                 raise InputError(None, "this model takes no layout", "generate from a prompt alone")
@@ -160,7 +179,7 @@ class LayoutToImagePipeline:
             for t in sampler.timesteps:
                 model_input = sampler.scale_model_input(latents, t)
                 timesteps = torch.full((count,), int(t), device=model.device)
-                if use_guidance:
+                if use_guidance and low <= int(t) / num_train_timesteps <= high:
                     both = model.predict(
                         torch.cat([model_input, model_input]),
                         torch.cat([timesteps, timesteps]),

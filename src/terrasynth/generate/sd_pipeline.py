@@ -91,9 +91,12 @@ class StableDiffusionGenerator:
         scheduler: str | None = None,
         batch_size: int = 4,
         progress: bool = False,
+        guidance_interval: tuple[float, float] | None = None,
         **_unused,
     ) -> GenerationOutput:
         # 1. Check inputs.
+        if guidance_interval is not None:
+            raise InputError(None, "a guidance interval is an option of the embedded model's sampler only")
         prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
         num_images = len(prompts)
         if num_inference_steps < 1:

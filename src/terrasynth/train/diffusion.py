@@ -173,9 +173,11 @@ def _dihedral(tensors: list[torch.Tensor], k: int, flip: bool) -> list[torch.Ten
 def _build_model(config: DiffusionTrainConfig) -> EmbeddedDiffusionModel:
     if config.init_from:
         # Weights come from init_from; everything else (noise schedule, name) from the training config, so a
-        # model can be fine-tuned onto a new schedule. The architectures must match.
+        # model can be fine-tuned onto a new schedule. The architectures must match. An autoencoder_path given
+        # beside init_from replaces init_from's autoencoder: the denoiser is then fine-tuned into its latent space.
         init = EmbeddedDiffusionModel.from_pretrained(config.init_from)
-        model = EmbeddedDiffusionModel(config.model, vae=init.vae)
+        vae = load_autoencoder(config.autoencoder_path) if config.autoencoder_path else init.vae
+        model = EmbeddedDiffusionModel(config.model, vae=vae)
         try:
             model.unet.load_state_dict(init.unet.state_dict())
             model.condition.load_state_dict(init.condition.state_dict())
