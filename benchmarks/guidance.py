@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from realism import generate_model_set, load_split, stack  # noqa: E402
+from realism import generate_model_set, guidance_label, load_split, parse_guidance, stack  # noqa: E402
 from terrasynth.evaluate.evaluation import check_set_size  # noqa: E402
 from terrasynth.evaluate.features import build_extractor  # noqa: E402
 from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, layout_scores, load_segmenter  # noqa: E402
@@ -31,7 +31,7 @@ def parse_args(argv=None):
     parser.add_argument("--reference-split", default="train")
     parser.add_argument("--reference-limit", type=int, default=200)
     parser.add_argument("--model", default="default")
-    parser.add_argument("--scales", default="1,2,3,4,6")
+    parser.add_argument("--scales", default="1,2,3,4,6", help="SCALE or SCALE@LOW-HIGH (guidance interval)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--scheduler", default="dpm++")
     parser.add_argument("--size", type=int, default=256)
@@ -69,11 +69,20 @@ def main(argv=None) -> dict:
         }
 
     results = {"real tiles": scores(stack(evaluated, "image"))}
-    for scale in [float(s) for s in args.scales.split(",")]:
+    for scale, interval in parse_guidance(args.scales):
         images = generate_model_set(
-            bundle, evaluated, Path(args.work), args.scheduler, args.steps, args.size, scale, args.seed, not args.quiet
+            bundle,
+            evaluated,
+            Path(args.work),
+            args.scheduler,
+            args.steps,
+            args.size,
+            scale,
+            args.seed,
+            not args.quiet,
+            interval,
         )
-        results[f"guidance {scale:g}"] = scores(images)
+        results[f"guidance {guidance_label(scale, interval)}"] = scores(images)
     print(f"python benchmarks/guidance.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"model {bundle[1]} (sha256 {bundle[2][:12]}), {args.scheduler} {args.steps} steps, N = {len(layouts)}")
     class_names = segmenter.config.class_names

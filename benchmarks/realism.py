@@ -73,16 +73,51 @@ def stack(dataset, key):
     return torch.stack([dataset[i][key] for i in range(len(dataset))])
 
 
+def parse_guidance(text: str) -> list[tuple[float, tuple[float, float] | None]]:
+    """``"2,5@0.5-1"`` → ``[(2.0, None), (5.0, (0.5, 1.0))]``: scales, each optionally with its guidance interval
+    (fractions of the noise schedule, 1 = pure noise)."""
+    from terrasynth.generate.pipeline import check_guidance_interval
+
+    specs = []
+    for item in text.split(","):
+        scale, _, interval = item.partition("@")
+        low, _, high = interval.partition("-")
+        specs.append((float(scale), check_guidance_interval((low, high)) if interval else None))
+    return specs
+
+
+def guidance_label(scale: float, interval: tuple[float, float] | None) -> str:
+    return f"{scale:g}" if interval is None else f"{scale:g} at t/T {interval[0]:g}–{interval[1]:g}"
+
+
 def generate_model_set(
-    bundle, dataset, work: Path, scheduler: str, steps: int, size: int, guidance: float, seed: int, progress: bool
+    bundle,
+    dataset,
+    work: Path,
+    scheduler: str,
+    steps: int,
+    size: int,
+    guidance: float,
+    seed: int,
+    progress: bool,
+    interval: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     from terrasynth.generate.batch import generate_for_layouts
 
     # The cache key names everything that changes an image, so a new model or guidance never reuses old files.
     model_sha = bundle[2][:12]
-    out = work / f"model-{model_sha}-{scheduler}-{steps}steps-g{guidance:g}-seed{seed}-{size}px"
+    guidance_key = f"g{guidance:g}" + ("" if interval is None else f"i{interval[0]:g}-{interval[1]:g}")
+    out = work / f"model-{model_sha}-{scheduler}-{steps}steps-{guidance_key}-seed{seed}-{size}px"
     paths = generate_for_layouts(
-        bundle, dataset, out, steps=steps, scheduler=scheduler, guidance_scale=guidance, seed=seed, progress=progress
+        bundle,
+        dataset,
+        out,
+        steps=steps,
+        scheduler=scheduler,
+        guidance_scale=guidance,
+        seed=seed,
+        progress=progress,
+        guidance_interval=interval,
     )
     return resize_batch([read_image(p) for p in paths], size)
 
@@ -102,8 +137,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--guidance",
         default="2",
-        help="classifier-free guidance; comma-separated for one model row each (the "
-        "sampling-step sweep uses the first)",
+        help="classifier-free guidance; comma-separated for one model row each, SCALE or SCALE@LOW-HIGH with a "
+        "guidance interval (the sampling-step sweep uses the first)",
     )
     parser.add_argument("--features", default="effnet", help="comma-separated extractors (effnet, domain, inception)")
     parser.add_argument("--domain-encoder", help="default: the shipped one")
@@ -128,7 +163,7 @@ def main(argv=None, bundle=None) -> dict:
     args = parse_args(argv)
     command = "python benchmarks/realism.py " + " ".join(sys.argv[1:] if argv is None else argv)
     work, size, progress = Path(args.work), args.size, not args.quiet
-    guidances = [float(g) for g in args.guidance.split(",")]
+    guidances = parse_guidance(args.guidance)
     notes = [f"all images resized to {size}×{size} (bilinear, antialiased) before scoring"]
 
     # 1. data: the evaluated split, the reference set, the training tiles
@@ -164,13 +199,14 @@ def main(argv=None, bundle=None) -> dict:
 
         bundle = load_pipeline(args.model, args.scheduler)
     candidates = {FLOOR_ROW: real}
-    for guidance in guidances:
+    for guidance, interval in guidances:
         start = time.perf_counter()
-        candidates[f"model ({args.scheduler}, {args.steps} steps, guidance {guidance:g})"] = generate_model_set(
-            bundle, evaluated, work, args.scheduler, args.steps, size, guidance, args.seed, progress
+        label = guidance_label(guidance, interval)
+        candidates[f"model ({args.scheduler}, {args.steps} steps, guidance {label})"] = generate_model_set(
+            bundle, evaluated, work, args.scheduler, args.steps, size, guidance, args.seed, progress, interval
         )
         notes.append(
-            f"model {bundle[1]} (sha256 {bundle[2][:12]}) at guidance {guidance:g}, seed {args.seed}, watermarked "
+            f"model {bundle[1]} (sha256 {bundle[2][:12]}) at guidance {label}, seed {args.seed}, watermarked "
             f"as shipped: generation (or cache read) took {time.perf_counter() - start:.1f} s"
         )
     colour = ColourFill(num_classes).fit(train_images, train_layouts)
@@ -234,12 +270,22 @@ def main(argv=None, bundle=None) -> dict:
     if args.sweep_limit > 0:
         sweep_set = Subset(evaluated.dataset, evaluated.indices[: max(args.sweep_limit, MIN_PER_SET)])
         steps_list = [int(s) for s in args.sweep_steps.split(",")]
+        sweep_scale, sweep_interval = guidances[0]
         reference_effnet = reference["effnet"] if "effnet" in reference else effnet.features(reference_images)
         for scheduler in args.sweep_schedulers.split(","):
             sweep[scheduler] = {}
             for steps in steps_list:
                 images = generate_model_set(
-                    bundle, sweep_set, work / "sweep", scheduler, steps, size, guidances[0], args.seed, progress
+                    bundle,
+                    sweep_set,
+                    work / "sweep",
+                    scheduler,
+                    steps,
+                    size,
+                    sweep_scale,
+                    args.seed,
+                    progress,
+                    sweep_interval,
                 )
                 features = effnet.features(images)
                 values = kid(reference_effnet, features, subsets=args.kid_subsets, seed=args.seed)

@@ -44,7 +44,7 @@ def test_benchmark_runs_end_to_end_on_tiny_fake_data(tmp_path, capsys):
         "--steps",
         "2",
         "--guidance",
-        "1,3",
+        "1,3,3@0.5-1",
         "--sweep-steps",
         "1,2",
         "--sweep-schedulers",
@@ -80,6 +80,8 @@ def test_benchmark_runs_end_to_end_on_tiny_fake_data(tmp_path, capsys):
     assert rows["baseline: nearest-layout retrieval"]["memorised_fraction"]["value"] == 1.0
     assert rows["model (dpm++, 2 steps, guidance 1)"]["KID_effnet"]["std"] > 0
     assert "model (dpm++, 2 steps, guidance 3)" in rows
+    interval_row = rows["model (dpm++, 2 steps, guidance 3 at t/T 0.5–1)"]
+    assert interval_row["FD_effnet"]["value"] != rows["model (dpm++, 2 steps, guidance 3)"]["FD_effnet"]["value"]
     assert set(results["sweep"]) == {"ddim", "euler"} and set(results["sweep"]["ddim"]) == {1, 2}
     assert results["throughput"]["images"] == 12 and results["throughput"]["images_per_s"] > 0
     assert (out / "plot-steps.png").is_file() and (out / "report.html").is_file()
