@@ -13,7 +13,7 @@ from ..models.embedded import model_fingerprint
 from ..models.registry import SHIPPED_MODELS, resolve_model_path
 from ..models.stable_diffusion import is_stable_diffusion_model
 from .content_credentials import SignerConfig, load_credentials
-from .outputs import provenance_records, sampler_extra, sampler_options, write_contact_grid, write_generated
+from .outputs import provenance_records, write_contact_grid, write_generated
 from .pipeline import LayoutToImagePipeline
 from .pix2pix_generator import Pix2PixGenerator, is_pix2pix_model
 
@@ -96,10 +96,11 @@ def generate_images(
         seed=seed,
         scheduler=scheduler,
         progress=progress,
-        **sampler_options(guidance_interval),
+        guidance_interval=guidance_interval,
     )
-    extra = sampler_extra(guidance_interval)
-    records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout, extra)
+    records = provenance_records(
+        output, model_id, model_sha, steps, guidance_scale, scheduler, layout, guidance_interval=guidance_interval
+    )
     stem = stem or (Path(layout_path).stem if layout_path else "generated")
     written = write_generated(output.images, records, out_dir, stem, layout, watermark=watermark, signer=signer)
     write_contact_grid(output.images, Path(out_dir) / f"{stem}-grid.png", layout)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.captions import scene_paraphrases
 from ..data.layouts import Layout
-from .outputs import provenance_records, sampler_extra, sampler_options, write_generated
+from .outputs import provenance_records, write_generated
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def generate_for_layouts(
             guidance_scale=guidance_scale,
             seed=seed + 1000 * index,
             scheduler=scheduler,
-            **sampler_options(guidance_interval),
+            guidance_interval=guidance_interval,
         )
         records = provenance_records(
-            output, model_id, model_sha, steps, guidance_scale, scheduler, layout, sampler_extra(guidance_interval)
+            output, model_id, model_sha, steps, guidance_scale, scheduler, layout, guidance_interval=guidance_interval
         )
         written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark)
     return written
@@ -110,10 +110,10 @@ def generate_for_scene_classes(
                 seed=seed + 100000 * class_index + start,
                 scheduler=scheduler,
                 batch_size=batch_size,
-                **sampler_options(guidance_interval),
+                guidance_interval=guidance_interval,
             )
             records = provenance_records(
-                output, model_id, model_sha, steps, guidance_scale, scheduler, None, sampler_extra(guidance_interval)
+                output, model_id, model_sha, steps, guidance_scale, scheduler, None, guidance_interval=guidance_interval
             )
             write_generated(output.images, records, out_dir / name, names=[p.stem for p in stems], watermark=watermark)
             bar.update(count)

@@ -19,17 +19,6 @@ from .provenance import ProvenanceRecord, layout_sha256, write_geotiff
 from .provenance import write_png as write_png_with_provenance
 
 
-def sampler_options(guidance_interval: tuple[float, float] | None) -> dict:
-    """Generator keyword arguments beyond the common ones: empty at their defaults, so generators without these
-    options (pix2pix) are called as before."""
-    return {} if guidance_interval is None else {"guidance_interval": tuple(guidance_interval)}
-
-
-def sampler_extra(guidance_interval: tuple[float, float] | None) -> dict:
-    """The same options for a provenance record's ``extra``."""
-    return {} if guidance_interval is None else {"guidance_interval": [float(v) for v in guidance_interval]}
-
-
 def provenance_records(
     output,
     model_id: str,
@@ -39,7 +28,11 @@ def provenance_records(
     scheduler: str,
     layout: Layout | None,
     extra: dict | None = None,
+    guidance_interval: tuple[float, float] | None = None,
 ) -> list[ProvenanceRecord]:
+    extra = dict(extra or {})
+    if guidance_interval is not None:  # recorded only when set, so plain records stay as they were
+        extra["guidance_interval"] = [float(v) for v in guidance_interval]
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     height, width = output.images.shape[-2:]
     return [
@@ -59,7 +52,7 @@ def provenance_records(
             width=int(width),
             height=int(height),
             created=created,
-            extra=dict(extra or {}),
+            extra=extra,
         )
         for prompt, seed in zip(output.prompts, output.seeds)
     ]

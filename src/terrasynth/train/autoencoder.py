@@ -36,6 +36,8 @@ from .run import TrainingRun, step_generator, step_seed
 
 log = logging.getLogger(__name__)
 
+EQUIVARIANCE_FACTORS = (2, 4)  # latent down-sampling factors of the scale-equivariance term, drawn per step
+
 
 @dataclass(frozen=True)
 class AutoencoderTrainConfig:
@@ -77,10 +79,8 @@ class AutoencoderTrainConfig:
             raise ValueError("equivariance_weight must be non-negative")
         multiple = self.autoencoder.downsampling * (max(EQUIVARIANCE_FACTORS) if self.equivariance_weight else 1)
         if self.crop % multiple:
-            raise ValueError(
-                f"crop must be a multiple of {multiple} (the autoencoder's down-sampling"
-                + (f" × {max(EQUIVARIANCE_FACTORS)} for equivariance)" if self.equivariance_weight else ")")
-            )
+            why = " × the largest equivariance factor" if self.equivariance_weight else ""
+            raise ValueError(f"crop must be a multiple of {multiple} (the autoencoder's down-sampling{why})")
 
 
 class PatchDiscriminator(nn.Module):
@@ -102,7 +102,6 @@ class PatchDiscriminator(nn.Module):
 
 # Independent streams of per-step randomness (see ``step_seed``).
 ORDER, AUGMENT, POSTERIOR, SCALING, EQUIVARIANCE = range(5)
-EQUIVARIANCE_FACTORS = (2, 4)
 
 
 def equivariance_loss(vae, latents: torch.Tensor, images: torch.Tensor, factor: int) -> torch.Tensor:
