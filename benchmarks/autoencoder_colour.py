@@ -4,6 +4,10 @@ real paired tiles, scored by PSNR and by the mean RGB of each class's pixels, re
     python benchmarks/autoencoder_colour.py --data ../shared/data/landcoverai_pairs --split val \
         --autoencoder src/terrasynth/weights/default --autoencoder runs/decoder-v3/autoencoder
 
+With ``--reference-split val`` it also scores FD and KID on effnet features of each round trip (and of the
+tiles themselves) against that split, as benchmarks/realism.py does: no generator that decodes through an
+autoencoder can score better than the autoencoder's own round trip.
+
 LandCover.ai's water is teal (about RGB 43, 69, 75); a decoder that renders it green-grey makes every
 generated water area look like woodland to the layout segmenter, whatever the diffusion model does.
 """
@@ -27,6 +31,7 @@ def parse_args(argv=None):
     parser.add_argument("--autoencoder", action="append", required=True, help="autoencoder or model folder")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=64)
+    parser.add_argument("--reference-split", help="also score FD/KID (effnet) of each round trip against this split")
     return parser.parse_args(argv)
 
 
@@ -55,6 +60,10 @@ def main(argv=None) -> dict:
     layouts = torch.stack([s["layout"] for s in samples])
     names = dataset.class_table.names
     results = {"real": {"colours": class_colours(images, layouts, len(names))}}
+    realism = None
+    if args.reference_split:
+        realism = realism_against(args.data, args.reference_split, args.size, count)
+        results["real"].update(realism(images))
     for folder in args.autoencoder:
         vae = load_autoencoder(folder).eval()
         reconstruction = round_trip(vae, images)
@@ -63,6 +72,8 @@ def main(argv=None) -> dict:
             "psnr": float((10 * torch.log10(1 / mse)).mean()),
             "colours": class_colours(reconstruction, layouts, len(names)),
         }
+        if realism is not None:
+            results[folder].update(realism(reconstruction))
     print(f"python benchmarks/autoencoder_colour.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"{args.data} split {args.split}: {count} tiles at {args.size} px; mean RGB per layout class")
     print(f"{'':48s} {'PSNR':>6s}  " + "  ".join(f"{n:>15s}" for n in names))
@@ -70,7 +81,31 @@ def main(argv=None) -> dict:
         cells = "  ".join(f"{'-':>15s}" if c is None else f"{c[0]:5.0f}{c[1]:5.0f}{c[2]:5.0f}" for c in row["colours"])
         psnr = f"{row['psnr']:6.2f}" if "psnr" in row else f"{'':6s}"
         print(f"{name[-48:]:48s} {psnr}  {cells}")
+    if realism is not None:
+        print(f"against {count} {args.reference_split} tiles, effnet features at {args.size} px")
+        for name, row in results.items():
+            print(f"{name[-48:]:48s} FD {row['fd_effnet']:7.2f}  KID {row['kid_effnet']:.4f}")
     return results
+
+
+def realism_against(root: str, split: str, size: int, limit: int):
+    """A function scoring images by FD and KID (effnet features) against ``limit`` tiles of ``split``."""
+    from terrasynth.evaluate.features import build_extractor
+    from terrasynth.evaluate.metrics import frechet_distance, kid
+
+    reference = PairedTiles(root, split, transforms=Resize(size))
+    extractor = build_extractor("effnet", effnet_size=size)
+    count = min(limit, len(reference))
+    reference_features = extractor.features(torch.stack([reference[i]["image"] for i in range(count)]))
+
+    def score(images: torch.Tensor) -> dict:
+        features = extractor.features(images)
+        return {
+            "fd_effnet": float(frechet_distance(reference_features, features)),
+            "kid_effnet": float(kid(reference_features, features, subsets=100, seed=0)["mean"]),
+        }
+
+    return score
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from tests.train.test_resume import datasets, diffusion_config  # noqa: F401  (d
 from terrasynth.errors import InputError
 from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder
 from terrasynth.train.diffusion import _random_crop, _snr_weight, train_diffusion
+from terrasynth.train.run import learning_rate_at, read_metrics
 
 
 def weight(snr: list[float], weighting: str, prediction_type: str = "v_prediction", gamma: float = 5.0):
@@ -47,6 +48,23 @@ def test_crop_must_fit_the_model(datasets):  # noqa: F811
         dataclasses.replace(config, crop=6)
     with pytest.raises(ValueError, match="snr_weighting"):
         dataclasses.replace(config, snr_weighting="max-snr")
+
+
+def test_learning_rate_warms_up_holds_then_decays_linearly_to_zero():
+    rates = [learning_rate_at(step, 1.0, warmup_steps=2, max_steps=10, decay_steps=4) for step in range(10)]
+    assert rates == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25])
+    assert learning_rate_at(9, 1.0, 2, 10) == 1.0  # no decay by default
+
+
+def test_lr_decay_is_applied_in_training_and_checked(datasets, tmp_path):  # noqa: F811
+    config = dataclasses.replace(
+        diffusion_config(datasets, tmp_path / "run", 4), log_every=1, warmup_steps=1, lr_decay_steps=2
+    )
+    train_diffusion(config, progress=False)
+    base = config.learning_rate
+    assert [r["lr"] for r in read_metrics(tmp_path / "run")] == pytest.approx([base, base, base, base / 2])
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        dataclasses.replace(config, lr_decay_steps=5)
 
 
 def test_zero_snr_needs_a_prediction_type_other_than_epsilon():

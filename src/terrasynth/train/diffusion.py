@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
 from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels, load_autoencoder
 from .data import open_split
-from .run import EMA, TrainingRun, step_generator
+from .run import EMA, TrainingRun, learning_rate_at, step_generator
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class DiffusionTrainConfig:
     learning_rate: float = 2e-4
     warmup_steps: int = 200
     max_steps: int = 10000
+    lr_decay_steps: int = 0  # linear decay to zero over the last this-many steps (0: constant after warm-up)
     ema_decay: float = 0.999
     drop_prompt: float = 0.1
     drop_layout: float = 0.1
@@ -71,6 +72,8 @@ class DiffusionTrainConfig:
             raise ValueError("seed must be non-negative")
         if min(self.batch_size, self.checkpoint_every, self.log_every) < 1 or self.max_steps < 0:
             raise ValueError("batch_size, checkpoint_every and log_every must be at least 1, max_steps at least 0")
+        if not 0 <= self.lr_decay_steps <= self.max_steps:
+            raise ValueError("lr_decay_steps must be between 0 and max_steps")
         if self.model.autoencoder is not None and not self.autoencoder_path and not self.init_from:
             raise ValueError("a latent model needs autoencoder_path (a trained autoencoder) or init_from")
         if self.resolution % self.model.size_multiple:
@@ -229,7 +232,7 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
     device = accelerator.device
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="diffusion")
     while step < config.max_steps:
-        lr = config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        lr = learning_rate_at(step, config.learning_rate, config.warmup_steps, config.max_steps, config.lr_decay_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         # Every random choice of this step comes from (seed, step): a resumed run repeats it exactly.

@@ -51,7 +51,7 @@ from ..models.stable_diffusion import (
     load_stable_diffusion,
     quiet_loading,
 )
-from .run import TrainingRun, step_generator, step_seed
+from .run import TrainingRun, learning_rate_at, step_generator, step_seed
 
 log = logging.getLogger(__name__)
 
@@ -587,7 +587,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc=f"finetune {config.method}")
     window_start, window_steps = time.perf_counter(), 0
     while step < config.max_steps:
-        lr = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        lr = learning_rate_at(step, config.lr, config.warmup_steps, config.max_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         for micro in range(config.gradient_accumulation_steps):

@@ -34,6 +34,18 @@ def step_generator(seed: int, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(step_seed(seed, *keys))
 
 
+def learning_rate_at(step: int, base: float, warmup_steps: int, max_steps: int, decay_steps: int = 0) -> float:
+    """Warm-up, constant, then linear decay to zero over the last ``decay_steps`` before ``max_steps``.
+
+    The warmup-stable-decay schedule (Hägele et al. 2024): the constant phase can be extended on resume by
+    raising ``max_steps``, and a short cool-down at the end buys most of what a full cosine schedule would.
+    """
+    scale = min(1.0, (step + 1) / max(1, warmup_steps))
+    if decay_steps > 0:
+        scale = min(scale, max(0.0, (max_steps - step) / decay_steps))
+    return base * scale
+
+
 class EMA:
     """Exponential moving average of a model's weights, with the usual warm-up (decay grows with the step)."""
 
