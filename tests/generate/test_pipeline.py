@@ -44,7 +44,7 @@ def test_different_seed_different_image(pipeline, layout):
     assert (a - b).abs().mean() > 1e-3
 
 
-@pytest.mark.parametrize("scheduler", ["dpm++", "ddpm"])  # ddpm also draws noise at every step
+@pytest.mark.parametrize("scheduler", ["dpm++", "ddpm", "dpm++sde", "euler-a"])  # the last three draw noise every step
 def test_image_i_with_seed_s_is_image_0_with_seed_s_plus_i(pipeline, layout, scheduler):
     batch = generate(pipeline, layout, num_images=3, seed=10, scheduler=scheduler)
     assert batch.seeds == [10, 11, 12]
@@ -89,11 +89,19 @@ def test_every_scheduler_runs(pipeline, layout, scheduler):
     assert torch.equal(out.images, generate(pipeline, layout, scheduler=scheduler, num_inference_steps=3).images)
 
 
-@pytest.mark.parametrize("name", ["DPM++", "dpm_solver", "dpmpp", "Euler", "ddim"])
+@pytest.mark.parametrize("name", ["DPM++", "dpm_solver", "dpmpp", "Euler", "ddim", "DPM++SDE", "euler_a"])
 def test_scheduler_aliases(pipeline, name):
     sampler = make_scheduler(name, pipeline.training_scheduler)
     assert sampler.config.prediction_type == pipeline.model.config.prediction_type
     assert sampler.config.timestep_spacing == "trailing"
+
+
+def test_the_sde_variant_of_dpm_solver_is_stochastic_and_the_cli_offers_every_scheduler(pipeline):
+    from terrasynth.cli.generate import SCHEDULER_NAMES
+
+    assert make_scheduler("dpm++sde", pipeline.training_scheduler).config.algorithm_type == "sde-dpmsolver++"
+    assert make_scheduler("dpm++", pipeline.training_scheduler).config.algorithm_type == "dpmsolver++"
+    assert sorted(SCHEDULER_NAMES) == sorted(SCHEDULERS)
 
 
 def test_unknown_scheduler(pipeline):

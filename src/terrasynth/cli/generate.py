@@ -8,6 +8,9 @@ from pathlib import Path
 
 from ..errors import InputError
 
+# generate.schedulers.SCHEDULERS, spelled out here so that the CLI starts without importing diffusers.
+SCHEDULER_NAMES = ("dpm++", "ddim", "euler", "dpm++sde", "euler-a", "ddpm")
+
 
 def _same_crs(a: str, b: str) -> bool:
     from rasterio.crs import CRS
@@ -152,7 +155,12 @@ def add_commands(commands, common) -> None:
         help="guide only at noise levels LOW <= t/T <= HIGH (1 = pure noise); e.g. 0.5,1 guides where the layout "
         "is placed and leaves fine texture unguided",
     )
-    generate.add_argument("--scheduler", default="dpm++", choices=["dpm++", "ddim", "ddpm", "euler"])
+    generate.add_argument(
+        "--scheduler",
+        default="dpm++",
+        choices=SCHEDULER_NAMES,
+        help="sampler; dpm++sde, euler-a and ddpm add fresh noise at every step (default: %(default)s)",
+    )
     generate.add_argument("--height", type=int, default=None, help="output height without a layout")
     generate.add_argument("--width", type=int, default=None, help="output width without a layout")
     generate.add_argument("--class-table", help="classes.json of the layout (default: the model's)")

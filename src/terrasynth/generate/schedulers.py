@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+)
 
+# Deterministic (ODE) samplers first, then stochastic ones, which add fresh noise at every step.
 SCHEDULERS = {
     "dpm++": DPMSolverMultistepScheduler,
     "ddim": DDIMScheduler,
-    "ddpm": DDPMScheduler,
     "euler": EulerDiscreteScheduler,
+    "dpm++sde": DPMSolverMultistepScheduler,
+    "euler-a": EulerAncestralDiscreteScheduler,
+    "ddpm": DDPMScheduler,
 }
 DEFAULT_SCHEDULER = "dpm++"
 
@@ -22,14 +31,19 @@ def make_scheduler(name: str, training_scheduler: DDPMScheduler):
         "dpm": "dpm++",
         "dpm++": "dpm++",
         "dpmpp": "dpm++",
+        "dpm++sde": "dpm++sde",
+        "dpmppsde": "dpm++sde",
         "ddim": "ddim",
         "ddpm": "ddpm",
         "euler": "euler",
+        "eulera": "euler-a",
+        "eulerancestral": "euler-a",
     }
     if key not in aliases:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
-    scheduler_class = SCHEDULERS[aliases[key]]
+    name = aliases[key]
+    scheduler_class = SCHEDULERS[name]
     extra = {"timestep_spacing": "trailing"}
     if scheduler_class is DPMSolverMultistepScheduler:
-        extra["algorithm_type"] = "dpmsolver++"
+        extra["algorithm_type"] = "sde-dpmsolver++" if name == "dpm++sde" else "dpmsolver++"
     return scheduler_class.from_config(training_scheduler.config, **extra)
