@@ -41,6 +41,7 @@ from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, load_segmente
 from terrasynth.evaluate.memorisation import memorisation_scores
 from terrasynth.evaluate.metrics import frechet_distance, kid
 from terrasynth.evaluate.report import format_table, ratios_to_floor, score, write_report
+from terrasynth.generate.schedulers import DEFAULT_SCHEDULER
 from terrasynth.models.registry import WEIGHTS_DIR
 
 FLOOR_ROW = "real vs real (floor)"
@@ -133,7 +134,7 @@ def parse_args(argv=None):
     parser.add_argument("--limit", type=int, help="at most this many tiles per split (seeded sample)")
     parser.add_argument("--train-limit", type=int, help="at most this many training tiles")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--scheduler", default="dpm++")
+    parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER)
     parser.add_argument(
         "--guidance",
         default="2",
@@ -147,7 +148,7 @@ def parse_args(argv=None):
     parser.add_argument("--pix2pix", help=f"pix2pix model folder (default: {WEIGHTS_DIR / 'pix2pix'} when present)")
     parser.add_argument("--down-up", default="64,32", help="sizes of the real down-up reference rows")
     parser.add_argument("--sweep-steps", default="5,10,20,50,100")
-    parser.add_argument("--sweep-schedulers", default="dpm++,ddim,euler")
+    parser.add_argument("--sweep-schedulers", default="dpm++,dpm++sde,ddim,euler")
     parser.add_argument("--sweep-limit", type=int, default=48, help="layouts per sweep point (0: no sweep)")
     parser.add_argument("--throughput-n", type=int, default=1000)
     parser.add_argument("--kid-subsets", type=int, default=100)

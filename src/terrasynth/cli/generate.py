@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-
-# generate.schedulers.SCHEDULERS, spelled out here so that the CLI starts without importing diffusers.
-SCHEDULER_NAMES = ("dpm++", "ddim", "euler", "dpm++sde", "euler-a", "ddpm")
+from ..generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 
 
 def _same_crs(a: str, b: str) -> bool:
@@ -157,8 +155,8 @@ def add_commands(commands, common) -> None:
     )
     generate.add_argument(
         "--scheduler",
-        default="dpm++",
-        choices=SCHEDULER_NAMES,
+        default=DEFAULT_SCHEDULER,
+        choices=list(SCHEDULERS),
         help="sampler; dpm++sde, euler-a and ddpm add fresh noise at every step (default: %(default)s)",
     )
     generate.add_argument("--height", type=int, default=None, help="output height without a layout")

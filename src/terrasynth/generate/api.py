@@ -16,11 +16,12 @@ from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_contact_grid, write_generated
 from .pipeline import LayoutToImagePipeline
 from .pix2pix_generator import Pix2PixGenerator, is_pix2pix_model
+from .schedulers import DEFAULT_SCHEDULER
 
 log = logging.getLogger(__name__)
 
 
-def load_pipeline(model: str | Path, scheduler: str = "dpm++") -> tuple[LayoutToImagePipeline, str, str]:
+def load_pipeline(model: str | Path, scheduler: str = DEFAULT_SCHEDULER) -> tuple[LayoutToImagePipeline, str, str]:
     """(pipeline, model id, model sha256) for a shipped model name or a model folder (embedded, pix2pix, or Stable
     Diffusion: a diffusers folder, or LoRA / textual-inversion weights from ``terrasynth finetune``)."""
     if is_stable_diffusion_model(model):
@@ -45,7 +46,7 @@ def generate_images(
     seed: int | None = None,
     steps: int = 20,
     guidance_scale: float = 2.0,
-    scheduler: str = "dpm++",
+    scheduler: str = DEFAULT_SCHEDULER,
     height: int | None = None,
     width: int | None = None,
     class_table_path: str | Path | None = None,

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..data.captions import scene_paraphrases
 from ..data.layouts import Layout
 from .outputs import provenance_records, write_generated
+from .schedulers import DEFAULT_SCHEDULER
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def generate_for_layouts(
     seed: int = 0,
     steps: int = 20,
     guidance_scale: float = 2.0,
-    scheduler: str = "dpm++",
+    scheduler: str = DEFAULT_SCHEDULER,
     progress: bool = True,
     watermark: bool = True,
     indices: list[int] | None = None,
@@ -78,7 +79,7 @@ def generate_for_scene_classes(
     seed: int = 0,
     steps: int = 20,
     guidance_scale: float = 2.0,
-    scheduler: str = "dpm++",
+    scheduler: str = DEFAULT_SCHEDULER,
     size: int = 256,
     batch_size: int = 8,
     progress: bool = True,

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ..config import config_to_dict
 from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
+from ..generate.schedulers import DEFAULT_SCHEDULER
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class ClassificationStudyConfig:
     generation_size: int = 256  # pixels of generated images (the real tiles' size)
     generation_steps: int = 20
     guidance_scale: float = 2.0
-    scheduler: str = "dpm++"
+    scheduler: str = DEFAULT_SCHEDULER
 
     def __post_init__(self):
         _check_common(self)
@@ -123,7 +124,7 @@ class SegmentationStudyConfig:
     pretrained: bool = True
     generation_steps: int = 20
     guidance_scale: float = 2.0
-    scheduler: str = "dpm++"
+    scheduler: str = DEFAULT_SCHEDULER
 
     def __post_init__(self):
         _check_common(self)
