@@ -78,10 +78,10 @@ def test_benchmark_runs_end_to_end_on_tiny_fake_data(tmp_path, capsys):
     assert rows["real vs real (floor)"]["FD_effnet"]["n_fake"] == 8
     # the training split is the evaluated one here, so retrieval returns the very tiles: all flagged as copies
     assert rows["baseline: nearest-layout retrieval"]["memorised_fraction"]["value"] == 1.0
-    assert rows["model (dpm++, 2 steps, guidance 1)"]["KID_effnet"]["std"] > 0
-    assert "model (dpm++, 2 steps, guidance 3)" in rows
-    interval_row = rows["model (dpm++, 2 steps, guidance 3 at t/T 0.5–1)"]
-    assert interval_row["FD_effnet"]["value"] != rows["model (dpm++, 2 steps, guidance 3)"]["FD_effnet"]["value"]
+    assert rows["model (dpm++sde, 2 steps, guidance 1)"]["KID_effnet"]["std"] > 0
+    assert "model (dpm++sde, 2 steps, guidance 3)" in rows
+    interval_row = rows["model (dpm++sde, 2 steps, guidance 3 at t/T 0.5–1)"]
+    assert interval_row["FD_effnet"]["value"] != rows["model (dpm++sde, 2 steps, guidance 3)"]["FD_effnet"]["value"]
     assert set(results["sweep"]) == {"ddim", "euler"} and set(results["sweep"]["ddim"]) == {1, 2}
     assert results["throughput"]["images"] == 12 and results["throughput"]["images_per_s"] > 0
     assert (out / "plot-steps.png").is_file() and (out / "report.html").is_file()
