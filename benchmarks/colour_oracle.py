@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from realism import load_split, stack  # noqa: E402
+from realism import Subset, load_split, stack  # noqa: E402
 from terrasynth.data.images import read_image  # noqa: E402
 from terrasynth.evaluate.features import build_extractor  # noqa: E402
 from terrasynth.evaluate.metrics import frechet_distance, kid  # noqa: E402
@@ -38,8 +38,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # The tiles benchmarks/realism.py evaluates with its default --floor: the first N of the split, N the
+    # reference's size.
     evaluated = load_split(args.data, args.split, args.size, args.limit, args.seed)
     reference = load_split(args.data, args.reference_split, args.size, args.limit, args.seed)
+    evaluated = Subset(evaluated.dataset, evaluated.indices[: min(len(reference), len(evaluated))])
     real = stack(evaluated, "image")
     generated = torch.stack(
         [read_image(f"{args.generated}/{sample_id.replace('/', '_')}-000.png") for sample_id in evaluated.ids]
