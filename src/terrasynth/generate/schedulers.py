@@ -6,8 +6,8 @@ Importing this module does not import diffusers, so the CLI can offer the names 
 from __future__ import annotations
 
 # name → diffusers scheduler class. Deterministic (ODE) samplers first, then stochastic ones, which add fresh
-# noise at every step; on the shipped model the stochastic ones render markedly better texture (lower KID at
-# the same layout fidelity; docs/realism.md).
+# noise at every step. On the shipped model the stochastic ones render better texture: KID 0.123 -> 0.101 on
+# the test split at guidance 2, for mIoU 0.306 -> 0.286 (docs/realism.md).
 SCHEDULERS = {
     "dpm++": "DPMSolverMultistepScheduler",
     "ddim": "DDIMScheduler",
