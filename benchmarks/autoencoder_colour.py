@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
 from terrasynth.data.paired_tiles import PairedTiles
 from terrasynth.data.transforms import Resize
 from terrasynth.models.embedded import load_autoencoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # realism.py, for the FD/KID helper
 
 
 def parse_args(argv=None):
@@ -89,23 +92,17 @@ def main(argv=None) -> dict:
 
 
 def realism_against(root: str, split: str, size: int, limit: int):
-    """A function scoring images by FD and KID (effnet features) against ``limit`` tiles of ``split``."""
-    from terrasynth.evaluate.features import build_extractor
-    from terrasynth.evaluate.metrics import frechet_distance, kid
+    """A function scoring images by FD and KID (effnet features) against the first ``limit`` tiles of ``split``."""
+    from realism import effnet_fd_kid
 
     reference = PairedTiles(root, split, transforms=Resize(size))
-    extractor = build_extractor("effnet", effnet_size=size)
-    count = min(limit, len(reference))
-    reference_features = extractor.features(torch.stack([reference[i]["image"] for i in range(count)]))
+    score = effnet_fd_kid(torch.stack([reference[i]["image"] for i in range(min(limit, len(reference)))]), size)
 
-    def score(images: torch.Tensor) -> dict:
-        features = extractor.features(images)
-        return {
-            "fd_effnet": float(frechet_distance(reference_features, features)),
-            "kid_effnet": float(kid(reference_features, features, subsets=100, seed=0)["mean"]),
-        }
+    def named_score(images: torch.Tensor) -> dict:
+        fd, kid = score(images)
+        return {"fd_effnet": fd, "kid_effnet": kid}
 
-    return score
+    return named_score
 
 
 if __name__ == "__main__":

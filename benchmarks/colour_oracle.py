@@ -18,10 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from realism import Subset, load_split, stack  # noqa: E402
+from realism import Subset, effnet_fd_kid, load_split, stack  # noqa: E402
 from terrasynth.data.images import read_image  # noqa: E402
-from terrasynth.evaluate.features import build_extractor  # noqa: E402
-from terrasynth.evaluate.metrics import frechet_distance, kid  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -49,8 +47,7 @@ def main(argv=None) -> dict:
     )
     if generated.shape != real.shape:
         raise SystemExit(f"{args.generated}: images are {tuple(generated.shape[-2:])}, the real tiles {args.size} px")
-    extractor = build_extractor("effnet", effnet_size=args.size)
-    reference_features = extractor.features(stack(reference, "image"))
+    score = effnet_fd_kid(stack(reference, "image"), args.size, args.seed)
     mean_real, std_real = real.mean((2, 3), keepdim=True), real.std((2, 3), keepdim=True)
     mean_fake, std_fake = generated.mean((2, 3), keepdim=True), generated.std((2, 3), keepdim=True)
     sets = {
@@ -64,11 +61,8 @@ def main(argv=None) -> dict:
     print(f"N = {len(real)} ({args.split}); reference {len(reference)} {args.reference_split} tiles; effnet features")
     results = {}
     for name, images in sets.items():
-        features = extractor.features(images.clamp(0, 1))
-        results[name] = {
-            "FD_effnet": float(frechet_distance(reference_features, features)),
-            "KID_effnet": float(kid(reference_features, features, subsets=100, seed=args.seed)["mean"]),
-        }
+        fd, kid = score(images.clamp(0, 1))
+        results[name] = {"FD_effnet": fd, "KID_effnet": kid}
         print(f"{name:48s} FD {results[name]['FD_effnet']:7.1f}  KID {results[name]['KID_effnet']:.4f}")
     return results
 

@@ -74,6 +74,18 @@ def stack(dataset, key):
     return torch.stack([dataset[i][key] for i in range(len(dataset))])
 
 
+def effnet_fd_kid(reference_images: torch.Tensor, size: int, seed: int = 0):
+    """A function scoring a set of images by (FD, KID) on effnet features against ``reference_images``."""
+    extractor = build_extractor("effnet", effnet_size=size)
+    reference = extractor.features(reference_images)
+
+    def score(images: torch.Tensor) -> tuple[float, float]:
+        features = extractor.features(images)
+        return float(frechet_distance(reference, features)), float(kid(reference, features, seed=seed)["mean"])
+
+    return score
+
+
 def parse_guidance(text: str) -> list[tuple[float, tuple[float, float] | None]]:
     """``"2,5@0.5-1"`` → ``[(2.0, None), (5.0, (0.5, 1.0))]``: scales, each optionally with its guidance interval
     (fractions of the noise schedule, 1 = pure noise)."""
