@@ -33,6 +33,7 @@ def parse_args(argv=None):
     parser.add_argument("--reference-limit", type=int, default=200)
     parser.add_argument("--model", default="default")
     parser.add_argument("--scales", default="1,2,3,4,6", help="SCALE or SCALE@LOW-HIGH (guidance interval)")
+    parser.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ (Lin et al. 2024)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER)
     parser.add_argument("--size", type=int, default=256)
@@ -82,8 +83,9 @@ def main(argv=None) -> dict:
             args.seed,
             not args.quiet,
             interval,
+            args.guidance_rescale,
         )
-        results[f"guidance {guidance_label(scale, interval)}"] = scores(images)
+        results[f"guidance {guidance_label(scale, interval, args.guidance_rescale)}"] = scores(images)
     print(f"python benchmarks/guidance.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"model {bundle[1]} (sha256 {bundle[2][:12]}), {args.scheduler} {args.steps} steps, N = {len(layouts)}")
     class_names = segmenter.config.class_names

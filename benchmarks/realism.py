@@ -99,8 +99,9 @@ def parse_guidance(text: str) -> list[tuple[float, tuple[float, float] | None]]:
     return specs
 
 
-def guidance_label(scale: float, interval: tuple[float, float] | None) -> str:
-    return f"{scale:g}" if interval is None else f"{scale:g} at t/T {interval[0]:g}–{interval[1]:g}"
+def guidance_label(scale: float, interval: tuple[float, float] | None, rescale: float = 0.0) -> str:
+    label = f"{scale:g}" if interval is None else f"{scale:g} at t/T {interval[0]:g}–{interval[1]:g}"
+    return label + (f", rescale {rescale:g}" if rescale else "")
 
 
 def generate_model_set(
@@ -114,12 +115,14 @@ def generate_model_set(
     seed: int,
     progress: bool,
     interval: tuple[float, float] | None = None,
+    rescale: float = 0.0,
 ) -> torch.Tensor:
     from terrasynth.generate.batch import generate_for_layouts
 
     # The cache key names everything that changes an image, so a new model or guidance never reuses old files.
     model_sha = bundle[2][:12]
     guidance_key = f"g{guidance:g}" + ("" if interval is None else f"i{interval[0]:g}-{interval[1]:g}")
+    guidance_key += f"r{rescale:g}" if rescale else ""
     out = work / f"model-{model_sha}-{scheduler}-{steps}steps-{guidance_key}-seed{seed}-{size}px"
     paths = generate_for_layouts(
         bundle,
@@ -131,6 +134,7 @@ def generate_model_set(
         seed=seed,
         progress=progress,
         guidance_interval=interval,
+        guidance_rescale=rescale,
     )
     return resize_batch([read_image(p) for p in paths], size)
 
@@ -152,6 +156,9 @@ def parse_args(argv=None):
         default="2",
         help="classifier-free guidance; comma-separated for one model row each, SCALE or SCALE@LOW-HIGH with a "
         "guidance interval (the sampling-step sweep uses the first)",
+    )
+    parser.add_argument(
+        "--guidance-rescale", type=float, default=0.0, help="guidance rescale φ (Lin et al. 2024) for every model row"
     )
     parser.add_argument("--features", default="effnet", help="comma-separated extractors (effnet, domain, inception)")
     parser.add_argument("--domain-encoder", help="default: the shipped one")
@@ -176,7 +183,10 @@ def main(argv=None, bundle=None) -> dict:
     args = parse_args(argv)
     command = "python benchmarks/realism.py " + " ".join(sys.argv[1:] if argv is None else argv)
     work, size, progress = Path(args.work), args.size, not args.quiet
+    from terrasynth.generate.pipeline import check_guidance_rescale
+
     guidances = parse_guidance(args.guidance)
+    check_guidance_rescale(args.guidance_rescale)
     notes = [f"all images resized to {size}×{size} (bilinear, antialiased) before scoring"]
 
     # 1. data: the evaluated split, the reference set, the training tiles
@@ -214,9 +224,19 @@ def main(argv=None, bundle=None) -> dict:
     candidates = {FLOOR_ROW: real}
     for guidance, interval in guidances:
         start = time.perf_counter()
-        label = guidance_label(guidance, interval)
+        label = guidance_label(guidance, interval, args.guidance_rescale)
         candidates[f"model ({args.scheduler}, {args.steps} steps, guidance {label})"] = generate_model_set(
-            bundle, evaluated, work, args.scheduler, args.steps, size, guidance, args.seed, progress, interval
+            bundle,
+            evaluated,
+            work,
+            args.scheduler,
+            args.steps,
+            size,
+            guidance,
+            args.seed,
+            progress,
+            interval,
+            args.guidance_rescale,
         )
         notes.append(
             f"model {bundle[1]} (sha256 {bundle[2][:12]}) at guidance {label}, seed {args.seed}, watermarked "
@@ -299,6 +319,7 @@ def main(argv=None, bundle=None) -> dict:
                     args.seed,
                     progress,
                     sweep_interval,
+                    args.guidance_rescale,
                 )
                 features = effnet.features(images)
                 values = kid(reference_effnet, features, subsets=args.kid_subsets, seed=args.seed)

@@ -294,6 +294,7 @@ def test_bad_generate_input_exits_2_naming_the_file_and_writes_nothing(
         ["--grid", "5,5,1,1"],
         ["--guidance-interval", "0.7,0.2"],
         ["--guidance-interval", "half"],
+        ["--guidance-rescale", "1.5"],
     ],
 )
 def test_bad_generate_options_exit_2(capsys, model_dir, mask_png, tmp_path, args):

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import torch
 from tests.fake_models import FakeTextEncoder, save_tiny_model
 from tests.fakes import make_paired_tiles
 
@@ -127,3 +128,20 @@ def test_colour_benchmark_scores_round_trips_against_a_reference_split(tmp_path)
     # The reference is the evaluated tiles themselves: the real row scores zero, the untrained round trip more.
     assert results["real"]["fd_effnet"] < 1e-3
     assert results[vae]["fd_effnet"] > 1.0 and results[vae]["kid_effnet"] > results["real"]["kid_effnet"]
+
+
+def test_guidance_rescale_gets_its_own_row_label_and_image_cache(tmp_path):
+    module = load_script()
+    dataset = module.load_split(make_paired_tiles(tmp_path / "pairs", n=2, size=32), "all", 32)
+    pipeline = LayoutToImagePipeline.from_pretrained(save_tiny_model(tmp_path / "model"))
+    pipeline._text_encoder = FakeTextEncoder()
+    bundle, work = (pipeline, "tiny", "0" * 64), tmp_path / "work"
+    plain = module.generate_model_set(bundle, dataset, work, "ddim", 2, 32, 5.0, 0, False)
+    rescaled = module.generate_model_set(bundle, dataset, work, "ddim", 2, 32, 5.0, 0, False, None, 0.7)
+    assert sorted(p.name for p in work.iterdir()) == [
+        "model-000000000000-ddim-2steps-g5-seed0-32px",
+        "model-000000000000-ddim-2steps-g5r0.7-seed0-32px",
+    ]
+    assert not torch.allclose(plain, rescaled, atol=1e-3)
+    assert module.guidance_label(5.0, (0.5, 1.0), 0.7) == "5 at t/T 0.5–1, rescale 0.7"
+    assert module.guidance_label(5.0, None) == "5"

@@ -4,9 +4,11 @@ provenance and GeoTIFFs as the embedded model; a missing base is one line and ex
 from __future__ import annotations
 
 import rasterio
+import torch
 from tests.fake_sd import TINY_RESOLUTION
 
 from terrasynth.cli import main
+from terrasynth.data.images import read_image
 from terrasynth.generate.provenance import read_provenance
 from terrasynth.generate.sd_pipeline import sd_fingerprint
 
@@ -81,6 +83,27 @@ def test_guidance_interval_for_stable_diffusion_is_one_line(capsys, tiny_sd, tmp
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "embedded model's sampler only" in err
+
+
+def test_guidance_rescale_reaches_stable_diffusion_and_controlnet_refuses_it(
+    capsys, tiny_sd, pairs, geotiff_mask, tmp_path
+):
+    size = ("--height", "32", "--width", "32", "--steps", "2", "--n", "1", "--seed", "0", "--guidance", "5", "-q")
+    outputs = []
+    for rescale in ("0", "0.7"):
+        argv = ["generate", "--model", str(tiny_sd), "--prompt", "aerial image", "--guidance-rescale", rescale]
+        code, out, err = run(capsys, *argv, *size, "--out", str(tmp_path / f"gen-{rescale}"))
+        assert code == 0, err
+        outputs.append(out.split()[0])
+    assert read_provenance(outputs[1]).extra["guidance_rescale"] == 0.7
+    assert "guidance_rescale" not in read_provenance(outputs[0]).extra
+    assert not torch.equal(read_image(outputs[0]), read_image(outputs[1]))
+    code, _, err = run(capsys, *finetune_args("controlnet", tiny_sd, pairs, tmp_path / "run"))
+    assert code == 0, err
+    argv = ["generate", "--model", str(tmp_path / "run" / "model"), "--layout", str(geotiff_mask)]
+    code, out, err = run(capsys, *argv, "--guidance-rescale", "0.7", "--out", str(tmp_path / "gen-cn"), "-q")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "has no guidance rescale" in err
 
 
 def test_missing_base_is_one_line_naming_it_and_the_fix(capsys, pairs, tmp_path):

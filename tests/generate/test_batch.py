@@ -62,3 +62,17 @@ def test_guidance_interval_reaches_the_sampler_and_the_provenance(tmp_path):
     assert "guidance_interval" not in read_provenance(plain[0]).extra
     assert read_provenance(interval[0]).extra["guidance_interval"] == [0.5, 1.0]
     assert not torch.equal(read_image(plain[0]), read_image(interval[0]))
+
+
+def test_guidance_rescale_reaches_the_sampler_and_the_provenance(tmp_path):
+    pipeline, model_id, sha = _bundle(tmp_path)
+    pipeline._text_encoder = FakeTextEncoder()
+    data = PairedTiles(make_paired_tiles(tmp_path / "pairs", n=1, size=32), "all")
+    kwargs = {"steps": 2, "progress": False, "guidance_scale": 5.0}
+    plain = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "plain", **kwargs)
+    rescaled = generate_for_layouts(
+        (pipeline, model_id, sha), data, tmp_path / "rescaled", guidance_rescale=0.7, **kwargs
+    )
+    assert "guidance_rescale" not in read_provenance(plain[0]).extra
+    assert read_provenance(rescaled[0]).extra["guidance_rescale"] == 0.7
+    assert not torch.equal(read_image(plain[0]), read_image(rescaled[0]))

@@ -7,7 +7,7 @@ import torch
 from tests.fake_models import SCENE_CLASSES, FakeTextEncoder, save_tiny_model, tiny_model
 
 from terrasynth.errors import InputError
-from terrasynth.generate.pipeline import LayoutToImagePipeline
+from terrasynth.generate.pipeline import LayoutToImagePipeline, rescale_guided
 from terrasynth.generate.schedulers import SCHEDULERS, make_scheduler
 
 
@@ -159,6 +159,34 @@ def test_guidance_interval_guides_only_inside_it(pipeline, layout):
 def test_bad_guidance_interval_is_refused(pipeline, layout, interval):
     with pytest.raises(ValueError, match="guidance_interval"):
         generate(pipeline, layout, guidance_interval=interval)
+
+
+def test_rescale_guided_matches_the_conditional_std_per_image():
+    conditional = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    guided = 4.0 * conditional + torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(rescale_guided(guided, conditional, 0.0), guided)
+    full = rescale_guided(guided, conditional, 1.0)
+    assert torch.allclose(full.std(dim=(1, 2, 3)), conditional.std(dim=(1, 2, 3)), rtol=1e-5)
+    # Rescaling changes only the scale: the direction of each image's prediction stays that of the guided one.
+    cosine = torch.nn.functional.cosine_similarity(full.flatten(1), guided.flatten(1))
+    assert torch.allclose(cosine, torch.ones(3), atol=1e-6)
+    half = rescale_guided(guided, conditional, 0.5)
+    assert torch.allclose(half, (full + guided) / 2, atol=1e-6)
+
+
+def test_guidance_rescale_changes_guided_samples_only(pipeline, layout):
+    guided = generate(pipeline, layout, guidance_scale=5.0).images
+    rescaled = generate(pipeline, layout, guidance_scale=5.0, guidance_rescale=0.7).images
+    assert not torch.allclose(rescaled, guided, atol=1e-4)
+    # Without guidance there is nothing to rescale.
+    unguided = generate(pipeline, layout, guidance_scale=1.0).images
+    assert torch.equal(generate(pipeline, layout, guidance_scale=1.0, guidance_rescale=0.7).images, unguided)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_bad_guidance_rescale_is_refused(pipeline, layout, value):
+    with pytest.raises(ValueError, match="guidance_rescale"):
+        generate(pipeline, layout, guidance_rescale=value)
 
 
 def test_zero_steps_is_refused(pipeline):

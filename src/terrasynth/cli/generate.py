@@ -79,6 +79,15 @@ def parse_guidance_interval(text: str | None) -> tuple[float, float] | None:
         raise InputError(None, f"--guidance-interval {text!r}: {error}", "give LOW,HIGH, e.g. 0.5,1") from None
 
 
+def parse_guidance_rescale(value: float) -> float:
+    from ..generate.pipeline import check_guidance_rescale
+
+    try:
+        return check_guidance_rescale(value)
+    except ValueError as error:
+        raise InputError(None, f"--guidance-rescale: {error}", "give a number from 0 (off) to 1") from None
+
+
 def cmd_generate(args) -> int:
     from ..generate.content_credentials import signer_config_from
 
@@ -95,6 +104,7 @@ def cmd_generate(args) -> int:
         steps=args.steps,
         guidance_scale=args.guidance,
         guidance_interval=parse_guidance_interval(args.guidance_interval),
+        guidance_rescale=parse_guidance_rescale(args.guidance_rescale),
         scheduler=args.scheduler,
         height=args.height,
         width=args.width,
@@ -152,6 +162,14 @@ def add_commands(commands, common) -> None:
         metavar="LOW,HIGH",
         help="guide only at noise levels LOW <= t/T <= HIGH (1 = pure noise); e.g. 0.5,1 guides where the layout "
         "is placed and leaves fine texture unguided",
+    )
+    generate.add_argument(
+        "--guidance-rescale",
+        type=float,
+        default=0.0,
+        metavar="PHI",
+        help="rescale the guided prediction towards the conditional one's std (Lin et al. 2024), 0 to 1; "
+        "counters over-saturation at high --guidance (default: %(default)s, off)",
     )
     generate.add_argument(
         "--scheduler",

@@ -60,6 +60,7 @@ def generate_images(
     watermark: bool = True,
     signer: SignerConfig | None = None,
     guidance_interval: tuple[float, float] | None = None,
+    guidance_rescale: float = 0.0,
 ) -> list[Path]:
     """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
     provenance and an invisible watermark (``watermark=False``: none, recorded in the metadata), plus
@@ -98,9 +99,18 @@ def generate_images(
         scheduler=scheduler,
         progress=progress,
         guidance_interval=guidance_interval,
+        guidance_rescale=guidance_rescale,
     )
     records = provenance_records(
-        output, model_id, model_sha, steps, guidance_scale, scheduler, layout, guidance_interval=guidance_interval
+        output,
+        model_id,
+        model_sha,
+        steps,
+        guidance_scale,
+        scheduler,
+        layout,
+        guidance_interval=guidance_interval,
+        guidance_rescale=guidance_rescale,
     )
     stem = stem or (Path(layout_path).stem if layout_path else "generated")
     written = write_generated(output.images, records, out_dir, stem, layout, watermark=watermark, signer=signer)

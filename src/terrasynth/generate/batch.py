@@ -34,6 +34,7 @@ def generate_for_layouts(
     watermark: bool = True,
     indices: list[int] | None = None,
     guidance_interval: tuple[float, float] | None = None,
+    guidance_rescale: float = 0.0,
 ) -> list[Path]:
     """For each sample of a paired dataset (or those at ``indices``): ``out_dir/<id>-000.png`` … generated from
     its layout and caption.
@@ -63,9 +64,18 @@ def generate_for_layouts(
             seed=seed + 1000 * index,
             scheduler=scheduler,
             guidance_interval=guidance_interval,
+            guidance_rescale=guidance_rescale,
         )
         records = provenance_records(
-            output, model_id, model_sha, steps, guidance_scale, scheduler, layout, guidance_interval=guidance_interval
+            output,
+            model_id,
+            model_sha,
+            steps,
+            guidance_scale,
+            scheduler,
+            layout,
+            guidance_interval=guidance_interval,
+            guidance_rescale=guidance_rescale,
         )
         written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark)
     return written
@@ -85,6 +95,7 @@ def generate_for_scene_classes(
     progress: bool = True,
     watermark: bool = True,
     guidance_interval: tuple[float, float] | None = None,
+    guidance_rescale: float = 0.0,
 ) -> Path:
     """``out_dir/<class>/<class>-NNN.png``: a scene-folder set (readable by ``SceneFolder``) generated from the
     class name's caption paraphrases, cycling through them."""
@@ -112,9 +123,18 @@ def generate_for_scene_classes(
                 scheduler=scheduler,
                 batch_size=batch_size,
                 guidance_interval=guidance_interval,
+                guidance_rescale=guidance_rescale,
             )
             records = provenance_records(
-                output, model_id, model_sha, steps, guidance_scale, scheduler, None, guidance_interval=guidance_interval
+                output,
+                model_id,
+                model_sha,
+                steps,
+                guidance_scale,
+                scheduler,
+                None,
+                guidance_interval=guidance_interval,
+                guidance_rescale=guidance_rescale,
             )
             write_generated(output.images, records, out_dir / name, names=[p.stem for p in stems], watermark=watermark)
             bar.update(count)

@@ -29,10 +29,14 @@ def provenance_records(
     layout: Layout | None,
     extra: dict | None = None,
     guidance_interval: tuple[float, float] | None = None,
+    guidance_rescale: float = 0.0,
 ) -> list[ProvenanceRecord]:
     extra = dict(extra or {})
-    if guidance_interval is not None:  # recorded only when set, so plain records stay as they were
+    # Recorded only when set, so plain records stay as they were.
+    if guidance_interval is not None:
         extra["guidance_interval"] = [float(v) for v in guidance_interval]
+    if guidance_rescale:
+        extra["guidance_rescale"] = float(guidance_rescale)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     height, width = output.images.shape[-2:]
     return [

@@ -11,6 +11,7 @@ resolution; the images come back at the layout's size, so a GeoTIFF lands on the
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..models.stable_diffusion import (
     read_finetune_info,
     resolve_base_model,
 )
-from .pipeline import GenerationOutput, layouts_per_image, prompts_and_seeds
+from .pipeline import GenerationOutput, check_guidance_rescale, layouts_per_image, prompts_and_seeds
 from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,15 @@ class StableDiffusionGenerator:
         batch_size: int = 4,
         progress: bool = False,
         guidance_interval: tuple[float, float] | None = None,
+        guidance_rescale: float = 0.0,
         **_unused,
     ) -> GenerationOutput:
         # 1. Check inputs.
         if guidance_interval is not None:
             raise InputError(None, "a guidance interval is an option of the embedded model's sampler only")
+        check_guidance_rescale(guidance_rescale)
+        if guidance_rescale and "guidance_rescale" not in inspect.signature(self.pipe.__call__).parameters:
+            raise InputError(None, f"{type(self.pipe).__name__} has no guidance rescale", "leave it at 0")
         prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
         num_images = len(prompts)
         if num_inference_steps < 1:
@@ -118,7 +123,7 @@ class StableDiffusionGenerator:
         images = []
         for start in range(0, num_images, batch_size):
             stop = min(start + batch_size, num_images)
-            kwargs = {}
+            kwargs = {"guidance_rescale": guidance_rescale} if guidance_rescale else {}
             if layout is not None:
                 kwargs["image"] = self.encode_layout(layout[start:stop], height, width).to(self.pipe.device)
             # One generator per image, seeded seed + i: image i is the same whatever the batch.
