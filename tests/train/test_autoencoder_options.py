@@ -120,3 +120,26 @@ def test_equivariance_term_trains_the_decoder_on_down_sampled_latents(datasets, 
     records = read_metrics(tmp_path / "run")
     assert all(r["equivariance"] > 0 for r in records if "equivariance" in r)
     assert any("equivariance" in r for r in records) and any("latent_roughness" in r for r in records)
+
+
+def test_posterior_mode_trains_the_decoder_on_the_posterior_mean(datasets, tmp_path, monkeypatch):  # noqa: F811
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    with pytest.raises(ValueError, match="posterior must be one of"):
+        dataclasses.replace(autoencoder_config(datasets, tmp_path, 1), posterior="mean")
+
+    def no_sampling(self, generator=None):
+        raise AssertionError("a posterior sample was drawn")
+
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", no_sampling)
+    _, _, autoencoder = datasets
+    config = dataclasses.replace(
+        autoencoder_config(datasets, tmp_path / "mode", 2), init_from=str(autoencoder), train_encoder=False
+    )
+    refined = AutoencoderKL.from_pretrained(
+        train_autoencoder(dataclasses.replace(config, posterior="mode"), progress=False)
+    )
+    decoder_before, decoder_after = parts(AutoencoderKL.from_pretrained(autoencoder))[1], parts(refined)[1]
+    assert any(not torch.equal(decoder_before[k], decoder_after[k]) for k in decoder_before)  # it trained
+    with pytest.raises(AssertionError, match="posterior sample"):
+        train_autoencoder(dataclasses.replace(config, output_dir=str(tmp_path / "sample")), progress=False)

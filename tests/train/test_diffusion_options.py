@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
@@ -117,3 +118,27 @@ def test_init_from_a_model_of_another_architecture_is_refused(datasets, tmp_path
     config = dataclasses.replace(diffusion_config(datasets, tmp_path / "run", 1), init_from=str(other))
     with pytest.raises(InputError, match="architecture differs"):
         train_diffusion(config, progress=False)
+
+
+def test_posterior_mode_trains_on_the_cached_means_alone(datasets, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file, save_file
+
+    config = dataclasses.replace(diffusion_config(datasets, tmp_path / "mode", 1), posterior="mode")
+    with pytest.raises(ValueError, match="posterior must be one of"):
+        dataclasses.replace(config, posterior="mean")
+    train_diffusion(config, progress=False)
+    trained = load_file(tmp_path / "mode" / "checkpoint-1" / "model.safetensors")
+    # The same run with the cached posterior stds scaled by 10 learns the same weights: only the means are used.
+    (tmp_path / "wide").mkdir()
+    cache = load_file(tmp_path / "mode" / "latent-cache.safetensors")
+    save_file({**cache, "std": cache["std"] * 10}, tmp_path / "wide" / "latent-cache.safetensors")
+    shutil.copy(tmp_path / "mode" / "latent-cache.json", tmp_path / "wide" / "latent-cache.json")
+    train_diffusion(dataclasses.replace(config, output_dir=str(tmp_path / "wide")), progress=False)
+    wide = load_file(tmp_path / "wide" / "checkpoint-1" / "model.safetensors")
+    assert all(torch.equal(trained[k], wide[k]) for k in trained)
+    # Posterior samples train other weights.
+    train_diffusion(
+        dataclasses.replace(config, output_dir=str(tmp_path / "sample"), posterior="sample"), progress=False
+    )
+    sampled = load_file(tmp_path / "sample" / "checkpoint-1" / "model.safetensors")
+    assert any(not torch.equal(trained[k], sampled[k]) for k in trained)

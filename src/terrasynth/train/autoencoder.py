@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..models.embedded import AutoencoderConfig, load_autoencoder
 from ..models.features import EffNetFeatures, perceptual_distance
 from .data import image_dataset
-from .run import TrainingRun, step_generator, step_seed
+from .run import POSTERIOR_CHOICES, TrainingRun, step_generator, step_seed
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ class AutoencoderTrainConfig:
     seed: int = 0
     init_from: str | None = None  # autoencoder folder, or model folder with a vae/ part, to start from
     train_encoder: bool = True  # False: refine the decoder only; latents (and the scaling factor) stay as they are
+    # What the decoder learns to decode: "sample" (mean + std·ε, the SD recipe) or "mode" (the posterior mean).
+    # With a tiny KL weight some channels keep a large std; decoding samples then teaches the decoder to shrink
+    # what those channels carry (tile colour) towards the average. Pair "mode" with a denoiser trained on "mode".
+    posterior: str = "sample"
 
     def __post_init__(self):
         if not self.train_encoder and not self.init_from:
@@ -75,6 +79,8 @@ class AutoencoderTrainConfig:
             raise ValueError(
                 "batch_size, checkpoint_every, validate_every and log_every must be at least 1, max_steps at least 0"
             )
+        if self.posterior not in POSTERIOR_CHOICES:
+            raise ValueError(f"posterior must be one of {POSTERIOR_CHOICES}, got {self.posterior!r}")
         if self.equivariance_weight < 0:
             raise ValueError("equivariance_weight must be non-negative")
         multiple = self.autoencoder.downsampling * (max(EQUIVARIANCE_FACTORS) if self.equivariance_weight else 1)
@@ -168,7 +174,10 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             images = batch["image"].to(accelerator.device)
             with torch.set_grad_enabled(config.train_encoder):
                 posterior = vae.encode(images * 2 - 1).latent_dist
-            latents = posterior.sample(generator=step_generator(config.seed, POSTERIOR, step))
+            if config.posterior == "mode":
+                latents = posterior.mode()
+            else:
+                latents = posterior.sample(generator=step_generator(config.seed, POSTERIOR, step))
             reconstruction = (vae.decode(latents).sample + 1) / 2
             l1 = (reconstruction - images).abs().mean()
             perceptual = perceptual_distance(features, reconstruction.clamp(0, 1), images).mean()

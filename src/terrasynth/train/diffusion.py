@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
 from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels, load_autoencoder
 from .data import open_split
-from .run import EMA, TrainingRun, learning_rate_at, step_generator
+from .run import EMA, POSTERIOR_CHOICES, TrainingRun, learning_rate_at, step_generator
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class DiffusionTrainConfig:
     # the picture (and the only sensible choice with a zero terminal SNR); "none": plain loss.
     snr_weighting: str = "min-snr"
     crop: int | None = None  # train on random crops of this many pixels (None: whole tiles)
+    # Latents the denoiser learns: "sample" (posterior mean + std·ε) or "mode" (the mean); match the decoder's.
+    posterior: str = "sample"
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 1000
@@ -80,6 +82,8 @@ class DiffusionTrainConfig:
             raise ValueError(f"resolution must be a multiple of {self.model.size_multiple}")
         if self.crop is not None and (self.crop % self.model.size_multiple or not 0 < self.crop <= self.resolution):
             raise ValueError(f"crop must be a multiple of {self.model.size_multiple} and at most the resolution")
+        if self.posterior not in POSTERIOR_CHOICES:
+            raise ValueError(f"posterior must be one of {POSTERIOR_CHOICES}, got {self.posterior!r}")
         if self.snr_weighting not in SNR_WEIGHTINGS:
             raise ValueError(f"snr_weighting must be one of {SNR_WEIGHTINGS}, got {self.snr_weighting!r}")
         if self.paired_roots and self.model.class_table is None:
@@ -239,7 +243,8 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         generator = step_generator(config.seed, step)
         index = torch.randint(0, len(cache.mean), (config.batch_size,), generator=generator)
         mean, std = cache.mean[index].float(), cache.std[index].float()
-        latents = (mean + std * torch.randn(mean.shape, generator=generator)) * model.scaling_factor
+        noise = torch.randn(mean.shape, generator=generator)  # drawn either way: the same stream for both choices
+        latents = (mean if config.posterior == "mode" else mean + std * noise) * model.scaling_factor
         layouts = cache.layouts[index].float()
         rotations = torch.randint(0, 4, (config.batch_size,), generator=generator).tolist()
         flips = (torch.rand(config.batch_size, generator=generator) < 0.5).tolist()

@@ -19,6 +19,10 @@ from .checkpoints import list_checkpoints, load_checkpoint, resolve_checkpoint, 
 log = logging.getLogger(__name__)
 
 
+# What latents the decoder and denoiser train on: a posterior sample, or its mode (the mean).
+POSTERIOR_CHOICES = ("sample", "mode")
+
+
 def step_seed(seed: int, *keys: int) -> int:
     """A 64-bit seed for one draw of the training randomness, e.g. ``step_seed(seed, BATCH, step)``.
 
