@@ -22,7 +22,7 @@ import torch
 
 from terrasynth.data.paired_tiles import PairedTiles
 from terrasynth.data.transforms import Resize
-from terrasynth.models.embedded import load_autoencoder
+from terrasynth.models.embedded import decode_images, load_autoencoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # realism.py, for the FD/KID helper
 
@@ -43,7 +43,7 @@ def round_trip(vae, images: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size] * 2 - 1
-        out.append(((vae.decode(vae.encode(batch).latent_dist.mode()).sample + 1) / 2).clamp(0, 1))
+        out.append(decode_images(vae, vae.encode(batch).latent_dist.mode()))
     return torch.cat(out)
 
 

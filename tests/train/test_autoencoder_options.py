@@ -11,7 +11,7 @@ from tests.fake_models import SCENE_CLASSES, save_tiny_model
 from tests.train.test_resume import autoencoder_config, datasets, diffusion_config  # noqa: F401
 
 from terrasynth.errors import InputError
-from terrasynth.models.embedded import EmbeddedDiffusionModel
+from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder
 from terrasynth.train.autoencoder import train_autoencoder
 from terrasynth.train.checkpoints import list_checkpoints
 from terrasynth.train.diffusion import export_checkpoint, train_diffusion
@@ -54,7 +54,10 @@ def test_export_swaps_in_a_refined_decoder_but_refuses_a_different_encoder(datas
     train_diffusion(diffusion, progress=False)
     checkpoint = list_checkpoints(tmp_path / "diffusion")[-1]
     refine = dataclasses.replace(
-        autoencoder_config(datasets, tmp_path / "refine", 2), init_from=str(autoencoder), train_encoder=False
+        autoencoder_config(datasets, tmp_path / "refine", 2),
+        init_from=str(autoencoder),
+        train_encoder=False,
+        colour_correction_size=32,
     )
     refined_dir = train_autoencoder(refine, progress=False)
     shipped = export_checkpoint(diffusion, checkpoint, tmp_path / "shipped", vae_path=str(refined_dir))
@@ -62,6 +65,16 @@ def test_export_swaps_in_a_refined_decoder_but_refuses_a_different_encoder(datas
     assert torch.equal(
         shipped_vae.decoder.conv_out.weight, AutoencoderKL.from_pretrained(refined_dir).decoder.conv_out.weight
     )
+    # The decoder's colour correction travels with it.
+    assert shipped_vae.colour_correction.shape == (3, 5)
+    assert torch.equal(shipped_vae.colour_correction, load_autoencoder(refined_dir).colour_correction)
+    # Refining that decoder again without a fit drops its correction, which belonged to the old decoder.
+    again = dataclasses.replace(
+        refine, init_from=str(refined_dir), colour_correction_size=0, output_dir=str(tmp_path / "again")
+    )
+    assert load_autoencoder(train_autoencoder(again, progress=False)).colour_correction is None
+    with pytest.raises(ValueError, match="colour_correction_size"):
+        dataclasses.replace(refine, colour_correction_size=33)
 
     retrained = dataclasses.replace(refine, train_encoder=True, output_dir=str(tmp_path / "other"))
     other_dir = train_autoencoder(retrained, progress=False)

@@ -29,7 +29,13 @@ from tqdm.auto import tqdm
 
 from ..data.grids import image_grid, write_png
 from ..errors import InputError
-from ..models.embedded import AutoencoderConfig, load_autoencoder
+from ..models.embedded import (
+    AutoencoderConfig,
+    fit_colour_correction,
+    load_autoencoder,
+    save_autoencoder,
+    set_colour_correction,
+)
 from ..models.features import EffNetFeatures, perceptual_distance
 from .data import image_dataset
 from .run import POSTERIOR_CHOICES, TrainingRun, step_generator, step_seed
@@ -66,6 +72,9 @@ class AutoencoderTrainConfig:
     # With a tiny KL weight some channels keep a large std; decoding samples then teaches the decoder to shrink
     # what those channels carry (tile colour) towards the average. Pair "mode" with a denoiser trained on "mode".
     posterior: str = "sample"
+    # > 0: after training, fit the decoder's per-image colour correction (models.embedded) on training images
+    # centre-cropped to this size, the size images are generated at; 0: the autoencoder has none.
+    colour_correction_size: int = 0
 
     def __post_init__(self):
         if not self.train_encoder and not self.init_from:
@@ -79,6 +88,8 @@ class AutoencoderTrainConfig:
             raise ValueError(
                 "batch_size, checkpoint_every, validate_every and log_every must be at least 1, max_steps at least 0"
             )
+        if self.colour_correction_size < 0 or self.colour_correction_size % self.autoencoder.downsampling:
+            raise ValueError(f"colour_correction_size must be 0 or a multiple of {self.autoencoder.downsampling}")
         if self.posterior not in POSTERIOR_CHOICES:
             raise ValueError(f"posterior must be one of {POSTERIOR_CHOICES}, got {self.posterior!r}")
         if self.equivariance_weight < 0:
@@ -239,8 +250,21 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
     if config.train_encoder:  # a frozen encoder keeps its latents, so its scaling factor stays valid
         augment.seed(step_seed(config.seed, SCALING))
         final.register_to_config(scaling_factor=latent_scaling_factor(final, train_data))
-    final.save_pretrained(run.dir / "autoencoder", safe_serialization=True)
+    # A correction from init_from belongs to the old decoder: refit it or drop it.
+    set_colour_correction(final, _fit_correction(final, config) if config.colour_correction_size else None)
+    save_autoencoder(final, run.dir / "autoencoder")
     return run.dir / "autoencoder"
+
+
+def _fit_correction(vae, config: AutoencoderTrainConfig, count: int = 512, batch_size: int = 16) -> torch.Tensor:
+    data = image_dataset(config.paired_roots, config.scene_roots, "train", config.colour_correction_size, augment=False)
+    indices = list(range(0, len(data), max(1, len(data) // count)))[:count]
+    batches = (
+        torch.stack([data[i]["image"] for i in indices[start : start + batch_size]])
+        for start in range(0, len(indices), batch_size)
+    )
+    vae.eval()
+    return fit_colour_correction(vae, batches)
 
 
 def load_initial_autoencoder(config: AutoencoderTrainConfig):
