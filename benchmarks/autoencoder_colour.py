@@ -8,8 +8,9 @@ With ``--reference-split val`` it also scores FD and KID on effnet features of e
 tiles themselves) against that split, as benchmarks/realism.py does: no generator that decodes through an
 autoencoder can score better than the autoencoder's own round trip.
 
-LandCover.ai's water is teal (about RGB 43, 69, 75); a decoder that renders it green-grey makes every
-generated water area look like woodland to the layout segmenter, whatever the diffusion model does.
+It also scores layout fidelity (the shipped segmenter's mIoU against the layout) of the tiles and of each round
+trip: LandCover.ai's water is teal-grey (mean RGB about 101, 116, 113 on the test split), and a decoder that
+renders it greyer makes the segmenter miss water, whatever the diffusion model does. ``--segmenter none`` skips it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=64)
     parser.add_argument("--reference-split", help="also score FD/KID (effnet) of each round trip against this split")
+    parser.add_argument("--segmenter", default="shipped", help="layout segmenter folder, 'shipped' or 'none'")
     return parser.parse_args(argv)
 
 
@@ -67,6 +69,10 @@ def main(argv=None) -> dict:
     if args.reference_split:
         realism = realism_against(args.data, args.reference_split, args.size, count)
         results["real"].update(realism(images))
+    fidelity = None
+    if args.segmenter != "none":
+        fidelity = layout_fidelity(None if args.segmenter == "shipped" else args.segmenter, layouts)
+        results["real"].update(fidelity(images))
     for folder in args.autoencoder:
         vae = load_autoencoder(folder).eval()
         reconstruction = round_trip(vae, images)
@@ -77,6 +83,8 @@ def main(argv=None) -> dict:
         }
         if realism is not None:
             results[folder].update(realism(reconstruction))
+        if fidelity is not None:
+            results[folder].update(fidelity(reconstruction))
     print(f"python benchmarks/autoencoder_colour.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"{args.data} split {args.split}: {count} tiles at {args.size} px; mean RGB per layout class")
     print(f"{'':48s} {'PSNR':>6s}  " + "  ".join(f"{n:>15s}" for n in names))
@@ -88,7 +96,25 @@ def main(argv=None) -> dict:
         print(f"against {count} {args.reference_split} tiles, effnet features at {args.size} px")
         for name, row in results.items():
             print(f"{name[-48:]:48s} FD {row['fd_effnet']:7.2f}  KID {row['kid_effnet']:.4f}")
+    if fidelity is not None:
+        print("layout fidelity (segmenter prediction against the layout)")
+        for name, row in results.items():
+            per_class = " ".join(f"{n}={'-' if v is None else f'{v:.3f}'}" for n, v in zip(names, row["iou_per_class"]))
+            print(f"{name[-48:]:48s} mIoU {row['miou']:.3f}  {per_class}")
     return results
+
+
+def layout_fidelity(segmenter_folder: str | None, layouts: torch.Tensor):
+    """A function scoring images by the segmenter's mIoU and per-class IoU against ``layouts``."""
+    from terrasynth.evaluate.layout_fidelity import layout_scores, load_segmenter
+
+    segmenter = load_segmenter(segmenter_folder)
+
+    def scores(images: torch.Tensor) -> dict:
+        result = layout_scores(segmenter, list(images), list(layouts))
+        return {"miou": result["miou"], "iou_per_class": result["iou_per_class"]}
+
+    return scores
 
 
 def realism_against(root: str, split: str, size: int, limit: int):

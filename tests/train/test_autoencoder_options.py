@@ -102,7 +102,12 @@ def test_colour_benchmark_scores_the_round_trip_per_class(tmp_path, capsys):
     reds = [c[0] for c in real if c is not None]
     assert reds == sorted(reds) and len(tiny["colours"]) == 5
     assert 0 < tiny["psnr"] < 60
-    assert "mean RGB per layout class" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mean RGB per layout class" in printed and "layout fidelity" in printed
+    # Layout fidelity of the real tiles and of the round trip, by the shipped segmenter.
+    assert 0 <= tiny["miou"] <= 1 and 0 <= results["real"]["miou"] <= 1 and len(tiny["iou_per_class"]) == 5
+    argv = ["--data", str(pairs), "--split", "all", "--size", "32", "--autoencoder", str(vae), "--segmenter", "none"]
+    assert "miou" not in module.main(argv)[str(vae)]
 
 
 def test_latent_roughness_is_one_for_white_noise_and_small_for_smooth_latents():
