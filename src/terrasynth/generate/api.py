@@ -87,6 +87,7 @@ def generate_images(
         )
     elif not prompt:
         log.warning("no layout and no prompt: sampling unconditionally")
+    guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
     output = pipe(
         prompt,
         layout=None if layout is None else layout.classes,
@@ -98,20 +99,9 @@ def generate_images(
         seed=seed,
         scheduler=scheduler,
         progress=progress,
-        guidance_interval=guidance_interval,
-        guidance_rescale=guidance_rescale,
+        **guidance,
     )
-    records = provenance_records(
-        output,
-        model_id,
-        model_sha,
-        steps,
-        guidance_scale,
-        scheduler,
-        layout,
-        guidance_interval=guidance_interval,
-        guidance_rescale=guidance_rescale,
-    )
+    records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout, **guidance)
     stem = stem or (Path(layout_path).stem if layout_path else "generated")
     written = write_generated(output.images, records, out_dir, stem, layout, watermark=watermark, signer=signer)
     write_contact_grid(output.images, Path(out_dir) / f"{stem}-grid.png", layout)

@@ -43,6 +43,7 @@ def generate_for_layouts(
     Image k of the sample at index i uses seed ``seed + 1000 * i + k``, so a set is reproducible file by file.
     """
     pipeline, model_id, model_sha = pipeline_bundle
+    guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
     out_dir = Path(out_dir)
     written = []
     chosen = range(len(dataset)) if indices is None else [int(i) for i in indices]
@@ -63,20 +64,9 @@ def generate_for_layouts(
             guidance_scale=guidance_scale,
             seed=seed + 1000 * index,
             scheduler=scheduler,
-            guidance_interval=guidance_interval,
-            guidance_rescale=guidance_rescale,
+            **guidance,
         )
-        records = provenance_records(
-            output,
-            model_id,
-            model_sha,
-            steps,
-            guidance_scale,
-            scheduler,
-            layout,
-            guidance_interval=guidance_interval,
-            guidance_rescale=guidance_rescale,
-        )
+        records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout, **guidance)
         written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark)
     return written
 
@@ -100,6 +90,7 @@ def generate_for_scene_classes(
     """``out_dir/<class>/<class>-NNN.png``: a scene-folder set (readable by ``SceneFolder``) generated from the
     class name's caption paraphrases, cycling through them."""
     pipeline, model_id, model_sha = pipeline_bundle
+    guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
     out_dir = Path(out_dir)
     bar = tqdm(total=len(class_names) * images_per_class, disable=not progress, desc="generating scenes")
     for class_index, name in enumerate(class_names):
@@ -122,20 +113,10 @@ def generate_for_scene_classes(
                 seed=seed + 100000 * class_index + start,
                 scheduler=scheduler,
                 batch_size=batch_size,
-                guidance_interval=guidance_interval,
-                guidance_rescale=guidance_rescale,
+                **guidance,
             )
-            records = provenance_records(
-                output,
-                model_id,
-                model_sha,
-                steps,
-                guidance_scale,
-                scheduler,
-                None,
-                guidance_interval=guidance_interval,
-                guidance_rescale=guidance_rescale,
-            )
+            settings = (model_id, model_sha, steps, guidance_scale, scheduler, None)
+            records = provenance_records(output, *settings, **guidance)
             write_generated(output.images, records, out_dir / name, names=[p.stem for p in stems], watermark=watermark)
             bar.update(count)
     bar.close()
