@@ -70,7 +70,7 @@ class AutoencoderTrainConfig:
     train_encoder: bool = True  # False: refine the decoder only; latents (and the scaling factor) stay as they are
     # What the decoder learns to decode: "sample" (mean + std·ε, the SD recipe) or "mode" (the posterior mean).
     # With a tiny KL weight some channels keep a large std; decoding samples then teaches the decoder to shrink
-    # what those channels carry (tile colour) towards the average. Pair "mode" with a denoiser trained on "mode".
+    # what those channels carry (tile colour) towards the average (docs/default_model.md, stage 6).
     posterior: str = "sample"
     # > 0: after training, fit the decoder's per-image colour correction (models.embedded) on training images
     # centre-cropped to this size, the size images are generated at; 0: the autoencoder has none.

@@ -58,7 +58,7 @@ class DiffusionTrainConfig:
     # the picture (and the only sensible choice with a zero terminal SNR); "none": plain loss.
     snr_weighting: str = "min-snr"
     crop: int | None = None  # train on random crops of this many pixels (None: whole tiles)
-    # Latents the denoiser learns: "sample" (posterior mean + std·ε) or "mode" (the mean); match the decoder's.
+    # Latents the denoiser learns: "sample" (posterior mean + std·ε) or "mode" (the mean).
     posterior: str = "sample"
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
