@@ -373,9 +373,13 @@ def decode_images(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
 
 def colour_offset(correction: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
     """B×3 colour shift ([0, 1] units) for B×C×h×w unscaled latents."""
+    return (_correction_inputs(latents) @ correction.float().T).to(latents.dtype)
+
+
+def _correction_inputs(latents: torch.Tensor) -> torch.Tensor:
+    """B×(C+1): each latent's spatial mean, and 1."""
     means = latents.float().mean((2, 3))
-    features = torch.cat([means, torch.ones_like(means[:, :1])], 1)
-    return (features @ correction.float().T).to(latents.dtype)
+    return torch.cat([means, torch.ones_like(means[:, :1])], 1)
 
 
 @torch.no_grad()
@@ -387,8 +391,7 @@ def fit_colour_correction(vae: AutoencoderKL, images, ridge: float = 1e-4) -> to
         batch = batch.to(vae.device, vae.dtype)
         latents = vae.encode(batch * 2 - 1).latent_dist.mode()
         decoded = ((vae.decode(latents).sample + 1) / 2).clamp(0, 1)
-        means = latents.float().mean((2, 3))
-        features.append(torch.cat([means, torch.ones_like(means[:, :1])], 1).cpu())
+        features.append(_correction_inputs(latents).cpu())
         residuals.append((batch - decoded).float().mean((2, 3)).cpu())
     x, y = torch.cat(features).double(), torch.cat(residuals).double()
     if len(x) < x.shape[1]:
