@@ -74,6 +74,22 @@ def test_resave_replaces_the_folder(saved, tmp_path):
     assert torch.equal(model_outputs(EmbeddedDiffusionModel.from_pretrained(folder))[0], model_outputs(model)[0])
 
 
+def test_a_resaved_model_does_not_record_where_it_was_loaded_from(saved, tmp_path):
+    _, folder = saved
+    loaded = EmbeddedDiffusionModel.from_pretrained(folder)  # diffusers notes the source folder of each part
+    for dtype in (None, torch.float16):
+        out = tmp_path / f"resaved-{dtype}"
+        loaded.save_pretrained(out, dtype=dtype)
+        for part in ("unet", "condition", "vae"):
+            config = json.loads((out / part / "config.json").read_text())
+            assert "_name_or_path" not in config, part
+            assert config["_class_name"]  # the rest of diffusers' record stays
+    # The float32 copy still loads to the same model.
+    assert torch.equal(
+        model_outputs(EmbeddedDiffusionModel.from_pretrained(tmp_path / "resaved-None"))[0], model_outputs(loaded)[0]
+    )
+
+
 def test_fp16_save_loads_and_stays_close(saved, tmp_path):
     model, _ = saved
     folder = tmp_path / "half"

@@ -15,6 +15,7 @@ diffusers ``save_pretrained`` folder of ``config.json`` + safetensors) and ``sch
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,6 +223,14 @@ def layout_to_channels(
     return channels
 
 
+def _drop_source_path(config_path: Path) -> None:
+    """diffusers records the folder a part was loaded from (``_name_or_path``); a saved model folder should not
+    carry the local path of whatever it was built from."""
+    config = json.loads(config_path.read_text())
+    if config.pop("_name_or_path", None) is not None:
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 class EmbeddedDiffusionModel(nn.Module):
     def __init__(
         self,
@@ -307,6 +316,7 @@ class EmbeddedDiffusionModel(nn.Module):
 
                 module_to_save = copy.deepcopy(module).to(dtype)
             module_to_save.save_pretrained(staging / name, safe_serialization=True)
+            _drop_source_path(staging / name / "config.json")
         if self.vae is not None:
             save_colour_correction(self.vae, staging / "vae")
         self.config.noise_scheduler().save_pretrained(staging / "scheduler")
