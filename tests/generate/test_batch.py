@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tests.fake_models import FakeTextEncoder, save_tiny_model
 from tests.fakes import make_paired_tiles
@@ -9,6 +10,7 @@ from tests.fakes import make_paired_tiles
 from terrasynth.data.images import read_image
 from terrasynth.data.paired_tiles import PairedTiles
 from terrasynth.data.scene_folder import SceneFolder
+from terrasynth.errors import InputError
 from terrasynth.generate.batch import generate_for_layouts, generate_for_scene_classes
 from terrasynth.generate.pipeline import LayoutToImagePipeline
 from terrasynth.generate.provenance import read_provenance
@@ -76,3 +78,36 @@ def test_guidance_rescale_reaches_the_sampler_and_the_provenance(tmp_path):
     assert "guidance_rescale" not in read_provenance(plain[0]).extra
     assert read_provenance(rescaled[0]).extra["guidance_rescale"] == 0.7
     assert not torch.equal(read_image(plain[0]), read_image(rescaled[0]))
+
+
+def test_a_signer_signs_every_file_of_a_set(tmp_path):
+    pytest.importorskip("c2pa")
+    from tests.generate.test_content_credentials import make_chain
+
+    from terrasynth.generate.content_credentials import SignerConfig, read_credentials
+
+    pipeline, model_id, sha = _bundle(tmp_path)
+    pipeline._text_encoder = FakeTextEncoder()
+    signer = SignerConfig(*make_chain(tmp_path / "c2pa"))
+    data = PairedTiles(make_paired_tiles(tmp_path / "pairs", n=2, size=32), "all")
+    bundle = (pipeline, model_id, sha)
+    written = generate_for_layouts(bundle, data, tmp_path / "out", steps=2, progress=False, signer=signer)
+    scenes = generate_for_scene_classes(
+        bundle, ["forest"], tmp_path / "scenes", 2, steps=2, size=32, progress=False, signer=signer
+    )
+    for path in written + sorted((scenes / "forest").glob("*.png")):
+        credentials = read_credentials(path)
+        assert credentials["signature_valid"] and credentials["content_intact"], path
+        assert credentials["record"] == read_provenance(path).to_dict()
+    # A bad key fails before any sampling: no file is written.
+    (tmp_path / "bad.pem").write_text("not a key")
+    with pytest.raises(InputError, match="bad.pem"):
+        generate_for_layouts(
+            bundle,
+            data,
+            tmp_path / "bad",
+            steps=2,
+            progress=False,
+            signer=SignerConfig(signer.cert_chain_path, tmp_path / "bad.pem"),
+        )
+    assert not (tmp_path / "bad").exists()

@@ -3,7 +3,7 @@
 Outputs are cached: a file that already exists is not generated again, so an interrupted run continues and
 benchmarks that share a generated set pay for it once. Each file carries its provenance like any other, and the
 invisible watermark unless ``watermark=False`` (detector benchmarks train on unmarked sets, so the detector cannot
-learn the watermark instead of the generator's fingerprint).
+learn the watermark instead of the generator's fingerprint), and signed C2PA Content Credentials with a ``signer``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.captions import scene_paraphrases
 from ..data.layouts import Layout
+from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_generated
 from .schedulers import DEFAULT_SCHEDULER
 
@@ -35,6 +36,7 @@ def generate_for_layouts(
     indices: list[int] | None = None,
     guidance_interval: tuple[float, float] | None = None,
     guidance_rescale: float = 0.0,
+    signer: SignerConfig | None = None,
 ) -> list[Path]:
     """For each sample of a paired dataset (or those at ``indices``): ``out_dir/<id>-000.png`` … generated from
     its layout and caption.
@@ -44,6 +46,8 @@ def generate_for_layouts(
     """
     pipeline, model_id, model_sha = pipeline_bundle
     guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
+    if signer is not None:
+        load_credentials(signer)  # a bad certificate or key fails now, not after sampling
     out_dir = Path(out_dir)
     written = []
     chosen = range(len(dataset)) if indices is None else [int(i) for i in indices]
@@ -67,7 +71,7 @@ def generate_for_layouts(
             **guidance,
         )
         records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout, **guidance)
-        written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark)
+        written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark, signer=signer)
     return written
 
 
@@ -86,11 +90,14 @@ def generate_for_scene_classes(
     watermark: bool = True,
     guidance_interval: tuple[float, float] | None = None,
     guidance_rescale: float = 0.0,
+    signer: SignerConfig | None = None,
 ) -> Path:
     """``out_dir/<class>/<class>-NNN.png``: a scene-folder set (readable by ``SceneFolder``) generated from the
     class name's caption paraphrases, cycling through them."""
     pipeline, model_id, model_sha = pipeline_bundle
     guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
+    if signer is not None:
+        load_credentials(signer)
     out_dir = Path(out_dir)
     bar = tqdm(total=len(class_names) * images_per_class, disable=not progress, desc="generating scenes")
     for class_index, name in enumerate(class_names):
@@ -117,7 +124,8 @@ def generate_for_scene_classes(
             )
             settings = (model_id, model_sha, steps, guidance_scale, scheduler, None)
             records = provenance_records(output, *settings, **guidance)
-            write_generated(output.images, records, out_dir / name, names=[p.stem for p in stems], watermark=watermark)
+            names = [p.stem for p in stems]
+            write_generated(output.images, records, out_dir / name, names=names, watermark=watermark, signer=signer)
             bar.update(count)
     bar.close()
     return out_dir
