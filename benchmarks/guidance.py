@@ -21,7 +21,7 @@ from terrasynth.evaluate.evaluation import check_set_size  # noqa: E402
 from terrasynth.evaluate.features import build_extractor  # noqa: E402
 from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, layout_scores, load_segmenter  # noqa: E402
 from terrasynth.evaluate.metrics import frechet_distance, kid  # noqa: E402
-from terrasynth.generate.schedulers import DEFAULT_SCHEDULER  # noqa: E402
+from terrasynth.generate.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,7 +34,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="default")
     parser.add_argument("--scales", default="1,2,3,4,6", help="SCALE or SCALE@LOW-HIGH (guidance interval)")
     parser.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ (Lin et al. 2024)")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--segmenter", default=str(SHIPPED_SEGMENTER))

@@ -1,7 +1,7 @@
 """Sample grid of a model on validation layouts of a paired-tiles set, and the loss curve of its training run.
 
     python benchmarks/sample_grid.py --data ../shared/data/landcoverai_pairs --run runs/diffusion \
-        --out docs/ [--model default] [--n 8] [--steps 20]
+        --out docs/ [--model default] [--n 8] [--steps 10]
 
 Writes OUT/sample_grid.png (rows: layout | real tile | generated ×3) and OUT/loss_curve.png, and prints the
 command and the training run's step count and last logged loss.
@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from terrasynth.data.grids import image_grid, write_png  # noqa: E402
 from terrasynth.data.paired_tiles import PairedTiles  # noqa: E402
 from terrasynth.generate.pipeline import LayoutToImagePipeline  # noqa: E402
+from terrasynth.generate.schedulers import DEFAULT_STEPS  # noqa: E402
 from terrasynth.models.registry import resolve_model_path  # noqa: E402
 from terrasynth.train.run import read_metrics  # noqa: E402
 
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs")
     parser.add_argument("--split", default="val")
     parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=2.0)
     args = parser.parse_args()
     out = Path(args.out)

@@ -1,6 +1,6 @@
 """Speed of the embedded model: training step time and generation throughput at 64 and 256 px.
 
-    python benchmarks/speed.py [--model default] [--batch 16] [--steps 20]
+    python benchmarks/speed.py [--model default] [--batch 16] [--steps 10]
 
 Prints a table and the command that made it. Timings are wall-clock on this machine's CPU threads
 (torch.get_num_threads() is printed); the first call of each shape is a warm-up and not counted.
@@ -17,6 +17,7 @@ import time
 import torch
 
 from terrasynth.generate.pipeline import LayoutToImagePipeline
+from terrasynth.generate.schedulers import DEFAULT_STEPS
 from terrasynth.models.embedded import EmbeddedDiffusionModel
 from terrasynth.models.registry import resolve_model_path
 
@@ -68,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="default")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()

@@ -16,7 +16,7 @@ from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_contact_grid, write_generated
 from .pipeline import LayoutToImagePipeline
 from .pix2pix_generator import Pix2PixGenerator, is_pix2pix_model
-from .schedulers import DEFAULT_SCHEDULER
+from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def generate_images(
     out_dir: str | Path = "generated",
     num_images: int = 4,
     seed: int | None = None,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     guidance_scale: float = 2.0,
     scheduler: str = DEFAULT_SCHEDULER,
     height: int | None = None,

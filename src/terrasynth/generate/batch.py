@@ -17,7 +17,7 @@ from ..data.captions import scene_paraphrases
 from ..data.layouts import Layout
 from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_generated
-from .schedulers import DEFAULT_SCHEDULER
+from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def generate_for_layouts(
     out_dir: str | Path,
     images_per_layout: int = 1,
     seed: int = 0,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     guidance_scale: float = 2.0,
     scheduler: str = DEFAULT_SCHEDULER,
     progress: bool = True,
@@ -81,7 +81,7 @@ def generate_for_scene_classes(
     out_dir: str | Path,
     images_per_class: int,
     seed: int = 0,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     guidance_scale: float = 2.0,
     scheduler: str = DEFAULT_SCHEDULER,
     size: int = 256,

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..models.embedded import EmbeddedDiffusionModel
-from .schedulers import DEFAULT_SCHEDULER, make_scheduler
+from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class GenerationOutput:
 
 
 class LayoutToImagePipeline:
-    """``pipeline(prompt, layout=..., num_images=4, num_inference_steps=20, guidance_scale=2.0, seed=0)``.
+    """``pipeline(prompt, layout=..., num_images=4, num_inference_steps=10, guidance_scale=2.0, seed=0)``.
 
     Classifier-free guidance drops prompt and layout together in the unconditional branch, matching the
     condition dropout used in training. ``guidance_interval=(low, high)`` applies it only at timesteps t with
@@ -136,7 +136,7 @@ class LayoutToImagePipeline:
         num_images: int = 1,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 20,
+        num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 2.0,
         seed: int | None = None,
         scene_class: int | None = None,

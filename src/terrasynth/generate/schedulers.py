@@ -17,6 +17,10 @@ SCHEDULERS = {
     "ddpm": ("DDPMScheduler", {}),
 }
 DEFAULT_SCHEDULER = "dpm++sde"
+# Steps of the default sampler. On the shipped model, 10 dpm++sde steps beat 20 on every figure of the test split
+# at guidance 2 (FD_effnet 97.9 -> 93.1, KID 0.076 -> 0.067, layout mIoU 0.27 -> 0.36; docs/realism.md,
+# session 8): each extra stochastic step at low noise lets the image drift further from its layout.
+DEFAULT_STEPS = 10
 
 
 def _alias_key(name: str) -> str:
