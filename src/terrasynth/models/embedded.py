@@ -223,9 +223,11 @@ def layout_to_channels(
     return channels
 
 
-def _drop_source_path(config_path: Path) -> None:
-    """diffusers records the folder a part was loaded from (``_name_or_path``); a saved model folder should not
-    carry the local path of whatever it was built from."""
+def save_part(module: ModelMixin, folder: Path) -> None:
+    """``module.save_pretrained`` as safetensors, without the folder the module was loaded from: diffusers
+    records it (``_name_or_path``), and a saved folder should not carry the local path it was built from."""
+    module.save_pretrained(folder, safe_serialization=True)
+    config_path = folder / "config.json"
     config = json.loads(config_path.read_text())
     if config.pop("_name_or_path", None) is not None:
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -315,8 +317,7 @@ class EmbeddedDiffusionModel(nn.Module):
                 import copy
 
                 module_to_save = copy.deepcopy(module).to(dtype)
-            module_to_save.save_pretrained(staging / name, safe_serialization=True)
-            _drop_source_path(staging / name / "config.json")
+            save_part(module_to_save, staging / name)
         if self.vae is not None:
             save_colour_correction(self.vae, staging / "vae")
         self.config.noise_scheduler().save_pretrained(staging / "scheduler")
@@ -361,7 +362,7 @@ def load_autoencoder(folder: str | Path) -> AutoencoderKL:
 
 
 def save_autoencoder(vae: AutoencoderKL, folder: str | Path) -> None:
-    vae.save_pretrained(folder, safe_serialization=True)
+    save_part(vae, Path(folder))
     save_colour_correction(vae, Path(folder))
 
 
