@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
 from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels, load_autoencoder
 from .data import open_split
+from .layout_consistency import consistency_loss, load_or_train_segmenter, predicted_clean
 from .run import EMA, POSTERIOR_CHOICES, TrainingRun, learning_rate_at, step_generator
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,12 @@ class DiffusionTrainConfig:
     crop: int | None = None  # train on random crops of this many pixels (None: whole tiles)
     # Latents the denoiser learns: "sample" (posterior mean + std·ε) or "mode" (the mean).
     posterior: str = "sample"
+    # Layout-consistency loss (train/layout_consistency.py): weight of the latent segmenter's cross-entropy on the
+    # denoiser's clean-latent estimate at timesteps below the maximum; 0 turns it off. The segmenter is trained
+    # for latent_segmenter_steps on the run's cached latents before the first diffusion step.
+    layout_consistency_weight: float = 0.0
+    layout_consistency_max_timestep: int = 400
+    latent_segmenter_steps: int = 400
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 1000
@@ -88,6 +95,14 @@ class DiffusionTrainConfig:
             raise ValueError(f"snr_weighting must be one of {SNR_WEIGHTINGS}, got {self.snr_weighting!r}")
         if self.paired_roots and self.model.class_table is None:
             raise ValueError("paired data needs a model with a class table")
+        if self.layout_consistency_weight < 0:
+            raise ValueError("layout_consistency_weight must be non-negative")
+        if self.layout_consistency_weight and not self.paired_roots:
+            raise ValueError("layout_consistency_weight needs paired data (layouts to be consistent with)")
+        if self.layout_consistency_weight and not (
+            0 < self.layout_consistency_max_timestep <= self.model.num_train_timesteps
+        ):
+            raise ValueError("layout_consistency_max_timestep must be in 1..num_train_timesteps")
 
 
 @dataclass
@@ -216,6 +231,7 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
     optimizer = torch.optim.AdamW(trainable.parameters(), lr=config.learning_rate, weight_decay=0.01)
     step = run.resume(resume, {"model": trainable, "ema": ema.model}, optimizer)
     running = run.resumed_state.get("running_loss")
+    running_consistency = run.resumed_state.get("running_consistency")
 
     vae_sha = (
         hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.vae.parameters())).hexdigest()
@@ -231,6 +247,17 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
     text_embeddings = _embed_captions(model, cache)
     noise_scheduler = model.config.noise_scheduler()
     alphas_cumprod = noise_scheduler.alphas_cumprod
+    segmenter = None
+    if config.layout_consistency_weight:
+        with_layout = cache.layouts[:, -1].flatten(1).amax(1) > 0
+        segmenter = load_or_train_segmenter(
+            run.dir,
+            cache.mean[with_layout].float() * model.scaling_factor,
+            cache.layouts[with_layout, :-1].float(),
+            config.latent_segmenter_steps,
+            config.seed,
+            progress,
+        ).to(accelerator.device)
 
     trainable, optimizer = accelerator.prepare(trainable, optimizer)
     device = accelerator.device
@@ -290,6 +317,13 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
         weight = _snr_weight(snr, config, model.config.prediction_type).to(device)
         loss = (weight * F.mse_loss(prediction, target, reduction="none").mean((1, 2, 3))).mean()
+        consistency = None
+        if segmenter is not None and layouts.shape[1]:
+            clean = predicted_clean(noisy, prediction, timesteps, alphas_cumprod, model.config.prediction_type)
+            consistency, counted = consistency_loss(
+                segmenter, clean, layouts, timesteps, config.layout_consistency_max_timestep
+            )
+            loss = loss + config.layout_consistency_weight * consistency
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable.parameters(), 1.0)
@@ -297,16 +331,23 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         step += 1
         ema.update(accelerator.unwrap_model(trainable), step)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if consistency is not None and counted:  # a batch with no eligible sample does not enter the mean
+            running_consistency = (
+                consistency.item()
+                if running_consistency is None
+                else (0.98 * running_consistency + 0.02 * consistency.item())
+            )
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
         if step % config.log_every == 0:
-            run.log_metrics(step, loss=running, lr=lr)
+            extra = {} if running_consistency is None else {"layout_consistency": running_consistency}
+            run.log_metrics(step, loss=running, lr=lr, **extra)
         if step % config.checkpoint_every == 0 or step == config.max_steps:
             run.checkpoint(
                 step,
                 {"model": accelerator.unwrap_model(trainable), "ema": ema.model},
                 optimizer,
-                {"running_loss": running},
+                {"running_loss": running, "running_consistency": running_consistency},
             )
         if config.validate_every and (step % config.validate_every == 0 or step == config.max_steps):
             _validate(model, ema.model, validation, run, step, config.validation_steps)
