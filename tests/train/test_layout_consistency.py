@@ -133,3 +133,14 @@ def test_the_consistency_options_are_checked(datasets):  # noqa: F811
         dataclasses.replace(config, paired_roots=(), layout_consistency_weight=0.5)
     with pytest.raises(ValueError, match="max_timestep"):
         dataclasses.replace(config, layout_consistency_weight=0.5, layout_consistency_max_timestep=0)
+
+
+def test_the_segmenter_is_seeded_and_leaves_the_global_random_state_alone():
+    latents, shares = toy_latents(10)
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first, _ = train_latent_segmenter(latents, shares, steps=2, seed=5, progress=False)
+    assert torch.equal(torch.rand(1), expected_next)
+    second, _ = train_latent_segmenter(latents, shares, steps=2, seed=5, progress=False)
+    assert_same_tensors(first.state_dict(), second.state_dict())
