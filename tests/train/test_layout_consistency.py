@@ -66,7 +66,8 @@ def test_the_segmenter_needs_two_tiles():
 
 def test_a_run_trains_its_segmenter_once_and_reuses_it(tmp_path, monkeypatch):
     latents, shares = toy_latents(10)
-    first = load_or_train_segmenter(tmp_path, latents, shares, steps=2, seed=0, progress=False)
+    layouts = torch.cat([shares, torch.ones_like(shares[:, :1])], 1)  # every tile has its layout
+    first = load_or_train_segmenter(tmp_path, latents, layouts, 1.0, steps=2, seed=0, progress=False)
     assert (tmp_path / SEGMENTER_FOLDER / "training.json").is_file()
     assert not (tmp_path / f"{SEGMENTER_FOLDER}.partial").exists()
 
@@ -74,7 +75,7 @@ def test_a_run_trains_its_segmenter_once_and_reuses_it(tmp_path, monkeypatch):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(layout_consistency, "train_latent_segmenter", must_not_train)
-    again = load_or_train_segmenter(tmp_path, latents, shares, steps=2, seed=0, progress=False)
+    again = load_or_train_segmenter(tmp_path, latents, layouts, 1.0, steps=2, seed=0, progress=False)
     assert_same_tensors(first.state_dict(), again.state_dict())
 
 

@@ -44,4 +44,4 @@ class LatentSegmenter(ModelMixin, ConfigMixin):
 
 def soft_cross_entropy(logits: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy against class shares (B×K×h×w, summing to 1 per pixel), averaged over pixels."""
-    return -(shares * F.log_softmax(logits.float(), dim=1)).sum(1).mean((1, 2))
+    return F.cross_entropy(logits.float(), shares.float(), reduction="none").mean((1, 2))

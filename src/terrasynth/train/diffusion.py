@@ -249,11 +249,11 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
     alphas_cumprod = noise_scheduler.alphas_cumprod
     segmenter = None
     if config.layout_consistency_weight:
-        with_layout = cache.layouts[:, -1].flatten(1).amax(1) > 0
         segmenter = load_or_train_segmenter(
             run.dir,
-            cache.mean[with_layout].float() * model.scaling_factor,
-            cache.layouts[with_layout, :-1].float(),
+            cache.mean,
+            cache.layouts,
+            model.scaling_factor,
             config.latent_segmenter_steps,
             config.seed,
             progress,

@@ -9,6 +9,7 @@ texture that no longer matches the layout, which is where the shipped model lose
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,11 @@ from .run import step_generator
 log = logging.getLogger(__name__)
 
 SEGMENTER_FOLDER = "latent-segmenter"
+
+
+def layout_given(layouts: torch.Tensor) -> torch.Tensor:
+    """Which samples of layout channels (B×(K+1)×h×w, the last channel "layout given") have a layout."""
+    return layouts[:, -1].flatten(1).amax(1) > 0
 
 
 def predicted_clean(
@@ -84,7 +90,7 @@ def train_latent_segmenter(
         loss.backward()
         optimizer.step()
         for group in optimizer.param_groups:  # cosine decay to zero
-            group["lr"] = learning_rate * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * (step + 1) / steps)).item())
+            group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps))
         bar.set_postfix(loss=f"{loss.item():.3f}")
     segmenter.eval().requires_grad_(False)
     with torch.no_grad():
@@ -96,13 +102,27 @@ def train_latent_segmenter(
 
 
 def load_or_train_segmenter(
-    run_dir: Path, latents: torch.Tensor, shares: torch.Tensor, steps: int, seed: int, progress: bool
+    run_dir: Path,
+    latents: torch.Tensor,
+    layouts: torch.Tensor,
+    scaling_factor: float,
+    steps: int,
+    seed: int,
+    progress: bool,
 ) -> LatentSegmenter:
-    """The run's latent segmenter: trained once and saved in the run folder, so a resumed run reuses it."""
+    """The run's latent segmenter: trained once on the unscaled latents (N×C×h×w) and layout channels of the
+    tiles that have a layout, and saved in the run folder, so a resumed run reuses it."""
     folder = run_dir / SEGMENTER_FOLDER
     if (folder / "config.json").is_file():
         return LatentSegmenter.from_pretrained(folder).eval().requires_grad_(False)
-    segmenter, scores = train_latent_segmenter(latents, shares, steps=steps, seed=seed, progress=progress)
+    with_layout = layout_given(layouts)
+    segmenter, scores = train_latent_segmenter(
+        latents[with_layout].float() * scaling_factor,
+        layouts[with_layout, :-1].float(),
+        steps=steps,
+        seed=seed,
+        progress=progress,
+    )
     log.info("latent segmenter: held-out pixel accuracy %.3f", scores["held_out_pixel_accuracy"])
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -121,7 +141,7 @@ def consistency_loss(
 ) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy of the segmenter on the estimates of samples with a layout (its "given" channel set)
     and a timestep below ``max_timestep``; zero when there are none. Also returns how many samples counted."""
-    eligible = (layouts[:, -1].flatten(1).amax(1) > 0) & (timesteps.to(layouts.device) < max_timestep)
+    eligible = layout_given(layouts) & (timesteps.to(layouts.device) < max_timestep)
     count = int(eligible.sum())
     if count == 0:
         return clean_estimate.sum() * 0.0, 0
