@@ -1,5 +1,6 @@
-"""The decoder's per-image colour correction: fitted by least squares, applied in decoding, saved beside the
-autoencoder, carried by model folders, refitted or dropped by decoder training."""
+"""The decoder's colour correction (global: one shift per image; local: an offset map): fitted on round trips,
+applied in decoding, saved beside the autoencoder, carried by model folders, refitted or dropped by decoder
+training."""
 
 from __future__ import annotations
 
@@ -11,16 +12,16 @@ from diffusers import AutoencoderKL
 from tests.fake_models import save_tiny_autoencoder, tiny_model
 
 from terrasynth.errors import InputError
-from terrasynth.models.embedded import (
+from terrasynth.models.colour_correction import (
     COLOUR_CORRECTION_NAME,
-    EmbeddedDiffusionModel,
-    colour_offset,
-    decode_images,
+    GlobalColourCorrection,
+    LocalColourCorrection,
     fit_colour_correction,
-    load_autoencoder,
-    save_autoencoder,
+    fit_global_correction,
+    fit_local_correction,
     set_colour_correction,
 )
+from terrasynth.models.embedded import EmbeddedDiffusionModel, decode_images, load_autoencoder, save_autoencoder
 
 
 def coloured_tiles(count: int = 24, size: int = 16) -> torch.Tensor:
@@ -41,10 +42,10 @@ def test_fitted_correction_reduces_the_mean_colour_error_of_a_round_trip(tmp_pat
     images = coloured_tiles()
     before = mean_colour_error(vae, images)
     correction = fit_colour_correction(vae, images.split(8))
-    assert correction.shape == (3, vae.config.latent_channels + 1)
+    assert correction.matrix.shape == (3, vae.config.latent_channels + 1)
     set_colour_correction(vae, correction)
     assert mean_colour_error(vae, images) < 0.8 * before  # an untrained autoencoder: latent means say little
-    set_colour_correction(vae, -correction)
+    set_colour_correction(vae, -correction.matrix)
     assert mean_colour_error(vae, images) > before
 
 
@@ -54,9 +55,10 @@ def test_offset_is_linear_in_the_latent_mean_plus_a_constant():
     correction[0, 0] = 2.0
     latents = torch.zeros(2, 4, 3, 3)
     latents[1, 0] = 0.5
-    offset = colour_offset(correction, latents)
-    assert torch.allclose(offset[0], torch.tensor([0.1, -0.2, 0.3]))
-    assert torch.allclose(offset[1], torch.tensor([1.1, -0.2, 0.3]))
+    offset = GlobalColourCorrection(correction)(latents)
+    assert offset.shape == (2, 3, 1, 1)
+    assert torch.allclose(offset[0].flatten(), torch.tensor([0.1, -0.2, 0.3]))
+    assert torch.allclose(offset[1].flatten(), torch.tensor([1.1, -0.2, 0.3]))
 
 
 def test_too_few_images_to_fit_is_a_clear_error(tmp_path):
@@ -78,7 +80,7 @@ def test_model_folders_carry_the_correction_and_decoding_applies_it(tmp_path):
     for dtype in (None, torch.float16):
         model.save_pretrained(tmp_path / "saved", dtype=dtype)
         loaded = EmbeddedDiffusionModel.from_pretrained(tmp_path / "saved")
-        assert torch.equal(loaded.vae.colour_correction, correction)
+        assert torch.equal(loaded.vae.colour_correction.matrix, correction)
         with torch.no_grad():
             corrected = loaded.decode_latents(latents)
         expected = plain + correction[:, -1][None, :, None, None]
@@ -105,3 +107,94 @@ def test_a_bad_correction_file_names_itself(tmp_path, content):
     (folder / COLOUR_CORRECTION_NAME).write_text(json.dumps(content))
     with pytest.raises(InputError, match=COLOUR_CORRECTION_NAME):
         load_autoencoder(folder)
+
+
+def two_colour_tiles(count: int = 24, size: int = 16) -> torch.Tensor:
+    """Tiles whose left and right halves are flat surfaces of different random colours."""
+    generator = torch.Generator().manual_seed(1)
+    left, right = (torch.rand(count, 3, 1, 1, generator=generator) * 0.6 + 0.2 for _ in range(2))
+    tiles = torch.cat([left.expand(-1, -1, size, size // 2), right.expand(-1, -1, size, size // 2)], 3)
+    return (tiles + 0.05 * torch.randn(count, 3, size, size, generator=generator)).clamp(0, 1)
+
+
+def half_colour_error(vae, images: torch.Tensor) -> float:
+    with torch.no_grad():
+        decoded = decode_images(vae, vae.encode(images * 2 - 1).latent_dist.mode())
+    halves = lambda x: torch.stack([h.mean((2, 3)) for h in x.chunk(2, dim=3)])  # noqa: E731
+    return float((halves(decoded) - halves(images)).abs().mean())
+
+
+def test_a_local_correction_fits_an_offset_that_varies_across_the_image_where_a_global_one_cannot():
+    # What the decoder "missed" depends on each latent pixel's own value: a dark lake beside a bright field.
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(32, 4, 8, 8, generator=generator)
+    residuals = 0.2 * torch.tanh(latents[:, :1]).expand(-1, 3, -1, -1) + torch.tensor([0.05, 0.0, -0.05])[:, None, None]
+    local = fit_local_correction(latents, residuals, steps=300, hidden=16)
+    global_ = fit_global_correction(latents, residuals.mean((2, 3)))
+    local_error = float(((local(latents) - residuals) ** 2).mean())
+    global_error = float(((global_(latents) - residuals) ** 2).mean())
+    assert local_error < 0.2 * global_error
+    # Fitting is seeded and leaves the caller's random state alone.
+    state = torch.random.get_rng_state()
+    again = fit_local_correction(latents, residuals, steps=300, hidden=16)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(again(latents), local(latents))
+
+
+def test_fitting_a_local_correction_on_round_trips_restores_each_half_of_two_colour_tiles(tmp_path):
+    vae = load_autoencoder(save_tiny_autoencoder(tmp_path / "ae")).eval()
+    images = two_colour_tiles(size=32)
+    before = half_colour_error(vae, images)
+    local = fit_colour_correction(vae, images.split(8), "local", steps=300)
+    assert isinstance(local, LocalColourCorrection)
+    set_colour_correction(vae, local)
+    assert half_colour_error(vae, images) < 0.8 * before
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fit_colour_correction(vae, images.split(8), "cubic")
+
+
+def test_an_unfitted_local_correction_changes_nothing():
+    latents = torch.randn(2, 4, 6, 6)
+    assert torch.equal(LocalColourCorrection(4)(latents), torch.zeros(2, 3, 6, 6))
+    with pytest.raises(ValueError, match="odd"):
+        LocalColourCorrection(4, windows=(8,))
+
+
+def test_a_local_correction_survives_saving_in_an_autoencoder_and_a_float16_model(tmp_path):
+    model = tiny_model(seed=2)
+    channels = model.config.image_channels
+    correction = LocalColourCorrection(channels, hidden=8)
+    torch.nn.init.normal_(correction.layers[-1].weight, std=0.1)  # a non-zero correction
+    latents = torch.randn(2, channels, 8, 8, generator=torch.Generator().manual_seed(1))
+    set_colour_correction(model.vae, correction)
+    save_autoencoder(model.vae, tmp_path / "ae")
+    assert json.loads((tmp_path / "ae" / COLOUR_CORRECTION_NAME).read_text())["kind"] == "local"
+    assert torch.equal(load_autoencoder(tmp_path / "ae").colour_correction(latents), correction(latents))
+    model.save_pretrained(tmp_path / "model", dtype=torch.float16)
+    loaded = EmbeddedDiffusionModel.from_pretrained(tmp_path / "model")
+    assert torch.equal(loaded.vae.colour_correction(latents), correction(latents))  # kept in float32
+    with torch.no_grad():
+        uncorrected = (loaded.vae.decode(latents).sample + 1) / 2
+        corrected = loaded.decode_latents(latents * loaded.scaling_factor)
+    offset = torch.nn.functional.interpolate(correction(latents), corrected.shape[-2:], mode="bilinear")
+    inside = ((uncorrected + offset) > 0) & ((uncorrected + offset) < 1)
+    assert inside.float().mean() > 0.5
+    assert torch.allclose(corrected[inside], (uncorrected + offset)[inside], atol=1e-5)
+    assert offset.abs().max() > 0.01
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"kind": "local", "latent_channels": 3, "hidden": 8, "windows": [9], "state": {}}, "latent channels"),
+        ({"kind": "local", "latent_channels": 4, "hidden": 8, "windows": [9], "state": {}}, "not a valid local"),
+        ({"kind": "local", "latent_channels": 4}, "not a valid local"),
+        ({"kind": "cubic"}, "'kind' must be one of"),
+    ],
+)
+def test_a_bad_local_correction_file_names_itself(tmp_path, content, message):
+    folder = save_tiny_autoencoder(tmp_path / "ae")
+    (folder / COLOUR_CORRECTION_NAME).write_text(json.dumps(content))
+    with pytest.raises(InputError, match=message) as raised:
+        load_autoencoder(folder)
+    assert COLOUR_CORRECTION_NAME in str(raised.value)

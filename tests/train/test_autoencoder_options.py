@@ -66,8 +66,8 @@ def test_export_swaps_in_a_refined_decoder_but_refuses_a_different_encoder(datas
         shipped_vae.decoder.conv_out.weight, AutoencoderKL.from_pretrained(refined_dir).decoder.conv_out.weight
     )
     # The decoder's colour correction travels with it.
-    assert shipped_vae.colour_correction.shape == (3, 5)
-    assert torch.equal(shipped_vae.colour_correction, load_autoencoder(refined_dir).colour_correction)
+    assert shipped_vae.colour_correction.matrix.shape == (3, 5)
+    assert torch.equal(shipped_vae.colour_correction.matrix, load_autoencoder(refined_dir).colour_correction.matrix)
     # Refining that decoder again without a fit drops its correction, which belonged to the old decoder.
     again = dataclasses.replace(
         refine, init_from=str(refined_dir), colour_correction_size=0, output_dir=str(tmp_path / "again")
@@ -161,3 +161,22 @@ def test_posterior_mode_trains_the_decoder_on_the_posterior_mean(datasets, tmp_p
     assert any(not torch.equal(decoder_before[k], decoder_after[k]) for k in decoder_before)  # it trained
     with pytest.raises(AssertionError, match="posterior sample"):
         train_autoencoder(dataclasses.replace(config, output_dir=str(tmp_path / "sample")), progress=False)
+
+
+def test_a_zero_step_refinement_refits_a_local_colour_correction_and_keeps_the_weights(datasets, tmp_path):  # noqa: F811
+    from terrasynth.models.colour_correction import LocalColourCorrection
+
+    pairs, scenes, autoencoder = datasets
+    refit = dataclasses.replace(
+        autoencoder_config(datasets, tmp_path / "refit", 0),
+        init_from=str(autoencoder),
+        train_encoder=False,
+        colour_correction_size=32,
+        colour_correction="local",
+    )
+    vae = load_autoencoder(train_autoencoder(refit, progress=False))
+    assert isinstance(vae.colour_correction, LocalColourCorrection)
+    before = AutoencoderKL.from_pretrained(autoencoder).state_dict()
+    assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items())
+    with pytest.raises(ValueError, match="colour_correction must be one of"):
+        dataclasses.replace(refit, colour_correction="cubic")

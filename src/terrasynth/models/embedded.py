@@ -29,11 +29,10 @@ from torch import nn
 from ..config import load_config, save_config
 from ..data.classes import LANDCOVER_AI, ClassTable
 from ..errors import InputError
-from ..files import read_json, write_json_atomic
+from .colour_correction import apply_colour_correction, load_colour_correction, save_colour_correction
 from .text import TEXT_DIM, TEXT_ENCODER_NAME
 
 MODEL_CONFIG_NAME = "terrasynth_model.json"
-COLOUR_CORRECTION_NAME = "colour_correction.json"
 CONDITIONINGS = ("text", "class", "none")
 
 
@@ -366,80 +365,10 @@ def save_autoencoder(vae: AutoencoderKL, folder: str | Path) -> None:
     save_colour_correction(vae, Path(folder))
 
 
-# Per-image colour correction ------------------------------------------------------------------------------
-# The decoder's GroupNorm layers normalise each feature map over the whole image, so a tile that is one flat
-# surface (a lake) loses much of its absolute colour on the way through, and the decoder draws it nearer the
-# average colour. A 3×(C+1) matrix, fitted by least squares on training images, maps the latent's spatial
-# mean (and 1) to the mean colour the decoder missed; the decoded image is shifted by it.
-
-
 def decode_images(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
     """Unscaled latents → [0, 1] images, with the autoencoder's colour correction when it has one."""
     images = (vae.decode(latents).sample + 1) / 2
-    correction = getattr(vae, "colour_correction", None)
-    if correction is not None:
-        images = images + colour_offset(correction, latents)[:, :, None, None]
-    return images.clamp(0, 1)
-
-
-def colour_offset(correction: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-    """B×3 colour shift ([0, 1] units) for B×C×h×w unscaled latents."""
-    return (_correction_inputs(latents) @ correction.float().T).to(latents.dtype)
-
-
-def _correction_inputs(latents: torch.Tensor) -> torch.Tensor:
-    """B×(C+1): each latent's spatial mean, and 1."""
-    means = latents.float().mean((2, 3))
-    return torch.cat([means, torch.ones_like(means[:, :1])], 1)
-
-
-@torch.no_grad()
-def fit_colour_correction(vae: AutoencoderKL, images, ridge: float = 1e-4) -> torch.Tensor:
-    """Least-squares 3×(C+1) correction from the round trips (posterior mode, no correction) of ``images``:
-    an iterable of 1×3×H×W or B×3×H×W [0, 1] tensors."""
-    features, residuals = [], []
-    for batch in images:
-        batch = batch.to(vae.device, vae.dtype)
-        latents = vae.encode(batch * 2 - 1).latent_dist.mode()
-        decoded = ((vae.decode(latents).sample + 1) / 2).clamp(0, 1)
-        features.append(_correction_inputs(latents).cpu())
-        residuals.append((batch - decoded).float().mean((2, 3)).cpu())
-    x, y = torch.cat(features).double(), torch.cat(residuals).double()
-    if len(x) < x.shape[1]:
-        raise InputError(None, f"a colour correction needs at least {x.shape[1]} images, got {len(x)}")
-    gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=x.dtype)
-    return torch.linalg.solve(gram, x.T @ y).T.float()
-
-
-def set_colour_correction(vae: AutoencoderKL, correction: torch.Tensor | None) -> AutoencoderKL:
-    # A non-persistent buffer: it follows .to(device/dtype) but stays out of the diffusers weights file.
-    vae.register_buffer("colour_correction", None if correction is None else correction.float(), persistent=False)
-    return vae
-
-
-def save_colour_correction(vae: AutoencoderKL, folder: Path) -> None:
-    correction = getattr(vae, "colour_correction", None)
-    path = folder / COLOUR_CORRECTION_NAME
-    if correction is None:
-        path.unlink(missing_ok=True)
-        return
-    write_json_atomic(path, {"matrix": correction.float().tolist(), "input": "[spatial mean of latents, 1]"})
-
-
-def load_colour_correction(vae: AutoencoderKL, folder: Path) -> AutoencoderKL:
-    path = Path(folder) / COLOUR_CORRECTION_NAME
-    if not path.is_file():
-        return set_colour_correction(vae, None)
-    data = read_json(path)
-    matrix = data.get("matrix") if isinstance(data, dict) else None
-    expected = (3, vae.config.latent_channels + 1)
-    try:
-        correction = torch.tensor(matrix, dtype=torch.float32)
-    except (TypeError, ValueError):
-        correction = None
-    if correction is None or tuple(correction.shape) != expected:
-        raise InputError(path, f"'matrix' must be a {expected[0]}×{expected[1]} list of numbers")
-    return set_colour_correction(vae, correction)
+    return apply_colour_correction(getattr(vae, "colour_correction", None), latents, images).clamp(0, 1)
 
 
 def model_fingerprint(directory: str | Path) -> str:

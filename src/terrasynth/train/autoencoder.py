@@ -29,13 +29,8 @@ from tqdm.auto import tqdm
 
 from ..data.grids import image_grid, write_png
 from ..errors import InputError
-from ..models.embedded import (
-    AutoencoderConfig,
-    fit_colour_correction,
-    load_autoencoder,
-    save_autoencoder,
-    set_colour_correction,
-)
+from ..models.colour_correction import CORRECTION_KINDS, fit_colour_correction, set_colour_correction
+from ..models.embedded import AutoencoderConfig, load_autoencoder, save_autoencoder
 from ..models.features import EffNetFeatures, perceptual_distance
 from .data import image_dataset
 from .run import POSTERIOR_CHOICES, TrainingRun, step_generator, step_seed
@@ -72,9 +67,11 @@ class AutoencoderTrainConfig:
     # With a tiny KL weight some channels keep a large std; decoding samples then teaches the decoder to shrink
     # what those channels carry (tile colour) towards the average (docs/default_model.md, stage 6).
     posterior: str = "sample"
-    # > 0: after training, fit the decoder's per-image colour correction (models.embedded) on training images
+    # > 0: after training, fit the decoder's colour correction (models.colour_correction) on training images
     # centre-cropped to this size, the size images are generated at; 0: the autoencoder has none.
     colour_correction_size: int = 0
+    # "global" (one colour shift per image) or "local" (an offset map from each latent pixel's surroundings)
+    colour_correction: str = "global"
 
     def __post_init__(self):
         if not self.train_encoder and not self.init_from:
@@ -90,6 +87,8 @@ class AutoencoderTrainConfig:
             )
         if self.colour_correction_size < 0 or self.colour_correction_size % self.autoencoder.downsampling:
             raise ValueError(f"colour_correction_size must be 0 or a multiple of {self.autoencoder.downsampling}")
+        if self.colour_correction not in CORRECTION_KINDS:
+            raise ValueError(f"colour_correction must be one of {CORRECTION_KINDS}, got {self.colour_correction!r}")
         if self.posterior not in POSTERIOR_CHOICES:
             raise ValueError(f"posterior must be one of {POSTERIOR_CHOICES}, got {self.posterior!r}")
         if self.equivariance_weight < 0:
@@ -251,12 +250,13 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
         augment.seed(step_seed(config.seed, SCALING))
         final.register_to_config(scaling_factor=latent_scaling_factor(final, train_data))
     # A correction from init_from belongs to the old decoder: refit it or drop it.
-    set_colour_correction(final, _fit_correction(final, config) if config.colour_correction_size else None)
+    correction = _fit_correction(final, config, progress) if config.colour_correction_size else None
+    set_colour_correction(final, correction)
     save_autoencoder(final, run.dir / "autoencoder")
     return run.dir / "autoencoder"
 
 
-def _fit_correction(vae, config: AutoencoderTrainConfig, count: int = 512, batch_size: int = 16) -> torch.Tensor:
+def _fit_correction(vae, config: AutoencoderTrainConfig, progress: bool, count: int = 512, batch_size: int = 16):
     data = image_dataset(config.paired_roots, config.scene_roots, "train", config.colour_correction_size, augment=False)
     indices = list(range(0, len(data), max(1, len(data) // count)))[:count]
     batches = (
@@ -264,7 +264,8 @@ def _fit_correction(vae, config: AutoencoderTrainConfig, count: int = 512, batch
         for start in range(0, len(indices), batch_size)
     )
     vae.eval()
-    return fit_colour_correction(vae, batches)
+    options = {"seed": config.seed, "progress": progress} if config.colour_correction == "local" else {}
+    return fit_colour_correction(vae, batches, config.colour_correction, **options)
 
 
 def load_initial_autoencoder(config: AutoencoderTrainConfig):
