@@ -64,7 +64,7 @@ def test_the_segmenter_needs_two_tiles():
         train_latent_segmenter(latents, shares, steps=1, progress=False)
 
 
-def test_a_run_trains_its_segmenter_once_and_reuses_it(tmp_path, monkeypatch):
+def test_a_run_trains_its_segmenter_once_and_reuses_it(tmp_path, monkeypatch, caplog):
     latents, shares = toy_latents(10)
     layouts = torch.cat([shares, torch.ones_like(shares[:, :1])], 1)  # every tile has its layout
     first = load_or_train_segmenter(tmp_path, latents, layouts, 1.0, steps=2, seed=0, progress=False)
@@ -75,8 +75,15 @@ def test_a_run_trains_its_segmenter_once_and_reuses_it(tmp_path, monkeypatch):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(layout_consistency, "train_latent_segmenter", must_not_train)
-    again = load_or_train_segmenter(tmp_path, latents, layouts, 1.0, steps=2, seed=0, progress=False)
+    with caplog.at_level("WARNING"):
+        again = load_or_train_segmenter(tmp_path, latents, layouts, 1.0, steps=2, seed=0, progress=False)
     assert_same_tensors(first.state_dict(), again.state_dict())
+    assert not caplog.records
+    # A config that now asks for other steps still gets the saved segmenter, and is told so.
+    with caplog.at_level("WARNING"):
+        changed = load_or_train_segmenter(tmp_path, latents, layouts, 1.0, steps=5, seed=0, progress=False)
+    assert_same_tensors(first.state_dict(), changed.state_dict())
+    assert "trained for 2 steps, the config now asks for 5" in caplog.text
 
 
 def test_consistency_counts_only_samples_with_a_layout_at_low_noise():

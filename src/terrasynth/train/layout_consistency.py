@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..files import write_json_atomic
+from ..errors import InputError
+from ..files import read_json, write_json_atomic
 from ..models.embedded import save_part
 from ..models.latent_segmenter import LatentSegmenter, soft_cross_entropy
 from .run import step_generator
@@ -111,9 +112,18 @@ def load_or_train_segmenter(
     progress: bool,
 ) -> LatentSegmenter:
     """The run's latent segmenter: trained once on the unscaled latents (N×C×h×w) and layout channels of the
-    tiles that have a layout, and saved in the run folder, so a resumed run reuses it."""
+    tiles that have a layout, and saved in the run folder, so a resumed run reuses it, even if ``steps`` has
+    changed since (with a warning: the steps already trained depend on the saved one)."""
     folder = run_dir / SEGMENTER_FOLDER
     if (folder / "config.json").is_file():
+        trained = _trained_steps(folder / "training.json")
+        if trained != steps:
+            log.warning(
+                "%s was trained for %s steps, the config now asks for %d; reusing it (delete the folder to retrain)",
+                folder,
+                trained,
+                steps,
+            )
         return LatentSegmenter.from_pretrained(folder).eval().requires_grad_(False)
     with_layout = layout_given(layouts)
     segmenter, scores = train_latent_segmenter(
@@ -130,6 +140,13 @@ def load_or_train_segmenter(
     write_json_atomic(partial / "training.json", {"steps": steps, **scores})
     partial.rename(folder)  # whole or absent: a run killed while saving trains it again
     return segmenter
+
+
+def _trained_steps(path: Path) -> int | None:
+    try:
+        return int(read_json(path)["steps"])
+    except (InputError, ValueError, KeyError, TypeError):  # unreadable: reported as unknown steps
+        return None
 
 
 def consistency_loss(
