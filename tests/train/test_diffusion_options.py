@@ -12,7 +12,14 @@ from tests.train.test_resume import datasets, diffusion_config  # noqa: F401  (d
 
 from terrasynth.errors import InputError
 from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder
-from terrasynth.train.diffusion import _random_crop, _snr_weight, train_diffusion
+from terrasynth.config import config_from_dict, config_to_dict
+from terrasynth.train.diffusion import (
+    DiffusionTrainConfig,
+    _random_crop,
+    _snr_weight,
+    layout_loss_weight_map,
+    train_diffusion,
+)
 from terrasynth.train.run import learning_rate_at, read_metrics
 
 
@@ -142,3 +149,39 @@ def test_posterior_mode_trains_on_the_cached_means_alone(datasets, tmp_path):  #
     )
     sampled = load_file(tmp_path / "sample" / "checkpoint-1" / "model.safetensors")
     assert any(not torch.equal(trained[k], sampled[k]) for k in trained)
+
+
+def test_layout_loss_weights_follow_the_class_shares_and_are_one_without_a_layout():
+    layouts = torch.zeros(2, 6, 2, 2)
+    layouts[0, 0] = 1.0  # all background
+    layouts[0, 4, 0, 0], layouts[0, 0, 0, 0] = 0.5, 0.5  # one pixel half road
+    layouts[0, 5] = 1.0  # layout given; sample 1 has none (all zeros)
+    weights = layout_loss_weight_map(layouts, (1.0, 1.0, 2.0, 1.0, 5.0))
+    assert weights.shape == (2, 1, 2, 2)
+    assert weights[0, 0, 0, 0] == pytest.approx(3.0)  # 0.5 · 1 + 0.5 · 5
+    assert torch.equal(weights[0, 0].flatten()[1:], torch.ones(3))
+    assert torch.equal(weights[1], torch.ones(1, 2, 2))
+
+
+def test_layout_class_loss_weights_are_checked_and_survive_json(datasets, tmp_path):  # noqa: F811
+    config = diffusion_config(datasets, tmp_path / "run", 1)
+    with pytest.raises(ValueError, match="one weight per layout class"):
+        dataclasses.replace(config, layout_class_loss_weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="must be positive"):
+        dataclasses.replace(config, layout_class_loss_weights=(1.0, 1.0, 1.0, 0.0, 4.0))
+    weighted = dataclasses.replace(config, layout_class_loss_weights=(1.0, 1.0, 1.0, 1.0, 4.0))
+    assert config_from_dict(DiffusionTrainConfig, config_to_dict(weighted)) == weighted
+
+
+def test_layout_class_loss_weights_change_training_and_all_ones_do_not(datasets, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    # Paired tiles only, so that every sample of a step has a layout to weigh by.
+    config = dataclasses.replace(diffusion_config(datasets, tmp_path / "plain", 1), scene_roots=(), drop_layout=0.0)
+    trained = {}
+    for name, class_weights in [("plain", None), ("ones", (1.0,) * 5), ("weighted", (1.0, 3.0, 0.2, 5.0, 20.0))]:
+        run = dataclasses.replace(config, output_dir=str(tmp_path / name), layout_class_loss_weights=class_weights)
+        train_diffusion(run, progress=False)
+        trained[name] = load_file(tmp_path / name / "checkpoint-1" / "model.safetensors")
+    assert all(torch.equal(trained["plain"][k], trained["ones"][k]) for k in trained["plain"])
+    assert any(not torch.equal(trained["plain"][k], trained["weighted"][k]) for k in trained["plain"])

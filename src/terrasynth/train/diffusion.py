@@ -67,6 +67,10 @@ class DiffusionTrainConfig:
     layout_consistency_weight: float = 0.0
     layout_consistency_max_timestep: int = 400
     latent_segmenter_steps: int = 400
+    # One loss weight per layout class: each latent pixel's loss is weighted by its layout's class shares, so a
+    # thin, rare class (roads) can count for more than its area. Samples without a layout (or with it dropped for
+    # guidance) weigh 1 everywhere. None: every pixel weighs the same.
+    layout_class_loss_weights: tuple[float, ...] | None = None
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 1000
@@ -103,6 +107,14 @@ class DiffusionTrainConfig:
             0 < self.layout_consistency_max_timestep <= self.model.num_train_timesteps
         ):
             raise ValueError("layout_consistency_max_timestep must be in 1..num_train_timesteps")
+        if self.layout_class_loss_weights is not None:
+            classes = max(self.model.num_layout_channels - 1, 0)
+            if not self.paired_roots or len(self.layout_class_loss_weights) != classes:
+                raise ValueError(
+                    f"layout_class_loss_weights needs paired data and one weight per layout class ({classes})"
+                )
+            if min(self.layout_class_loss_weights) <= 0:
+                raise ValueError("layout_class_loss_weights must be positive")
 
 
 @dataclass
@@ -316,7 +328,10 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         prediction = unwrapped["unet"](model_input, timesteps.to(device), class_labels=condition).sample
         snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
         weight = _snr_weight(snr, config, model.config.prediction_type).to(device)
-        loss = (weight * F.mse_loss(prediction, target, reduction="none").mean((1, 2, 3))).mean()
+        pixel_loss = F.mse_loss(prediction, target, reduction="none")
+        if config.layout_class_loss_weights is not None:
+            pixel_loss = pixel_loss * layout_loss_weight_map(layouts, config.layout_class_loss_weights)
+        loss = (weight * pixel_loss.mean((1, 2, 3))).mean()
         consistency = None
         if segmenter is not None and layouts.shape[1]:
             clean = predicted_clean(noisy, prediction, timesteps, alphas_cumprod, model.config.prediction_type)
@@ -365,6 +380,13 @@ def _random_crop(latents, layouts, size: int, generator) -> tuple[torch.Tensor, 
         torch.stack([crop(latents, i) for i in range(len(latents))]),
         torch.stack([crop(layouts, i) for i in range(len(layouts))]),
     )
+
+
+def layout_loss_weight_map(layouts: torch.Tensor, class_weights: tuple[float, ...]) -> torch.Tensor:
+    """N×1×h×w loss weights from layout class shares (N×(K+1)×h×w, the last channel "layout given"):
+    1 + Σ_k share_k · (w_k − 1), which is Σ_k share_k · w_k where a layout is given and 1 where it is not."""
+    excess = torch.tensor(class_weights, dtype=layouts.dtype, device=layouts.device) - 1
+    return 1 + (layouts[:, : len(class_weights)] * excess.view(1, -1, 1, 1)).sum(1, keepdim=True)
 
 
 def _snr_weight(snr: torch.Tensor, config: DiffusionTrainConfig, prediction_type: str) -> torch.Tensor:
