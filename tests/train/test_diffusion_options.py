@@ -10,9 +10,9 @@ import torch
 from tests.fake_models import SCENE_CLASSES, TINY_DENOISER, save_tiny_model, tiny_model_config
 from tests.train.test_resume import datasets, diffusion_config  # noqa: F401  (datasets: a module fixture)
 
+from terrasynth.config import config_from_dict, config_to_dict
 from terrasynth.errors import InputError
 from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder
-from terrasynth.config import config_from_dict, config_to_dict
 from terrasynth.train.diffusion import (
     DiffusionTrainConfig,
     _random_crop,
