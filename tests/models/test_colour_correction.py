@@ -14,6 +14,7 @@ from tests.fake_models import save_tiny_autoencoder, tiny_model
 from terrasynth.errors import InputError
 from terrasynth.models.colour_correction import (
     COLOUR_CORRECTION_NAME,
+    COLOUR_CORRECTION_WEIGHTS_NAME,
     GlobalColourCorrection,
     LocalColourCorrection,
     fit_colour_correction,
@@ -168,7 +169,9 @@ def test_a_local_correction_survives_saving_in_an_autoencoder_and_a_float16_mode
     latents = torch.randn(2, channels, 8, 8, generator=torch.Generator().manual_seed(1))
     set_colour_correction(model.vae, correction)
     save_autoencoder(model.vae, tmp_path / "ae")
-    assert json.loads((tmp_path / "ae" / COLOUR_CORRECTION_NAME).read_text())["kind"] == "local"
+    saved = json.loads((tmp_path / "ae" / COLOUR_CORRECTION_NAME).read_text())
+    assert saved["kind"] == "local" and "state" not in saved  # weights in safetensors, not in the JSON
+    assert (tmp_path / "ae" / COLOUR_CORRECTION_WEIGHTS_NAME).is_file()
     assert torch.equal(load_autoencoder(tmp_path / "ae").colour_correction(latents), correction(latents))
     model.save_pretrained(tmp_path / "model", dtype=torch.float16)
     loaded = EmbeddedDiffusionModel.from_pretrained(tmp_path / "model")
@@ -198,3 +201,41 @@ def test_a_bad_local_correction_file_names_itself(tmp_path, content, message):
     with pytest.raises(InputError, match=message) as raised:
         load_autoencoder(folder)
     assert COLOUR_CORRECTION_NAME in str(raised.value)
+
+
+def test_local_correction_weights_live_in_safetensors_and_old_json_weights_still_load(tmp_path):
+    folder = save_tiny_autoencoder(tmp_path / "ae")
+    vae = load_autoencoder(folder)
+    channels = vae.config.latent_channels
+    correction = LocalColourCorrection(channels, hidden=8)
+    torch.nn.init.normal_(correction.layers[-1].weight, std=0.1)
+    latents = torch.randn(1, channels, 6, 6, generator=torch.Generator().manual_seed(3))
+    # A file written before the weights moved to safetensors: lists of numbers in the JSON.
+    legacy = {**correction.to_json(), "state": {k: v.tolist() for k, v in correction.state_dict().items()}}
+    del legacy["weights"]
+    (folder / COLOUR_CORRECTION_NAME).write_text(json.dumps(legacy))
+    loaded = load_autoencoder(folder)
+    assert torch.allclose(loaded.colour_correction(latents), correction(latents))
+    # Saved again, it moves to the new layout; a global correction after it leaves no stale weights file.
+    save_autoencoder(loaded, folder)
+    assert "state" not in json.loads((folder / COLOUR_CORRECTION_NAME).read_text())
+    assert torch.allclose(load_autoencoder(folder).colour_correction(latents), correction(latents))
+    set_colour_correction(loaded, torch.zeros(3, channels + 1))
+    save_autoencoder(loaded, folder)
+    assert not (folder / COLOUR_CORRECTION_WEIGHTS_NAME).exists()
+    assert load_autoencoder(folder).colour_correction.kind == "global"
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage"])
+def test_a_missing_or_broken_correction_weights_file_names_itself(tmp_path, damage):
+    folder = save_tiny_autoencoder(tmp_path / "ae")
+    vae = load_autoencoder(folder)
+    set_colour_correction(vae, LocalColourCorrection(vae.config.latent_channels, hidden=8))
+    save_autoencoder(vae, folder)
+    weights = folder / COLOUR_CORRECTION_WEIGHTS_NAME
+    if damage == "missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(b"not safetensors")
+    with pytest.raises(InputError, match=COLOUR_CORRECTION_WEIGHTS_NAME):
+        load_autoencoder(folder)

@@ -13,9 +13,10 @@ training round trips (encode → decode, posterior mode) can give it back:
   image cannot. Fitted by Adam on the round trips' residuals, smoothed to latent resolution so that it learns
   colour, not texture.
 
-Both live beside the decoder weights in ``colour_correction.json`` (a few hundred numbers; the weights file
-stays a plain diffusers one) and are held on the autoencoder as ``vae.colour_correction``, outside its
-``state_dict``.
+Both live beside the decoder weights, and outside the decoder's weights file, which stays a plain diffusers one:
+``colour_correction.json`` holds the kind and settings (and a global correction's 15 numbers), and a local
+correction's weights go in ``colour_correction.safetensors`` (float32). On the autoencoder the correction is held as
+``vae.colour_correction``, outside its ``state_dict``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..files import read_json, write_json_atomic
+from ..files import atomic_path, read_json, write_json_atomic
 
 COLOUR_CORRECTION_NAME = "colour_correction.json"
+COLOUR_CORRECTION_WEIGHTS_NAME = "colour_correction.safetensors"
 CORRECTION_KINDS = ("global", "local")
 
 
@@ -81,7 +85,7 @@ class LocalColourCorrection(nn.Module):
             "latent_channels": self.latent_channels,
             "hidden": self.hidden,
             "windows": list(self.windows),
-            "state": {name: value.tolist() for name, value in self.state_dict().items()},
+            "weights": COLOUR_CORRECTION_WEIGHTS_NAME,
         }
 
 
@@ -204,9 +208,16 @@ def set_colour_correction(vae, correction: ColourCorrection | torch.Tensor | Non
 def save_colour_correction(vae, folder: Path) -> None:
     correction = getattr(vae, "colour_correction", None)
     path = Path(folder) / COLOUR_CORRECTION_NAME
+    weights_path = Path(folder) / COLOUR_CORRECTION_WEIGHTS_NAME
+    if correction is None or correction.kind != "local":
+        weights_path.unlink(missing_ok=True)
     if correction is None:
         path.unlink(missing_ok=True)
         return
+    if correction.kind == "local":
+        state = {name: value.detach().float().contiguous() for name, value in correction.state_dict().items()}
+        with atomic_path(weights_path) as tmp:
+            save_file(state, str(tmp))
     write_json_atomic(path, correction.to_json())
 
 
@@ -215,6 +226,23 @@ def load_colour_correction(vae, folder: Path):
     if not path.is_file():
         return set_colour_correction(vae, None)
     return set_colour_correction(vae, correction_from_json(read_json(path), vae.config.latent_channels, path))
+
+
+def _local_state(data: dict, path: Path) -> dict[str, torch.Tensor]:
+    """A local correction's weights: the safetensors file its JSON names, or (files written before session 11)
+    lists of numbers in the JSON itself."""
+    if "state" in data:
+        return {name: torch.tensor(value, dtype=torch.float32) for name, value in data["state"].items()}
+    name = data["weights"]
+    if not isinstance(name, str) or Path(name).name != name:
+        raise InputError(path, f"'weights' must be a file name beside it, got {name!r}")
+    weights_path = path.parent / name
+    if not weights_path.is_file():
+        raise InputError(weights_path, "missing: the local colour correction's weights", f"named by {path}")
+    try:
+        return load_file(str(weights_path))
+    except (SafetensorError, OSError) as error:
+        raise InputError(weights_path, f"not a readable safetensors file ({error})") from None
 
 
 def correction_from_json(data, latent_channels: int, path: Path) -> ColourCorrection:
@@ -235,8 +263,7 @@ def correction_from_json(data, latent_channels: int, path: Path) -> ColourCorrec
                     path, f"made for {data['latent_channels']} latent channels; the autoencoder has {latent_channels}"
                 )
             correction = LocalColourCorrection(latent_channels, int(data["hidden"]), tuple(data["windows"]))
-            state = {name: torch.tensor(value, dtype=torch.float32) for name, value in data["state"].items()}
-            correction.load_state_dict(state)
+            correction.load_state_dict({name: value.float() for name, value in _local_state(data, path).items()})
         except InputError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as error:

@@ -29,7 +29,12 @@ from torch import nn
 from ..config import load_config, save_config
 from ..data.classes import LANDCOVER_AI, ClassTable
 from ..errors import InputError
-from .colour_correction import apply_colour_correction, load_colour_correction, save_colour_correction
+from .colour_correction import (
+    COLOUR_CORRECTION_WEIGHTS_NAME,
+    apply_colour_correction,
+    load_colour_correction,
+    save_colour_correction,
+)
 from .text import TEXT_DIM, TEXT_ENCODER_NAME
 
 MODEL_CONFIG_NAME = "terrasynth_model.json"
@@ -338,7 +343,7 @@ class EmbeddedDiffusionModel(nn.Module):
         loaded = {}
         for name, model_class in parts.items():
             folder = directory / name
-            weights = list(folder.glob("*.safetensors")) if folder.is_dir() else []
+            weights = _weight_files(folder)
             if not weights:
                 others = [p.name for p in folder.glob("*.bin")] if folder.is_dir() else []
                 fix = "convert it to safetensors; pickled weights are not loaded" if others else "re-save the model"
@@ -349,12 +354,19 @@ class EmbeddedDiffusionModel(nn.Module):
         return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"])
 
 
+def _weight_files(folder: Path) -> list[Path]:
+    """A part folder's weight files; the decoder's colour correction is not one."""
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.glob("*.safetensors") if p.name != COLOUR_CORRECTION_WEIGHTS_NAME]
+
+
 def load_autoencoder(folder: str | Path) -> AutoencoderKL:
     """A trained ``AutoencoderKL`` in float32: a train-autoencoder output folder, or a model folder's ``vae/``."""
     folder = Path(folder)
     if (folder / "vae").is_dir():
         folder = folder / "vae"
-    if not list(folder.glob("*.safetensors")):
+    if not _weight_files(folder):
         raise InputError(folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder")
     vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
     return load_colour_correction(vae, folder)
