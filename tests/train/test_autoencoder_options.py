@@ -180,3 +180,37 @@ def test_a_zero_step_refinement_refits_a_local_colour_correction_and_keeps_the_w
     assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items())
     with pytest.raises(ValueError, match="colour_correction must be one of"):
         dataclasses.replace(refit, colour_correction="cubic")
+
+
+def test_adaptive_adversarial_weight_is_the_ratio_of_gradient_norms_at_the_last_layer():
+    from terrasynth.train.autoencoder import adaptive_adversarial_weight
+
+    weight = torch.ones(3, 4, requires_grad=True)
+    reconstruction_loss = (2.0 * weight).sum()  # gradient 2 everywhere
+    adversarial_loss = (0.5 * weight).sum()  # gradient 0.5 everywhere
+    assert adaptive_adversarial_weight(reconstruction_loss, adversarial_loss, weight) == pytest.approx(4.0, rel=1e-3)
+    assert adaptive_adversarial_weight(reconstruction_loss, 0.0 * weight.sum(), weight, limit=50.0) == 50.0
+
+
+def test_discriminator_warms_up_before_the_decoder_sees_an_adaptively_weighted_adversarial_term(datasets, tmp_path):  # noqa: F811
+    from terrasynth.train.run import read_metrics
+
+    _, _, autoencoder = datasets
+    config = dataclasses.replace(
+        autoencoder_config(datasets, tmp_path / "gan", 4),
+        init_from=str(autoencoder),
+        train_encoder=False,
+        adversarial_weight=0.5,
+        adversarial_adaptive=True,
+        adversarial_start=2,
+        discriminator_warmup=1,
+    )
+    train_autoencoder(config, progress=False)
+    records = {r["step"]: r for r in read_metrics(tmp_path / "gan") if "discriminator" in r}
+    # logged step s is training step s - 1
+    assert records[1]["discriminator"] == 0 and records[1]["adversarial_weight"] == 0
+    assert records[2]["discriminator"] > 0 and records[2]["adversarial_weight"] == 0
+    for step in (3, 4):
+        assert records[step]["adversarial_weight"] > 0 and records[step]["adversarial_weight"] != 0.5
+    with pytest.raises(ValueError, match="discriminator_warmup"):
+        dataclasses.replace(config, discriminator_warmup=-1)

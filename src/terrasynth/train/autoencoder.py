@@ -3,7 +3,8 @@
 Loss (as in Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion Models", at CPU size):
 L1 reconstruction + a perceptual distance on EfficientNet-Lite0 features + a tiny KL term, and, after
 ``adversarial_start`` steps, a hinge-loss patch discriminator (Isola et al. 2017) that restores texture an L1
-loss blurs away.
+loss blurs away, at a fixed weight or (``adversarial_adaptive``) at the gradient-balanced weight of Esser et al.
+2021.
 
 ``equivariance_weight`` adds the scale-equivariance term of Skorokhodov et al. 2025 ("Improving the Diffusability
 of Autoencoders"): the decoder must turn a 2×- or 4×-down-sampled latent into the equally down-sampled image. With
@@ -56,6 +57,13 @@ class AutoencoderTrainConfig:
     equivariance_weight: float = 0.0  # scale equivariance (Skorokhodov et al. 2025); smooths the latents
     adversarial_weight: float = 0.05
     adversarial_start: int = 4000
+    # True: the adversarial term is scaled each step so that its gradient at the decoder's last layer has the
+    # reconstruction losses' norm, times adversarial_weight (Esser et al. 2021, the SD autoencoder's recipe);
+    # a fixed weight is either too weak to matter or, early on, strong enough to paint speckles.
+    adversarial_adaptive: bool = False
+    # The discriminator trains alone for this many steps before adversarial_start, so that the decoder's first
+    # adversarial gradients come from a discriminator that already tells real from reconstructed.
+    discriminator_warmup: int = 0
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 500
@@ -93,6 +101,8 @@ class AutoencoderTrainConfig:
             raise ValueError(f"posterior must be one of {POSTERIOR_CHOICES}, got {self.posterior!r}")
         if self.equivariance_weight < 0:
             raise ValueError("equivariance_weight must be non-negative")
+        if self.adversarial_weight < 0 or self.discriminator_warmup < 0:
+            raise ValueError("adversarial_weight and discriminator_warmup must be non-negative")
         multiple = self.autoencoder.downsampling * (max(EQUIVARIANCE_FACTORS) if self.equivariance_weight else 1)
         if self.crop % multiple:
             why = " × the largest equivariance factor" if self.equivariance_weight else ""
@@ -124,6 +134,16 @@ def equivariance_loss(vae, latents: torch.Tensor, images: torch.Tensor, factor: 
     """L1 between the decoded ``factor``×-down-sampled latents and the ``factor``×-down-sampled images ([0, 1])."""
     decoded = (vae.decode(F.avg_pool2d(latents, factor)).sample + 1) / 2
     return (decoded - F.avg_pool2d(images, factor)).abs().mean()
+
+
+def adaptive_adversarial_weight(
+    reconstruction_loss: torch.Tensor, adversarial_loss: torch.Tensor, last_layer: torch.Tensor, limit: float = 1e4
+) -> float:
+    """‖∇ reconstruction_loss‖ / ‖∇ adversarial_loss‖ at ``last_layer`` (Esser et al. 2021, "Taming
+    Transformers", eq. 7): the factor that gives the adversarial gradient the reconstruction gradient's size."""
+    reconstruction_grad = torch.autograd.grad(reconstruction_loss, last_layer, retain_graph=True)[0]
+    adversarial_grad = torch.autograd.grad(adversarial_loss, last_layer, retain_graph=True)[0]
+    return float((reconstruction_grad.norm() / (adversarial_grad.norm() + 1e-4)).clamp(0.0, limit))
 
 
 def latent_roughness(latents: torch.Tensor) -> float:
@@ -203,16 +223,24 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             if config.train_encoder:
                 loss = loss + config.kl_weight * kl
             adversarial = torch.zeros(())
+            gan_weight = 0.0
             use_gan = config.adversarial_weight > 0 and step >= config.adversarial_start
+            train_discriminator = config.adversarial_weight > 0 and (
+                step >= config.adversarial_start - config.discriminator_warmup
+            )
             if use_gan:
                 adversarial = -discriminator(reconstruction).mean()
-                loss = loss + config.adversarial_weight * adversarial
+                gan_weight = config.adversarial_weight
+                if config.adversarial_adaptive:
+                    last_layer = accelerator.unwrap_model(vae).decoder.conv_out.weight
+                    gan_weight *= adaptive_adversarial_weight(loss, adversarial, last_layer)
+                loss = loss + gan_weight * adversarial
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_([p for p in vae.parameters() if p.requires_grad], 1.0)
             optimizer.step()
             disc_loss = torch.zeros(())
-            if use_gan:
+            if train_discriminator:
                 real_logits = discriminator(images)
                 fake_logits = discriminator(reconstruction.detach())
                 disc_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
@@ -231,6 +259,7 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
                     kl=kl.item(),
                     equivariance=equivariance.item(),
                     adversarial=adversarial.item(),
+                    adversarial_weight=gan_weight,
                     discriminator=disc_loss.item(),
                 )
             if step % config.validate_every == 0 or step == config.max_steps:
