@@ -153,9 +153,8 @@ def parse_args(argv=None):
     parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER)
     parser.add_argument(
         "--guidance",
-        default="2",
         help="classifier-free guidance; comma-separated for one model row each, SCALE or SCALE@LOW-HIGH with a "
-        "guidance interval (the sampling-step sweep uses the first)",
+        "guidance interval (the sampling-step sweep uses the first); default: the model's own",
     )
     parser.add_argument(
         "--guidance-rescale", type=float, default=0.0, help="guidance rescale φ (Lin et al. 2024) for every model row"
@@ -185,7 +184,7 @@ def main(argv=None, bundle=None) -> dict:
     work, size, progress = Path(args.work), args.size, not args.quiet
     from terrasynth.generate.pipeline import check_guidance_rescale
 
-    guidances = parse_guidance(args.guidance)
+    guidances = parse_guidance(args.guidance) if args.guidance else None
     check_guidance_rescale(args.guidance_rescale)
     notes = [f"all images resized to {size}×{size} (bilinear, antialiased) before scoring"]
 
@@ -221,6 +220,10 @@ def main(argv=None, bundle=None) -> dict:
         from terrasynth.generate.api import load_pipeline
 
         bundle = load_pipeline(args.model, args.scheduler)
+    if guidances is None:
+        from terrasynth.generate.pipeline import resolve_guidance_scale
+
+        guidances = [(resolve_guidance_scale(bundle[0], None), None)]
     candidates = {FLOOR_ROW: real}
     for guidance, interval in guidances:
         start = time.perf_counter()

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--guidance", type=float, help="default: the model's own")
     args = parser.parse_args()
     out = Path(args.out)
     print(f"command: python {' '.join(sys.argv)}")

@@ -407,14 +407,24 @@ def test_train_resume_and_export(capsys, train_inputs, tmp_path):
     assert torch.equal(swapped.vae.encoder.conv_in.weight, model.vae.encoder.conv_in.weight)
     assert all(torch.equal(v, model.unet.state_dict()[k]) for k, v in swapped.unet.state_dict().items())
 
-    # The exported model generates.
+    # A model's default guidance scale is set on export, and generation without --guidance uses it.
+    code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "g3", "--guidance-scale", "3")
+    assert code == 0, stderr
+    assert EmbeddedDiffusionModel.from_pretrained(tmp_path / "g3").config.guidance_scale == 3.0
+    code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "g0", "--guidance-scale", "0.5")
+    assert code == 2 and "--guidance-scale 0.5" in stderr and not (tmp_path / "g0").exists()
+    code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "same")
+    assert code == 2 and "--guidance-scale" in stderr
+
+    # The exported model generates, and records the guidance scale it used.
     code, _, stderr = run(
         capsys,
         *generate_args(
-            exported, tmp_path / "images", "--prompt", "forest", "--n", "1", "--height", "16", "--width", "16"
+            tmp_path / "g3", tmp_path / "images", "--prompt", "forest", "--n", "1", "--height", "16", "--width", "16"
         ),
     )
     assert code == 0, stderr
+    assert read_provenance(tmp_path / "images" / "generated-000.png").guidance_scale == 3.0
 
 
 @pytest.mark.parametrize("flag", ["--paired", "--scenes"])

@@ -144,6 +144,29 @@ def test_without_guidance(pipeline, layout):
     assert not torch.equal(out.images, generate(pipeline, layout, guidance_scale=3.0).images)
 
 
+def test_without_a_guidance_scale_the_model_s_own_is_used(layout):
+    pipeline = LayoutToImagePipeline(tiny_model(seed=1, guidance_scale=3.0), text_encoder=FakeTextEncoder())
+    assert pipeline.default_guidance_scale == 3.0
+    own = generate(pipeline, layout).images
+    assert torch.equal(own, generate(pipeline, layout, guidance_scale=3.0).images)
+    assert not torch.equal(own, generate(pipeline, layout, guidance_scale=2.0).images)
+    with pytest.raises(ValueError, match="guidance_scale must be"):
+        tiny_model(guidance_scale=0.5)
+
+
+def test_a_model_saved_without_a_guidance_scale_loads_with_2(tmp_path):
+    import json
+
+    from terrasynth.models.embedded import MODEL_CONFIG_NAME, EmbeddedDiffusionModel
+
+    folder = save_tiny_model(tmp_path / "old")
+    config_path = folder / MODEL_CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    del config["guidance_scale"]  # as models exported before the field existed
+    config_path.write_text(json.dumps(config))
+    assert EmbeddedDiffusionModel.from_pretrained(folder).config.guidance_scale == 2.0
+
+
 def test_guidance_interval_guides_only_inside_it(pipeline, layout):
     guided, unguided = generate(pipeline, layout, guidance_scale=3.0), generate(pipeline, layout, guidance_scale=1.0)
     # An interval holding every timestep is plain guidance; one holding none is no guidance.

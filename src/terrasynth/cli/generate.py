@@ -156,7 +156,9 @@ def add_commands(commands, common) -> None:
     generate.add_argument("--n", type=int, default=4, help="number of images")
     generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
     generate.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    generate.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    generate.add_argument(
+        "--guidance", type=float, help="classifier-free guidance scale (default: the model's own; 7.5 for SD)"
+    )
     generate.add_argument(
         "--guidance-interval",
         metavar="LOW,HIGH",

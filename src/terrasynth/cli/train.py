@@ -76,9 +76,14 @@ def cmd_export(args) -> int:
 
     dtype = torch.float16 if args.fp16 else None
     if args.model:
-        if not args.vae:
-            raise InputError(args.model, "--model re-exports a model folder with a refined decoder: give --vae")
-        print(export_with_refined_decoder(args.model, args.vae, Path(args.out), dtype, args.name))
+        if not (args.vae or args.name or args.guidance_scale is not None):
+            raise InputError(
+                args.model, "--model re-exports a model folder with changes: give --vae, --name or --guidance-scale"
+            )
+        out = export_with_refined_decoder(
+            args.model, args.vae, Path(args.out), dtype, args.name, guidance_scale=args.guidance_scale
+        )
+        print(out)
         return 0
     if args.name:
         raise InputError(None, "--name applies to --model re-exports only (a run's name is in its config)")
@@ -87,7 +92,9 @@ def cmd_export(args) -> int:
     checkpoint = resolve_checkpoint(run, args.checkpoint)
     if checkpoint is None:
         raise InputError(run, "no checkpoint to export yet")
-    out = export_checkpoint(config, checkpoint, Path(args.out), dtype, vae_path=args.vae)
+    out = export_checkpoint(
+        config, checkpoint, Path(args.out), dtype, vae_path=args.vae, guidance_scale=args.guidance_scale
+    )
     print(out)
     return 0
 
@@ -136,6 +143,9 @@ def add_commands(commands, common) -> None:
     source.add_argument("--run", help="training run folder")
     source.add_argument("--model", help="model folder to re-export with --vae's decoder")
     export.add_argument("--name", help="new model name (with --model)")
+    export.add_argument(
+        "--guidance-scale", type=float, help="the guidance scale generation uses by default with this model"
+    )
     export.add_argument("--checkpoint", default="latest")
     export.add_argument("--out", required=True)
     export.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")

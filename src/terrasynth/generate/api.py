@@ -14,7 +14,7 @@ from ..models.registry import SHIPPED_MODELS, resolve_model_path
 from ..models.stable_diffusion import is_stable_diffusion_model
 from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_contact_grid, write_generated
-from .pipeline import LayoutToImagePipeline
+from .pipeline import LayoutToImagePipeline, resolve_guidance_scale
 from .pix2pix_generator import Pix2PixGenerator, is_pix2pix_model
 from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
 
@@ -45,7 +45,7 @@ def generate_images(
     num_images: int = 4,
     seed: int | None = None,
     steps: int = DEFAULT_STEPS,
-    guidance_scale: float = 2.0,
+    guidance_scale: float | None = None,
     scheduler: str = DEFAULT_SCHEDULER,
     height: int | None = None,
     width: int | None = None,
@@ -65,7 +65,7 @@ def generate_images(
     """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
     provenance and an invisible watermark (``watermark=False``: none, recorded in the metadata), plus
     ``grid.png``. With a ``signer``, each image also carries signed C2PA Content Credentials. Returns the
-    written image paths."""
+    written image paths. ``guidance_scale`` None: the model's own default."""
     if num_images < 1:
         raise InputError(None, "--n must be at least 1")
     if steps < 1:
@@ -73,6 +73,7 @@ def generate_images(
     if signer is not None:
         load_credentials(signer)  # a bad certificate or key fails now, not after sampling
     pipe, model_id, model_sha = pipeline or load_pipeline(model, scheduler)
+    guidance_scale = resolve_guidance_scale(pipe, guidance_scale)
     layout = None
     if layout_path is not None:
         table = ClassTable.from_json(class_table_path) if class_table_path else _layout_classes(pipe)

@@ -17,6 +17,7 @@ from ..data.captions import scene_paraphrases
 from ..data.layouts import Layout
 from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_generated
+from .pipeline import resolve_guidance_scale
 from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def generate_for_layouts(
     images_per_layout: int = 1,
     seed: int = 0,
     steps: int = DEFAULT_STEPS,
-    guidance_scale: float = 2.0,
+    guidance_scale: float | None = None,
     scheduler: str = DEFAULT_SCHEDULER,
     progress: bool = True,
     watermark: bool = True,
@@ -45,6 +46,7 @@ def generate_for_layouts(
     Image k of the sample at index i uses seed ``seed + 1000 * i + k``, so a set is reproducible file by file.
     """
     pipeline, model_id, model_sha = pipeline_bundle
+    guidance_scale = resolve_guidance_scale(pipeline, guidance_scale)
     guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
     if signer is not None:
         load_credentials(signer)  # a bad certificate or key fails now, not after sampling
@@ -82,7 +84,7 @@ def generate_for_scene_classes(
     images_per_class: int,
     seed: int = 0,
     steps: int = DEFAULT_STEPS,
-    guidance_scale: float = 2.0,
+    guidance_scale: float | None = None,
     scheduler: str = DEFAULT_SCHEDULER,
     size: int = 256,
     batch_size: int = 8,
@@ -95,6 +97,7 @@ def generate_for_scene_classes(
     """``out_dir/<class>/<class>-NNN.png``: a scene-folder set (readable by ``SceneFolder``) generated from the
     class name's caption paraphrases, cycling through them."""
     pipeline, model_id, model_sha = pipeline_bundle
+    guidance_scale = resolve_guidance_scale(pipeline, guidance_scale)
     guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
     if signer is not None:
         load_credentials(signer)

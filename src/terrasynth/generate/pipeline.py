@@ -57,6 +57,13 @@ def rescale_guided(guided: torch.Tensor, conditional: torch.Tensor, amount: floa
     return amount * rescaled + (1.0 - amount) * guided
 
 
+def resolve_guidance_scale(generator, guidance_scale: float | None) -> float:
+    """``guidance_scale``, or the generator's own default (a model's ``guidance_scale``) when it is None."""
+    if guidance_scale is None:
+        return float(getattr(generator, "default_guidance_scale", 2.0))
+    return float(guidance_scale)
+
+
 def layouts_per_image(layout: torch.Tensor, num_images: int, num_classes: int | None) -> torch.Tensor:
     """An H×W layout repeated for each image (or N×H×W, one per image) as class ids, checked against
     ``num_classes`` (None: classes unknown, only negative ids are refused)."""
@@ -81,7 +88,8 @@ class GenerationOutput:
 
 
 class LayoutToImagePipeline:
-    """``pipeline(prompt, layout=..., num_images=4, num_inference_steps=10, guidance_scale=2.0, seed=0)``.
+    """``pipeline(prompt, layout=..., num_images=4, num_inference_steps=10, guidance_scale=3.0, seed=0)``; without
+    ``guidance_scale``, the model's own default (``EmbeddedModelConfig.guidance_scale``).
 
     Classifier-free guidance drops prompt and layout together in the unconditional branch, matching the
     condition dropout used in training. ``guidance_interval=(low, high)`` applies it only at timesteps t with
@@ -107,6 +115,10 @@ class LayoutToImagePipeline:
     @classmethod
     def from_pretrained(cls, directory: str | Path, scheduler: str = DEFAULT_SCHEDULER) -> LayoutToImagePipeline:
         return cls(EmbeddedDiffusionModel.from_pretrained(directory), scheduler, model_id=str(directory))
+
+    @property
+    def default_guidance_scale(self) -> float:
+        return self.model.config.guidance_scale
 
     @property
     def text_encoder(self):
@@ -137,7 +149,7 @@ class LayoutToImagePipeline:
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = DEFAULT_STEPS,
-        guidance_scale: float = 2.0,
+        guidance_scale: float | None = None,
         seed: int | None = None,
         scene_class: int | None = None,
         guidance_interval: tuple[float, float] | None = None,
@@ -148,6 +160,7 @@ class LayoutToImagePipeline:
     ) -> GenerationOutput:
         model, config = self.model, self.model.config
         # 1. Check inputs.
+        guidance_scale = resolve_guidance_scale(self, guidance_scale)
         prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
         num_images = len(prompts)
         if num_inference_steps < 1:

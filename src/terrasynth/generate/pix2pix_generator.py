@@ -27,6 +27,8 @@ def is_pix2pix_model(path: str | Path) -> bool:
 class Pix2PixGenerator:
     """``generator(prompt, layout=..., num_images=4, seed=0)`` → :class:`GenerationOutput`."""
 
+    default_guidance_scale = 1.0  # pix2pix has no guidance: 1 is "unguided" in provenance records
+
     def __init__(self, generator: UNetGenerator, class_table: ClassTable, stochastic: bool = True):
         if len(class_table) != generator.config.num_classes:
             raise ValueError(f"{len(class_table)} classes in the table, {generator.config.num_classes} in the model")

@@ -30,7 +30,13 @@ from ..models.stable_diffusion import (
     read_finetune_info,
     resolve_base_model,
 )
-from .pipeline import GenerationOutput, check_guidance_rescale, layouts_per_image, prompts_and_seeds
+from .pipeline import (
+    GenerationOutput,
+    check_guidance_rescale,
+    layouts_per_image,
+    prompts_and_seeds,
+    resolve_guidance_scale,
+)
 from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 
 class StableDiffusionGenerator:
     """``generator(prompt, layout=..., num_images=4, num_inference_steps=20, guidance_scale=7.5, seed=0)``."""
+
+    default_guidance_scale = 7.5  # Stable Diffusion's usual scale
 
     def __init__(
         self,
@@ -87,7 +95,7 @@ class StableDiffusionGenerator:
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 20,
-        guidance_scale: float = 7.5,
+        guidance_scale: float | None = None,
         seed: int | None = None,
         scheduler: str | None = None,
         batch_size: int = 4,
@@ -97,6 +105,7 @@ class StableDiffusionGenerator:
         **_unused,
     ) -> GenerationOutput:
         # 1. Check inputs.
+        guidance_scale = resolve_guidance_scale(self, guidance_scale)
         if guidance_interval is not None:
             raise InputError(None, "a guidance interval is an option of the embedded model's sampler only")
         check_guidance_rescale(guidance_rescale)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +129,9 @@ class EmbeddedModelConfig:
     # drawing it from the layout, and samples (which start from pure noise) come out in average colours.
     rescale_betas_zero_snr: bool = False
     name: str = "terrasynth-embedded"
+    # The classifier-free guidance scale generation uses when the caller gives none: the best trade between
+    # realism and layout fidelity differs from model to model (docs/default_model.md).
+    guidance_scale: float = 2.0
 
     def __post_init__(self):
         if self.conditioning not in CONDITIONINGS:
@@ -138,6 +142,8 @@ class EmbeddedModelConfig:
             raise ValueError(f"unknown prediction_type {self.prediction_type!r}")
         if self.rescale_betas_zero_snr and self.prediction_type == "epsilon":
             raise ValueError("a zero terminal SNR needs v_prediction or sample prediction, not epsilon")
+        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0):
+            raise ValueError(f"guidance_scale must be a finite number of at least 1, got {self.guidance_scale}")
         if self.class_table is not None:
             ClassTable.from_dict(self.class_table)  # validates
 

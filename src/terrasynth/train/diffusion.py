@@ -451,17 +451,25 @@ def export_model(model: EmbeddedDiffusionModel, ema_modules, directory: Path, dt
 
 
 def export_checkpoint(
-    config: DiffusionTrainConfig, checkpoint: Path, directory: Path, dtype=None, vae_path: str | None = None
+    config: DiffusionTrainConfig,
+    checkpoint: Path,
+    directory: Path,
+    dtype=None,
+    vae_path: str | None = None,
+    guidance_scale: float | None = None,
 ) -> Path:
     """Write the EMA weights of a training checkpoint as a model folder (e.g. to ship mid-training).
 
     ``vae_path``: an autoencoder whose decoder was refined after the diffusion model trained; it replaces the
-    model's autoencoder only if its encoder is the same, so the latents the UNet learned stay valid."""
+    model's autoencoder only if its encoder is the same, so the latents the UNet learned stay valid.
+    ``guidance_scale``: the model's default guidance scale (else the training config's)."""
     from .checkpoints import load_checkpoint
 
     model = _build_model(config)
     if vae_path is not None:
         model.vae = _refined_autoencoder(model.vae, vae_path)
+    if guidance_scale is not None:
+        model.config = _with_guidance_scale(model.config, guidance_scale)
     modules = torch.nn.ModuleDict({"unet": model.unet, "condition": model.condition})
     ema = EMA(modules)
     load_checkpoint(checkpoint, {"ema": ema.model})
@@ -469,20 +477,38 @@ def export_checkpoint(
 
 
 def export_with_refined_decoder(
-    model_dir: str | Path, vae_path: str, directory: Path, dtype=None, name: str | None = None
+    model_dir: str | Path,
+    vae_path: str | None,
+    directory: Path,
+    dtype=None,
+    name: str | None = None,
+    guidance_scale: float | None = None,
 ) -> Path:
     """Re-export a model folder with the decoder of ``vae_path`` (same encoder and scaling factor, checked), and
-    optionally a new model name: ships a decoder refined after the training run's checkpoints are gone."""
+    optionally a new model name and default guidance scale: ships a decoder refined after the training run's
+    checkpoints are gone."""
     from dataclasses import replace
 
     model = EmbeddedDiffusionModel.from_pretrained(model_dir)
-    if model.vae is None:
-        raise InputError(model_dir, "this model diffuses in pixel space; it has no decoder to replace")
-    model.vae = _refined_autoencoder(model.vae, vae_path)
+    if vae_path is not None:
+        if model.vae is None:
+            raise InputError(model_dir, "this model diffuses in pixel space; it has no decoder to replace")
+        model.vae = _refined_autoencoder(model.vae, vae_path)
     if name:
         model.config = replace(model.config, name=name)
+    if guidance_scale is not None:
+        model.config = _with_guidance_scale(model.config, guidance_scale)
     model.save_pretrained(directory, dtype=dtype)
     return Path(directory)
+
+
+def _with_guidance_scale(config, guidance_scale: float):
+    from dataclasses import replace
+
+    try:
+        return replace(config, guidance_scale=guidance_scale)
+    except ValueError as error:
+        raise InputError(None, f"--guidance-scale {guidance_scale}: {error}") from None
 
 
 def _refined_autoencoder(current, vae_path: str):
