@@ -214,3 +214,32 @@ def test_discriminator_warms_up_before_the_decoder_sees_an_adaptively_weighted_a
         assert records[step]["adversarial_weight"] > 0 and records[step]["adversarial_weight"] != 0.5
     with pytest.raises(ValueError, match="discriminator_warmup"):
         dataclasses.replace(config, discriminator_warmup=-1)
+
+
+def test_latent_noise_perturbs_what_the_decoder_is_trained_on(datasets, tmp_path, monkeypatch):  # noqa: F811
+    decoded = []
+    original = AutoencoderKL.decode
+
+    def recording_decode(self, z, *args, **kwargs):
+        decoded.append(z.detach().clone())
+        return original(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(AutoencoderKL, "decode", recording_decode)
+    _, _, autoencoder = datasets
+    config = dataclasses.replace(
+        autoencoder_config(datasets, tmp_path / "plain", 1),
+        init_from=str(autoencoder),
+        train_encoder=False,
+        posterior="mode",
+        adversarial_weight=0.0,
+    )
+    train_autoencoder(config, progress=False)
+    plain = decoded[0]
+    decoded.clear()
+    noisy_config = dataclasses.replace(config, output_dir=str(tmp_path / "noisy"), latent_noise=0.5)
+    train_autoencoder(noisy_config, progress=False)
+    scaling = AutoencoderKL.from_pretrained(autoencoder).config.scaling_factor
+    difference = (decoded[0] - plain) * scaling  # the same tiles and modes: only the noise differs
+    assert difference.std().item() == pytest.approx(0.5, rel=0.15)
+    with pytest.raises(ValueError, match="latent_noise"):
+        dataclasses.replace(config, latent_noise=-0.1)

@@ -64,6 +64,10 @@ class AutoencoderTrainConfig:
     # The discriminator trains alone for this many steps before adversarial_start, so that the decoder's first
     # adversarial gradients come from a discriminator that already tells real from reconstructed.
     discriminator_warmup: int = 0
+    # Std of Gaussian noise added to the latents the decoder is trained on, in the diffusion model's units
+    # (latents × scaling factor, about unit variance): a denoiser's latents are a little off the encoder's, and a
+    # decoder that never saw such latents can answer a small error with a saturated dot.
+    latent_noise: float = 0.0
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 500
@@ -101,8 +105,8 @@ class AutoencoderTrainConfig:
             raise ValueError(f"posterior must be one of {POSTERIOR_CHOICES}, got {self.posterior!r}")
         if self.equivariance_weight < 0:
             raise ValueError("equivariance_weight must be non-negative")
-        if self.adversarial_weight < 0 or self.discriminator_warmup < 0:
-            raise ValueError("adversarial_weight and discriminator_warmup must be non-negative")
+        if min(self.adversarial_weight, self.discriminator_warmup, self.latent_noise) < 0:
+            raise ValueError("adversarial_weight, discriminator_warmup and latent_noise must be non-negative")
         multiple = self.autoencoder.downsampling * (max(EQUIVARIANCE_FACTORS) if self.equivariance_weight else 1)
         if self.crop % multiple:
             why = " × the largest equivariance factor" if self.equivariance_weight else ""
@@ -127,7 +131,7 @@ class PatchDiscriminator(nn.Module):
 
 
 # Independent streams of per-step randomness (see ``step_seed``).
-ORDER, AUGMENT, POSTERIOR, SCALING, EQUIVARIANCE = range(5)
+ORDER, AUGMENT, POSTERIOR, SCALING, EQUIVARIANCE, LATENT_NOISE = range(6)
 
 
 def equivariance_loss(vae, latents: torch.Tensor, images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -208,6 +212,11 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
                 latents = posterior.mode()
             else:
                 latents = posterior.sample(generator=step_generator(config.seed, POSTERIOR, step))
+            if config.latent_noise > 0:
+                noise_rng = step_generator(config.seed, LATENT_NOISE, step)
+                noise = torch.randn(latents.shape, generator=noise_rng).to(latents.device)
+                scaling = accelerator.unwrap_model(vae).config.scaling_factor
+                latents = latents + (config.latent_noise / scaling) * noise
             reconstruction = (vae.decode(latents).sample + 1) / 2
             l1 = (reconstruction - images).abs().mean()
             perceptual = perceptual_distance(features, reconstruction.clamp(0, 1), images).mean()
