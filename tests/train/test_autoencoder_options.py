@@ -23,6 +23,13 @@ def parts(vae) -> tuple[dict, dict]:
     return frozen, {k: v for k, v in state.items() if k not in frozen}
 
 
+def decoder_refinement(datasets, output_dir, max_steps: int, **changes):  # noqa: F811
+    """A decoder-only refinement of the fixture's trained autoencoder (encoder frozen)."""
+    _, _, autoencoder = datasets
+    config = autoencoder_config(datasets, output_dir, max_steps)
+    return dataclasses.replace(config, init_from=str(autoencoder), train_encoder=False, **changes)
+
+
 def test_decoder_only_keeps_encoder_and_scaling_factor_and_changes_the_decoder(datasets, tmp_path):  # noqa: F811
     model_dir = save_tiny_model(tmp_path / "model", conditioning="class", scene_classes=SCENE_CLASSES)
     start = EmbeddedDiffusionModel.from_pretrained(model_dir).vae
@@ -151,9 +158,7 @@ def test_posterior_mode_trains_the_decoder_on_the_posterior_mean(datasets, tmp_p
 
     monkeypatch.setattr(DiagonalGaussianDistribution, "sample", no_sampling)
     _, _, autoencoder = datasets
-    config = dataclasses.replace(
-        autoencoder_config(datasets, tmp_path / "mode", 2), init_from=str(autoencoder), train_encoder=False
-    )
+    config = decoder_refinement(datasets, tmp_path / "mode", 2)
     refined = AutoencoderKL.from_pretrained(
         train_autoencoder(dataclasses.replace(config, posterior="mode"), progress=False)
     )
@@ -167,13 +172,7 @@ def test_a_zero_step_refinement_refits_a_local_colour_correction_and_keeps_the_w
     from terrasynth.models.colour_correction import LocalColourCorrection
 
     pairs, scenes, autoencoder = datasets
-    refit = dataclasses.replace(
-        autoencoder_config(datasets, tmp_path / "refit", 0),
-        init_from=str(autoencoder),
-        train_encoder=False,
-        colour_correction_size=32,
-        colour_correction="local",
-    )
+    refit = decoder_refinement(datasets, tmp_path / "refit", 0, colour_correction_size=32, colour_correction="local")
     vae = load_autoencoder(train_autoencoder(refit, progress=False))
     assert isinstance(vae.colour_correction, LocalColourCorrection)
     before = AutoencoderKL.from_pretrained(autoencoder).state_dict()
@@ -195,11 +194,10 @@ def test_adaptive_adversarial_weight_is_the_ratio_of_gradient_norms_at_the_last_
 def test_discriminator_warms_up_before_the_decoder_sees_an_adaptively_weighted_adversarial_term(datasets, tmp_path):  # noqa: F811
     from terrasynth.train.run import read_metrics
 
-    _, _, autoencoder = datasets
-    config = dataclasses.replace(
-        autoencoder_config(datasets, tmp_path / "gan", 4),
-        init_from=str(autoencoder),
-        train_encoder=False,
+    config = decoder_refinement(
+        datasets,
+        tmp_path / "gan",
+        4,
         adversarial_weight=0.5,
         adversarial_adaptive=True,
         adversarial_start=2,
@@ -226,13 +224,7 @@ def test_latent_noise_perturbs_what_the_decoder_is_trained_on(datasets, tmp_path
 
     monkeypatch.setattr(AutoencoderKL, "decode", recording_decode)
     _, _, autoencoder = datasets
-    config = dataclasses.replace(
-        autoencoder_config(datasets, tmp_path / "plain", 1),
-        init_from=str(autoencoder),
-        train_encoder=False,
-        posterior="mode",
-        adversarial_weight=0.0,
-    )
+    config = decoder_refinement(datasets, tmp_path / "plain", 1, posterior="mode", adversarial_weight=0.0)
     train_autoencoder(config, progress=False)
     plain = decoded[0]
     decoded.clear()

@@ -72,7 +72,7 @@ def cmd_export(args) -> int:
 
     from ..config import load_config
     from ..train.checkpoints import resolve_checkpoint
-    from ..train.diffusion import DiffusionTrainConfig, export_checkpoint, export_with_refined_decoder
+    from ..train.diffusion import DiffusionTrainConfig, export_checkpoint, reexport_model
 
     dtype = torch.float16 if args.fp16 else None
     if args.model:
@@ -80,9 +80,7 @@ def cmd_export(args) -> int:
             raise InputError(
                 args.model, "--model re-exports a model folder with changes: give --vae, --name or --guidance-scale"
             )
-        out = export_with_refined_decoder(
-            args.model, args.vae, Path(args.out), dtype, args.name, guidance_scale=args.guidance_scale
-        )
+        out = reexport_model(args.model, args.vae, Path(args.out), dtype, args.name, guidance_scale=args.guidance_scale)
         print(out)
         return 0
     if args.name:

@@ -476,7 +476,7 @@ def export_checkpoint(
     return export_model(model, ema.model, directory, dtype)
 
 
-def export_with_refined_decoder(
+def reexport_model(
     model_dir: str | Path,
     vae_path: str | None,
     directory: Path,
@@ -484,9 +484,9 @@ def export_with_refined_decoder(
     name: str | None = None,
     guidance_scale: float | None = None,
 ) -> Path:
-    """Re-export a model folder with the decoder of ``vae_path`` (same encoder and scaling factor, checked), and
-    optionally a new model name and default guidance scale: ships a decoder refined after the training run's
-    checkpoints are gone."""
+    """Re-export a model folder with any of: the decoder of ``vae_path`` (same encoder and scaling factor,
+    checked; ships a decoder refined after the training run's checkpoints are gone), a new model name, a new
+    default guidance scale."""
     from dataclasses import replace
 
     model = EmbeddedDiffusionModel.from_pretrained(model_dir)
@@ -525,4 +525,4 @@ def _refined_autoencoder(current, vae_path: str):
     return refined
 
 
-__all__ = ["DiffusionTrainConfig", "export_checkpoint", "export_with_refined_decoder", "train_diffusion"]
+__all__ = ["DiffusionTrainConfig", "export_checkpoint", "reexport_model", "train_diffusion"]
