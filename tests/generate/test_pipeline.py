@@ -253,3 +253,16 @@ def test_zero_terminal_snr_model_samples_finite_images_with_every_scheduler(layo
     out = generate(pipe, layout, scheduler=scheduler, num_inference_steps=4)
     assert torch.isfinite(out.images).all()
     assert 0.0 <= float(out.images.min()) and float(out.images.max()) <= 1.0
+
+
+def test_latent_output_is_what_the_images_are_decoded_from(pipeline, layout):
+    latents = generate(pipeline, layout, num_images=2, output_type="latent").images
+    config = pipeline.model.config
+    assert latents.shape == (2, config.image_channels, 32 // config.downsampling, 32 // config.downsampling)
+    images = generate(pipeline, layout, num_images=2).images
+    assert torch.allclose(pipeline.model.decode_latents(latents), images, atol=1e-5)
+    # Off the size multiple, the latents cover the image (rounded up), not the padding.
+    odd = generate(pipeline, layout[:30, :30], output_type="latent").images
+    assert odd.shape[-2:] == (-(-30 // config.downsampling),) * 2
+    with pytest.raises(ValueError, match="output_type"):
+        generate(pipeline, layout, output_type="pil")

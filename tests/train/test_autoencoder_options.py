@@ -235,3 +235,65 @@ def test_latent_noise_perturbs_what_the_decoder_is_trained_on(datasets, tmp_path
     assert difference.std().item() == pytest.approx(0.5, rel=0.15)
     with pytest.raises(ValueError, match="latent_noise"):
         dataclasses.replace(config, latent_noise=-0.1)
+
+
+def test_generated_latents_are_sampled_once_and_decoded_for_the_discriminator(datasets, tmp_path, monkeypatch):  # noqa: F811
+    from safetensors.torch import load_file
+
+    from terrasynth.generate.pipeline import LayoutToImagePipeline
+    from terrasynth.train.run import read_metrics
+
+    diffusion = diffusion_config(datasets, tmp_path / "diffusion", 1)
+    train_diffusion(diffusion, progress=False)
+    model_dir = export_checkpoint(diffusion, list_checkpoints(tmp_path / "diffusion")[-1], tmp_path / "model")
+    config = decoder_refinement(
+        datasets,
+        tmp_path / "refine",
+        3,
+        posterior="mode",
+        adversarial_weight=0.5,
+        adversarial_start=1,
+        generated_latents_from=str(model_dir),
+        generated_latents_count=3,
+        generated_latents_size=32,
+    )
+    decoded = []
+    original = AutoencoderKL.decode
+
+    def recording_decode(self, z, *args, **kwargs):
+        decoded.append(z.detach().clone())
+        return original(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(AutoencoderKL, "decode", recording_decode)
+    train_autoencoder(config, progress=False)
+    cache = load_file(tmp_path / "refine" / "generated-latents.safetensors")["latents"]
+    vae = AutoencoderKL.from_pretrained(datasets[2])
+    latent_size = 32 // config.autoencoder.downsampling
+    assert cache.shape == (3, vae.config.latent_channels, latent_size, latent_size)
+    # From adversarial_start on, each step also decodes a batch of (here whole) crops of the cached latents,
+    # unscaled; validation previews them.
+    unscaled = cache / vae.config.scaling_factor
+    from_cache = [z for z in decoded if all(any(torch.allclose(row, c) for c in unscaled) for row in z)]
+    assert [len(z) for z in from_cache] == [config.batch_size, config.batch_size, 3]
+    assert (tmp_path / "refine" / "validation" / "generated-step-000003.png").is_file()
+    records = [r for r in read_metrics(tmp_path / "refine") if "discriminator" in r]
+    assert [r["step"] for r in records] == [1, 2, 3]  # logged step s is training step s - 1
+    assert records[0]["discriminator"] == 0 and all(r["discriminator"] > 0 for r in records[1:])
+
+    # A second run with the same settings reuses the cache instead of sampling again.
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("latents were sampled again")
+
+    monkeypatch.setattr(LayoutToImagePipeline, "__call__", no_sampling)
+    train_autoencoder(config, resume="latest", progress=False)
+
+    with pytest.raises(ValueError, match="generated_latents_from needs"):
+        dataclasses.replace(config, train_encoder=True)
+    with pytest.raises(ValueError, match="generated_latents_size"):
+        dataclasses.replace(config, generated_latents_size=16)
+    other = save_tiny_model(tmp_path / "other", seed=1, conditioning="class", scene_classes=SCENE_CLASSES)
+    with pytest.raises(InputError, match="latent space"):
+        train_autoencoder(
+            dataclasses.replace(config, generated_latents_from=str(other), output_dir=str(tmp_path / "x")),
+            progress=False,
+        )

@@ -16,6 +16,8 @@ from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
 
 log = logging.getLogger(__name__)
 
+OUTPUT_TYPES = ("image", "latent")
+
 
 def prompts_and_seeds(prompt: str | list[str], num_images: int, seed: int | None) -> tuple[list[str], list[int]]:
     """The prompt per image (a list sets the image count) and the seed per image, ``seed + i``: image i is the
@@ -82,7 +84,7 @@ def layouts_per_image(layout: torch.Tensor, num_images: int, num_classes: int | 
 
 @dataclass
 class GenerationOutput:
-    images: torch.Tensor  # B×3×H×W in [0, 1]
+    images: torch.Tensor  # B×3×H×W in [0, 1]; with output_type "latent", the scaled latents B×C×h×w
     prompts: list[str]
     seeds: list[int]
 
@@ -97,6 +99,7 @@ class LayoutToImagePipeline:
     ``guidance_rescale`` (φ in Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps Are Flawed")
     blends the guided prediction with a copy rescaled to the conditional prediction's per-image std, which
     undoes the over-saturation strong guidance causes; 0 is plain guidance.
+    ``output_type="latent"`` skips decoding and returns the denoiser's latents in its own (scaled) units.
     """
 
     def __init__(
@@ -157,9 +160,12 @@ class LayoutToImagePipeline:
         scheduler: str | None = None,
         batch_size: int = 16,
         progress: bool = False,
+        output_type: str = "image",
     ) -> GenerationOutput:
         model, config = self.model, self.model.config
         # 1. Check inputs.
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         guidance_scale = resolve_guidance_scale(self, guidance_scale)
         prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
         num_images = len(prompts)
@@ -227,7 +233,11 @@ class LayoutToImagePipeline:
                     prediction = model.predict(model_input, timesteps, layout_channels, condition)
                 latents = sampler.step(prediction, t, latents, generator=generator).prev_sample
                 bar.update(count)
-            # 7. Decode.
-            images.append(model.decode_latents(latents).cpu()[..., :height, :width])
+            # 7. Decode (or hand back the scaled latents, cropped to the image's latent extent).
+            if output_type == "latent":
+                down = config.downsampling
+                images.append(latents.cpu()[..., : -(-height // down), : -(-width // down)])
+            else:
+                images.append(model.decode_latents(latents).cpu()[..., :height, :width])
         bar.close()
         return GenerationOutput(torch.cat(images), prompts, seeds)

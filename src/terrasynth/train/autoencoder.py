@@ -25,15 +25,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.grids import image_grid, write_png
+from ..data.paired_tiles import PairedTiles
+from ..data.transforms import CenterCrop
 from ..errors import InputError
+from ..files import atomic_path, read_json, write_json_atomic
 from ..models.colour_correction import CORRECTION_KINDS, fit_colour_correction, set_colour_correction
 from ..models.embedded import AutoencoderConfig, load_autoencoder, save_autoencoder
 from ..models.features import EffNetFeatures, perceptual_distance
-from .data import image_dataset
+from .data import image_dataset, open_split
 from .run import POSTERIOR_CHOICES, TrainingRun, step_generator, step_seed
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,14 @@ class AutoencoderTrainConfig:
     # (latents × scaling factor, about unit variance): a denoiser's latents are a little off the encoder's, and a
     # decoder that never saw such latents can answer a small error with a saturated dot.
     latent_noise: float = 0.0
+    # A model folder whose denoiser works in this autoencoder's latent space (so the encoder stays frozen). Before
+    # training, its latents for ``generated_latents_count`` training layouts (``generated_latents_size`` px, the
+    # model's default guidance) are sampled once and cached in the run folder; each step a batch of crops of
+    # them is decoded too, judged by the discriminator alone (no image pairs with them). The decoder so learns to
+    # answer the denoiser's imperfect latents with texture a real image has, not with what it was never shown.
+    generated_latents_from: str | None = None
+    generated_latents_count: int = 256
+    generated_latents_size: int = 256
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 500
@@ -107,6 +119,20 @@ class AutoencoderTrainConfig:
             raise ValueError("equivariance_weight must be non-negative")
         if min(self.adversarial_weight, self.discriminator_warmup, self.latent_noise) < 0:
             raise ValueError("adversarial_weight, discriminator_warmup and latent_noise must be non-negative")
+        if self.generated_latents_from is not None:
+            if self.train_encoder or not self.paired_roots or self.adversarial_weight <= 0:
+                raise ValueError(
+                    "generated_latents_from needs train_encoder False, paired_roots (their layouts are sampled) "
+                    "and adversarial_weight > 0 (only the discriminator judges generated latents)"
+                )
+            if self.generated_latents_count < 1:
+                raise ValueError("generated_latents_count must be at least 1")
+            size = self.generated_latents_size
+            if size < self.crop or size % self.autoencoder.downsampling:
+                raise ValueError(
+                    f"generated_latents_size must be at least crop ({self.crop}) and a multiple of "
+                    f"{self.autoencoder.downsampling}"
+                )
         multiple = self.autoencoder.downsampling * (max(EQUIVARIANCE_FACTORS) if self.equivariance_weight else 1)
         if self.crop % multiple:
             why = " × the largest equivariance factor" if self.equivariance_weight else ""
@@ -131,7 +157,7 @@ class PatchDiscriminator(nn.Module):
 
 
 # Independent streams of per-step randomness (see ``step_seed``).
-ORDER, AUGMENT, POSTERIOR, SCALING, EQUIVARIANCE, LATENT_NOISE = range(6)
+ORDER, AUGMENT, POSTERIOR, SCALING, EQUIVARIANCE, LATENT_NOISE, GENERATED = range(7)
 
 
 def equivariance_loss(vae, latents: torch.Tensor, images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -193,6 +219,11 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
     models = {"vae": vae, "discriminator": discriminator}
     optimizers = {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer}
     step = run.resume(resume, models, optimizers)
+    generated = None
+    if config.generated_latents_from is not None:
+        generated = generated_latents(config, vae, run.dir / "generated-latents", progress) / vae.config.scaling_factor
+    latent_crop = config.crop // config.autoencoder.downsampling
+    generated_preview = None if generated is None else generated[:8, :, :latent_crop, :latent_crop]
     vae, discriminator, optimizer, disc_optimizer = accelerator.prepare(vae, discriminator, optimizer, disc_optimizer)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="autoencoder")
     while step < config.max_steps:
@@ -237,8 +268,17 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             train_discriminator = config.adversarial_weight > 0 and (
                 step >= config.adversarial_start - config.discriminator_warmup
             )
+            decoded_generated = None
+            if generated is not None and train_discriminator:
+                crops = random_latent_crops(
+                    generated, config.batch_size, latent_crop, step_generator(config.seed, GENERATED, step)
+                ).to(accelerator.device)
+                with torch.set_grad_enabled(use_gan):
+                    decoded_generated = (vae.decode(crops).sample + 1) / 2
             if use_gan:
                 adversarial = -discriminator(reconstruction).mean()
+                if decoded_generated is not None:
+                    adversarial = (adversarial - discriminator(decoded_generated).mean()) / 2
                 gan_weight = config.adversarial_weight
                 if config.adversarial_adaptive:
                     last_layer = accelerator.unwrap_model(vae).decoder.conv_out.weight
@@ -251,8 +291,10 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             disc_loss = torch.zeros(())
             if train_discriminator:
                 real_logits = discriminator(images)
-                fake_logits = discriminator(reconstruction.detach())
-                disc_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+                fake_loss = F.relu(1 + discriminator(reconstruction.detach())).mean()
+                if decoded_generated is not None:
+                    fake_loss = (fake_loss + F.relu(1 + discriminator(decoded_generated.detach())).mean()) / 2
+                disc_loss = F.relu(1 - real_logits).mean() + fake_loss
                 disc_optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(disc_loss)
                 disc_optimizer.step()
@@ -272,7 +314,7 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
                     discriminator=disc_loss.item(),
                 )
             if step % config.validate_every == 0 or step == config.max_steps:
-                _validate(accelerator.unwrap_model(vae), val_images, run, step)
+                _validate(accelerator.unwrap_model(vae), val_images, run, step, generated_preview)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 run.checkpoint(
                     step,
@@ -292,6 +334,77 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
     set_colour_correction(final, correction)
     save_autoencoder(final, run.dir / "autoencoder")
     return run.dir / "autoencoder"
+
+
+def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress: bool = True) -> torch.Tensor:
+    """Scaled latents that ``config.generated_latents_from`` samples for evenly spaced training layouts (centre
+    crops of ``generated_latents_size``), cached at ``path`` (.safetensors, with a .json of the settings that
+    made them: a changed model or setting samples them again)."""
+    from ..generate.api import load_pipeline
+    from ..generate.pipeline import LayoutToImagePipeline
+    from ..generate.schedulers import DEFAULT_STEPS
+
+    source = config.generated_latents_from
+    pipeline, _, model_sha = load_pipeline(source)
+    if not isinstance(pipeline, LayoutToImagePipeline):
+        raise InputError(source, "not an embedded diffusion model", "give a model folder made by terrasynth train")
+    model = pipeline.model
+    if model.vae is None or not shares_latent_space(model.vae, vae):
+        raise InputError(
+            source,
+            "its denoiser does not work in this autoencoder's latent space",
+            "give the model whose autoencoder init_from is",
+        )
+    settings = {
+        "model_sha256": model_sha,
+        "count": config.generated_latents_count,
+        "size": config.generated_latents_size,
+        "seed": config.seed,
+        "steps": DEFAULT_STEPS,
+        "guidance_scale": pipeline.default_guidance_scale,
+    }
+    meta_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if meta_path.is_file() and tensor_path.is_file() and read_json(meta_path) == settings:
+        return load_file(tensor_path)["latents"]
+    crop = CenterCrop(config.generated_latents_size)
+    tiles = torch.utils.data.ConcatDataset([open_split(PairedTiles, r, "train", crop) for r in config.paired_roots])
+    indices = list(range(0, len(tiles), max(1, len(tiles) // config.generated_latents_count)))
+    indices = indices[: config.generated_latents_count]
+    batch_size = 8
+    latents = []
+    for start in tqdm(range(0, len(indices), batch_size), disable=not progress, desc="sampling latents"):
+        samples = [tiles[i] for i in indices[start : start + batch_size]]
+        output = pipeline(
+            [s["caption"] for s in samples],
+            layout=torch.stack([s["layout"] for s in samples]),
+            num_inference_steps=DEFAULT_STEPS,
+            seed=config.seed + start,
+            output_type="latent",
+        )
+        latents.append(output.images)
+    latents = torch.cat(latents).float().contiguous()
+    with atomic_path(tensor_path) as tmp:
+        save_file({"latents": latents}, str(tmp))
+    write_json_atomic(meta_path, settings)
+    return latents
+
+
+def shares_latent_space(vae, other) -> bool:
+    """True when both autoencoders encode alike (same encoder weights and scaling factor), so latents made for
+    one (a diffusion model's) fit the other's decoder."""
+    mine, theirs = vae.state_dict(), other.state_dict()
+    frozen = [k for k in mine if k.startswith(("encoder.", "quant_conv."))]
+    same_encoder = mine.keys() == theirs.keys() and all(torch.equal(mine[k].float(), theirs[k].float()) for k in frozen)
+    return same_encoder and vae.config.scaling_factor == other.config.scaling_factor
+
+
+def random_latent_crops(latents: torch.Tensor, count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` size×size windows of randomly chosen latents, at random places."""
+    height, width = latents.shape[-2:]
+    picks = torch.randint(len(latents), (count,), generator=generator).tolist()
+    tops = torch.randint(height - size + 1, (count,), generator=generator).tolist()
+    lefts = torch.randint(width - size + 1, (count,), generator=generator).tolist()
+    return torch.stack([latents[i, :, t : t + size, x : x + size] for i, t, x in zip(picks, tops, lefts)])
 
 
 def _fit_correction(vae, config: AutoencoderTrainConfig, progress: bool, count: int = 512, batch_size: int = 16):
@@ -318,10 +431,13 @@ def load_initial_autoencoder(config: AutoencoderTrainConfig):
 
 
 @torch.no_grad()
-def _validate(vae, images: torch.Tensor, run: TrainingRun, step: int) -> None:
+def _validate(vae, images: torch.Tensor, run: TrainingRun, step: int, generated=None) -> None:
     vae.eval()
     latents = vae.encode(images.to(vae.device) * 2 - 1).latent_dist.mode()
     reconstruction = ((vae.decode(latents).sample + 1) / 2).clamp(0, 1)
+    if generated is not None:
+        decoded = ((vae.decode(generated.to(vae.device)).sample + 1) / 2).clamp(0, 1).cpu()
+        write_png(run.dir / "validation" / f"generated-step-{step:06d}.png", image_grid(list(decoded), len(decoded)))
     vae.train()
     mse = (reconstruction.cpu() - images).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
     psnr = float((10 * torch.log10(1 / mse)).mean())

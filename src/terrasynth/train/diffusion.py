@@ -512,11 +512,10 @@ def _with_guidance_scale(config, guidance_scale: float):
 
 
 def _refined_autoencoder(current, vae_path: str):
+    from .autoencoder import shares_latent_space
+
     refined = load_autoencoder(vae_path)
-    mine, theirs = current.state_dict(), refined.state_dict()
-    frozen = [k for k in mine if k.startswith(("encoder.", "quant_conv."))]
-    same_encoder = mine.keys() == theirs.keys() and all(torch.equal(mine[k].float(), theirs[k].float()) for k in frozen)
-    if not same_encoder or current.config.scaling_factor != refined.config.scaling_factor:
+    if not shares_latent_space(current, refined):
         raise InputError(
             vae_path,
             "its encoder or scaling factor differs from the model's, so the model's latents would not fit it",
