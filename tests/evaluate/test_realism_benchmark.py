@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
+from tests.benchmark_scripts import load_benchmark
 from tests.fake_models import FakeTextEncoder, save_tiny_model
 from tests.fakes import make_paired_tiles
 
 from terrasynth.generate.pipeline import LayoutToImagePipeline
 from terrasynth.models.pix2pix import Pix2PixConfig, UNetGenerator, save_pix2pix
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "realism.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("realism_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_runs_end_to_end_on_tiny_fake_data(tmp_path, capsys):
@@ -68,7 +58,7 @@ def test_benchmark_runs_end_to_end_on_tiny_fake_data(tmp_path, capsys):
         "16",
         "--quiet",
     ]
-    results = load_script().main(argv, bundle=(pipeline, "tiny", "0" * 64))
+    results = load_benchmark("realism").main(argv, bundle=(pipeline, "tiny", "0" * 64))
     rows = results["rows"]
     assert list(rows)[0] == "real vs real (floor)" and "baseline: pix2pix" in rows
     assert {
@@ -99,9 +89,7 @@ def test_colour_oracle_restores_a_set_that_differs_from_the_real_tiles_only_in_c
     from PIL import Image
 
     root = make_paired_tiles(tmp_path / "pairs", n=12, size=32)
-    spec = importlib.util.spec_from_file_location("colour_oracle", SCRIPT.parent / "colour_oracle.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("colour_oracle")
     generated = tmp_path / "generated"
     generated.mkdir()
     for path in sorted((root / "images").glob("*.png")):
@@ -118,9 +106,7 @@ def test_colour_oracle_restores_a_set_that_differs_from_the_real_tiles_only_in_c
 def test_colour_benchmark_scores_round_trips_against_a_reference_split(tmp_path):
     from tests.fake_models import save_tiny_autoencoder
 
-    spec = importlib.util.spec_from_file_location("autoencoder_colour", SCRIPT.parent / "autoencoder_colour.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("autoencoder_colour")
     pairs = make_paired_tiles(tmp_path / "pairs", n=8, size=32)
     vae = str(save_tiny_autoencoder(tmp_path / "vae"))
     argv = ["--data", str(pairs), "--split", "all", "--size", "32", "--autoencoder", vae, "--reference-split", "all"]
@@ -131,7 +117,7 @@ def test_colour_benchmark_scores_round_trips_against_a_reference_split(tmp_path)
 
 
 def test_guidance_rescale_gets_its_own_row_label_and_image_cache(tmp_path):
-    module = load_script()
+    module = load_benchmark("realism")
     dataset = module.load_split(make_paired_tiles(tmp_path / "pairs", n=2, size=32), "all", 32)
     pipeline = LayoutToImagePipeline.from_pretrained(save_tiny_model(tmp_path / "model"))
     pipeline._text_encoder = FakeTextEncoder()

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sample_grid.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("sample_grid_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
 def layout_with_classes(classes: list[int], size: int = 10) -> torch.Tensor:
@@ -25,7 +14,7 @@ def layout_with_classes(classes: list[int], size: int = 10) -> torch.Tensor:
 
 
 def test_varied_picks_the_layouts_with_most_classes_and_spread_is_evenly_spaced():
-    pick_tiles = load_script().pick_tiles
+    pick_tiles = load_benchmark("sample_grid").pick_tiles
     classes = [[3], [3], [0, 2, 3], [3], [0, 1], [3], [0, 1, 2, 4], [3]]
     data = [{"layout": layout_with_classes(c)} for c in classes]
     assert pick_tiles(data, 3, "varied") == [2, 4, 6]
@@ -33,7 +22,7 @@ def test_varied_picks_the_layouts_with_most_classes_and_spread_is_evenly_spaced(
 
 
 def test_varied_ignores_classes_under_the_minimum_share():
-    pick_tiles = load_script().pick_tiles
+    pick_tiles = load_benchmark("sample_grid").pick_tiles
     speck = torch.full((10, 10), 3)
     speck[0, 0] = 1  # 1 % of the pixels, under the default 2 %
     two_classes = layout_with_classes([0, 3])

@@ -91,16 +91,11 @@ def test_export_swaps_in_a_refined_decoder_but_refuses_a_different_encoder(datas
 
 
 def test_colour_benchmark_scores_the_round_trip_per_class(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
+    from tests.benchmark_scripts import load_benchmark
     from tests.fake_models import save_tiny_autoencoder
     from tests.fakes import make_paired_tiles
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "autoencoder_colour.py"
-    spec = importlib.util.spec_from_file_location("autoencoder_colour", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("autoencoder_colour")
     pairs = make_paired_tiles(tmp_path / "pairs", n=3, size=32)
     vae = save_tiny_autoencoder(tmp_path / "vae")
     results = module.main(["--data", str(pairs), "--split", "all", "--size", "32", "--autoencoder", str(vae)])
@@ -214,15 +209,21 @@ def test_discriminator_warms_up_before_the_decoder_sees_an_adaptively_weighted_a
         dataclasses.replace(config, discriminator_warmup=-1)
 
 
-def test_latent_noise_perturbs_what_the_decoder_is_trained_on(datasets, tmp_path, monkeypatch):  # noqa: F811
-    decoded = []
+@pytest.fixture
+def decoded(monkeypatch) -> list[torch.Tensor]:
+    """Every latent batch ``AutoencoderKL.decode`` is given, in order, while the test runs."""
+    latents = []
     original = AutoencoderKL.decode
 
     def recording_decode(self, z, *args, **kwargs):
-        decoded.append(z.detach().clone())
+        latents.append(z.detach().clone())
         return original(self, z, *args, **kwargs)
 
     monkeypatch.setattr(AutoencoderKL, "decode", recording_decode)
+    return latents
+
+
+def test_latent_noise_perturbs_what_the_decoder_is_trained_on(datasets, tmp_path, decoded):  # noqa: F811
     _, _, autoencoder = datasets
     config = decoder_refinement(datasets, tmp_path / "plain", 1, posterior="mode", adversarial_weight=0.0)
     train_autoencoder(config, progress=False)
@@ -237,7 +238,12 @@ def test_latent_noise_perturbs_what_the_decoder_is_trained_on(datasets, tmp_path
         dataclasses.replace(config, latent_noise=-0.1)
 
 
-def test_generated_latents_are_sampled_once_and_decoded_for_the_discriminator(datasets, tmp_path, monkeypatch):  # noqa: F811
+def test_generated_latents_are_sampled_once_and_decoded_for_the_discriminator(
+    datasets,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    decoded,
+):
     from safetensors.torch import load_file
 
     from terrasynth.generate.pipeline import LayoutToImagePipeline
@@ -257,14 +263,6 @@ def test_generated_latents_are_sampled_once_and_decoded_for_the_discriminator(da
         generated_latents_count=3,
         generated_latents_size=32,
     )
-    decoded = []
-    original = AutoencoderKL.decode
-
-    def recording_decode(self, z, *args, **kwargs):
-        decoded.append(z.detach().clone())
-        return original(self, z, *args, **kwargs)
-
-    monkeypatch.setattr(AutoencoderKL, "decode", recording_decode)
     train_autoencoder(config, progress=False)
     cache = load_file(tmp_path / "refine" / "generated-latents.safetensors")["latents"]
     vae = AutoencoderKL.from_pretrained(datasets[2])

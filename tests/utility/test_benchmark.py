@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+from tests.benchmark_scripts import load_benchmark
 from tests.fakes import make_scene_folder
 from tests.utility.helpers import make_spread_pairs
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "utility.py"
-
 
 def test_benchmark_runs_on_fake_data(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("utility_benchmark", SCRIPT)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark("utility")
     data = tmp_path / "data"
     make_scene_folder(data / "rsscn7", ("forest", "resident"), n=12, size=32)
     pairs = make_spread_pairs(data / "landcoverai_pairs", n=40, size=32)
