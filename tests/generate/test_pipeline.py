@@ -266,3 +266,36 @@ def test_latent_output_is_what_the_images_are_decoded_from(pipeline, layout):
     assert odd.shape[-2:] == (-(-30 // config.downsampling),) * 2
     with pytest.raises(ValueError, match="output_type"):
         generate(pipeline, layout, output_type="pil")
+
+
+def test_init_latents_with_low_strength_stay_near_them_and_strength_one_ignores_them(pipeline, layout):
+    start = generate(pipeline, layout, num_images=2, seed=5, output_type="latent").images
+    kwargs = {"num_images": 2, "num_inference_steps": 10, "output_type": "latent", "init_latents": start}
+    distance = {}
+    for strength in (0.1, 0.5):
+        redrawn = generate(pipeline, layout, strength=strength, **kwargs).images
+        assert redrawn.shape == start.shape
+        distance[strength] = ((redrawn - start) ** 2).mean().item()
+    assert distance[0.1] < distance[0.5]  # the fewer steps redrawn, the nearer the start
+    # strength 1 runs every step; on a zero-terminal-SNR schedule the first is pure noise, so the start is lost.
+    zero_snr = LayoutToImagePipeline(tiny_model(seed=1, rescale_betas_zero_snr=True), text_encoder=FakeTextEncoder())
+    full = generate(zero_snr, layout, strength=1.0, **kwargs).images
+    plain = generate(zero_snr, layout, num_images=2, num_inference_steps=10, output_type="latent").images
+    assert torch.allclose(full, plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_init_latents_work_with_every_scheduler(pipeline, layout, scheduler):
+    start = generate(pipeline, layout, output_type="latent").images
+    out = generate(pipeline, layout, scheduler=scheduler, num_inference_steps=4, init_latents=start, strength=0.5)
+    assert torch.isfinite(out.images).all() and out.images.shape == (1, 3, 32, 32)
+
+
+def test_bad_init_latents_or_strength_are_refused(pipeline, layout):
+    start = generate(pipeline, layout, output_type="latent").images
+    with pytest.raises(ValueError, match="strength"):
+        generate(pipeline, layout, init_latents=start, strength=0.0)
+    with pytest.raises(ValueError, match="init_latents must be"):
+        generate(pipeline, layout, init_latents=start[:, :, :4], strength=0.5)
+    with pytest.raises(ValueError, match="2 init_latents for 3 images"):
+        generate(pipeline, layout, num_images=3, init_latents=start.repeat(2, 1, 1, 1), strength=0.5)

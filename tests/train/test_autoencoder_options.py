@@ -295,3 +295,71 @@ def test_generated_latents_are_sampled_once_and_decoded_for_the_discriminator(
             dataclasses.replace(config, generated_latents_from=str(other), output_dir=str(tmp_path / "x")),
             progress=False,
         )
+
+
+def test_denoised_pairs_are_redrawn_once_and_decoded_against_their_tiles(datasets, tmp_path, monkeypatch, decoded):  # noqa: F811
+    from safetensors.torch import load_file
+
+    from terrasynth.generate.pipeline import LayoutToImagePipeline
+
+    diffusion = diffusion_config(datasets, tmp_path / "diffusion", 1)
+    train_diffusion(diffusion, progress=False)
+    model_dir = export_checkpoint(diffusion, list_checkpoints(tmp_path / "diffusion")[-1], tmp_path / "model")
+    calls = []
+    original_call = LayoutToImagePipeline.__call__
+
+    def recording_call(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(LayoutToImagePipeline, "__call__", recording_call)
+    config = decoder_refinement(
+        datasets,
+        tmp_path / "refine",
+        2,
+        posterior="mode",
+        adversarial_weight=0.5,
+        adversarial_start=1,
+        denoised_pairs_from=str(model_dir),
+        denoised_pairs_count=3,
+        denoised_pairs_size=32,
+        denoised_pairs_max_steps=2,
+        denoised_pairs_batch_size=2,
+    )
+    train_autoencoder(config, progress=False)
+    cache = load_file(tmp_path / "refine" / "denoised-pairs.safetensors")["latents"]
+    vae = AutoencoderKL.from_pretrained(datasets[2])
+    latent_size = 32 // config.autoencoder.downsampling
+    assert cache.shape == (3, vae.config.latent_channels, latent_size, latent_size)
+    # Each tile's latent starts the sampler a step or two from its end (SDEdit), never from pure noise.
+    assert sum(len(c["init_latents"]) for c in calls) == 3
+    assert all(c["strength"] in (0.1, 0.2) and c["output_type"] == "latent" for c in calls)
+    # Every step decodes the reconstructions and a batch of crops of the cached latents (unscaled).
+    unscaled = cache / vae.config.scaling_factor
+    crop = config.crop // config.autoencoder.downsampling
+    windows = (
+        unscaled.unfold(2, crop, 1).unfold(3, crop, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, cache.shape[1], crop, crop)
+    )
+    from_cache = [z for z in decoded if all(any(torch.allclose(row, w) for w in windows) for row in z)]
+    assert [len(z) for z in from_cache[:2]] == [2, 2]
+
+    # A second run with the same settings reuses the cache.
+    calls.clear()
+    train_autoencoder(dataclasses.replace(config, max_steps=3), resume="latest", progress=False)
+    assert calls == []
+    with pytest.raises(ValueError, match="denoised_pairs_from needs"):
+        dataclasses.replace(config, train_encoder=True)
+    with pytest.raises(ValueError, match="denoised_pairs_max_steps"):
+        dataclasses.replace(config, denoised_pairs_max_steps=0)
+    with pytest.raises(ValueError, match="denoised_pairs_size"):
+        dataclasses.replace(config, denoised_pairs_size=16)
+
+
+def test_random_pair_crops_cut_the_pixels_under_each_latent_window():
+    from terrasynth.train.autoencoder import random_pair_crops
+
+    images = torch.rand(3, 3, 32, 32)
+    latents = torch.nn.functional.avg_pool2d(images, 4)  # latent pixel (i, j) covers pixels 4i..4i+3, 4j..4j+3
+    crops, targets = random_pair_crops(latents, images, 5, 3, 4, torch.Generator().manual_seed(0))
+    assert crops.shape == (5, 3, 3, 3) and targets.shape == (5, 3, 12, 12)
+    assert torch.allclose(torch.nn.functional.avg_pool2d(targets, 4), crops)

@@ -66,6 +66,19 @@ def resolve_guidance_scale(generator, guidance_scale: float | None) -> float:
     return float(guidance_scale)
 
 
+def check_init_latents(init_latents: torch.Tensor, num_images: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    """``init_latents`` as num_images×C×h×w (one latent is repeated); ValueError naming the shape expected."""
+    if init_latents.dim() == 3:
+        init_latents = init_latents[None]
+    if init_latents.dim() != 4 or tuple(init_latents.shape[1:]) != shape:
+        raise ValueError(f"init_latents must be N×{shape[0]}×{shape[1]}×{shape[2]}, got {tuple(init_latents.shape)}")
+    if len(init_latents) == 1:
+        init_latents = init_latents.expand(num_images, -1, -1, -1)
+    if len(init_latents) != num_images:
+        raise ValueError(f"{len(init_latents)} init_latents for {num_images} images")
+    return init_latents
+
+
 def layouts_per_image(layout: torch.Tensor, num_images: int, num_classes: int | None) -> torch.Tensor:
     """An H×W layout repeated for each image (or N×H×W, one per image) as class ids, checked against
     ``num_classes`` (None: classes unknown, only negative ids are refused)."""
@@ -100,6 +113,11 @@ class LayoutToImagePipeline:
     blends the guided prediction with a copy rescaled to the conditional prediction's per-image std, which
     undoes the over-saturation strong guidance causes; 0 is plain guidance.
     ``output_type="latent"`` skips decoding and returns the denoiser's latents in its own (scaled) units.
+    ``init_latents`` (scaled latents, one per image or one for all) with ``strength`` < 1 starts from them instead
+    of pure noise (SDEdit, Meng et al. 2022): they are noised to the level of the sampler's step
+    ``num_inference_steps × (1 − strength)`` and only the remaining steps run, so a low strength keeps their
+    layout and colours and redraws their texture (at strength 1 all steps run, from pure noise only where the
+    schedule ends at zero SNR).
     """
 
     def __init__(
@@ -161,6 +179,8 @@ class LayoutToImagePipeline:
         batch_size: int = 16,
         progress: bool = False,
         output_type: str = "image",
+        init_latents: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> GenerationOutput:
         model, config = self.model, self.model.config
         # 1. Check inputs.
@@ -173,6 +193,9 @@ class LayoutToImagePipeline:
             raise ValueError("num_inference_steps must be at least 1")
         low, high = check_guidance_interval(guidance_interval) or (0.0, 1.0)
         check_guidance_rescale(guidance_rescale)
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        steps_run = max(1, round(num_inference_steps * strength))
         num_train_timesteps = self.training_scheduler.config.num_train_timesteps
         if layout is not None:
             if config.class_table is None:
@@ -189,9 +212,15 @@ class LayoutToImagePipeline:
             ].long()
         sampler = make_scheduler(scheduler or self.scheduler_name, self.training_scheduler)
         latent_h, latent_w = padded_h // config.downsampling, padded_w // config.downsampling
+        if init_latents is not None:
+            init_latents = check_init_latents(init_latents, num_images, (config.image_channels, latent_h, latent_w))
         images = []
         chunks = range(0, num_images, batch_size)
-        bar = tqdm(total=num_images * num_inference_steps, disable=not progress, desc="generating")
+        bar = tqdm(
+            total=num_images * (num_inference_steps if init_latents is None else steps_run),
+            disable=not progress,
+            desc="generating",
+        )
         for start in chunks:
             stop = min(start + batch_size, num_images)
             count = stop - start
@@ -207,15 +236,22 @@ class LayoutToImagePipeline:
             # 4. Timesteps and 5. initial noise.
             sampler.set_timesteps(num_inference_steps)
             generator = [torch.Generator().manual_seed(s) for s in seeds[start:stop]]
-            latents = (
-                torch.cat(
-                    [torch.randn(1, config.image_channels, latent_h, latent_w, generator=g) for g in generator]
-                ).to(model.device)
-                * sampler.init_noise_sigma
-            )
+            noise = torch.cat(
+                [torch.randn(1, config.image_channels, latent_h, latent_w, generator=g) for g in generator]
+            ).to(model.device)
+            timesteps_run = sampler.timesteps
+            if init_latents is None:
+                latents = noise * sampler.init_noise_sigma
+            else:
+                begin = num_inference_steps - steps_run
+                timesteps_run = sampler.timesteps[begin:]
+                if hasattr(sampler, "set_begin_index"):
+                    sampler.set_begin_index(begin)
+                chunk_init = init_latents[start:stop].to(model.device, noise.dtype)
+                latents = sampler.add_noise(chunk_init, noise, timesteps_run[:1].repeat(count))
             use_guidance = guidance_scale != 1.0
             # 6. Denoising loop.
-            for t in sampler.timesteps:
+            for t in timesteps_run:
                 model_input = sampler.scale_model_input(latents, t)
                 timesteps = torch.full((count,), int(t), device=model.device)
                 if use_guidance and low <= int(t) / num_train_timesteps <= high:

@@ -34,6 +34,7 @@ from ..data.paired_tiles import PairedTiles
 from ..data.transforms import CenterCrop
 from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
+from ..generate.schedulers import DEFAULT_STEPS
 from ..models.colour_correction import CORRECTION_KINDS, fit_colour_correction, set_colour_correction
 from ..models.embedded import AutoencoderConfig, load_autoencoder, save_autoencoder
 from ..models.features import EffNetFeatures, perceptual_distance
@@ -80,6 +81,17 @@ class AutoencoderTrainConfig:
     generated_latents_from: str | None = None
     generated_latents_count: int = 256
     generated_latents_size: int = 256
+    # A model folder as for generated_latents_from, but paired: ``denoised_pairs_count`` evenly spaced training
+    # tiles (``denoised_pairs_size`` px) are encoded, noised and redrawn by the model's last 1 to
+    # ``denoised_pairs_max_steps`` sampler steps (SDEdit at its default 10 steps and guidance, with the tile's
+    # layout and caption), and cached. Each step ``denoised_pairs_batch_size`` aligned crops of these latents are
+    # decoded and held to their real tile by the reconstruction losses and the discriminator: the decoder sees the
+    # denoiser's own texture errors, anchored to the image they came from (generated_latents has no anchor).
+    denoised_pairs_from: str | None = None
+    denoised_pairs_count: int = 512
+    denoised_pairs_size: int = 256
+    denoised_pairs_max_steps: int = 3
+    denoised_pairs_batch_size: int = 4
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 500
@@ -133,6 +145,22 @@ class AutoencoderTrainConfig:
                     f"generated_latents_size must be at least crop ({self.crop}) and a multiple of "
                     f"{self.autoencoder.downsampling}"
                 )
+        if self.denoised_pairs_from is not None:
+            if self.train_encoder or not self.paired_roots or self.generated_latents_from is not None:
+                raise ValueError(
+                    "denoised_pairs_from needs train_encoder False and paired_roots (their layouts condition the "
+                    "denoiser), and cannot be combined with generated_latents_from"
+                )
+            if min(self.denoised_pairs_count, self.denoised_pairs_batch_size) < 1:
+                raise ValueError("denoised_pairs_count and denoised_pairs_batch_size must be at least 1")
+            if not 1 <= self.denoised_pairs_max_steps <= DEFAULT_STEPS:
+                raise ValueError(f"denoised_pairs_max_steps must be in 1..{DEFAULT_STEPS}")
+            size = self.denoised_pairs_size
+            if size < self.crop or size % self.autoencoder.downsampling:
+                raise ValueError(
+                    f"denoised_pairs_size must be at least crop ({self.crop}) and a multiple of "
+                    f"{self.autoencoder.downsampling}"
+                )
         multiple = self.autoencoder.downsampling * (max(EQUIVARIANCE_FACTORS) if self.equivariance_weight else 1)
         if self.crop % multiple:
             why = " × the largest equivariance factor" if self.equivariance_weight else ""
@@ -157,7 +185,7 @@ class PatchDiscriminator(nn.Module):
 
 
 # Independent streams of per-step randomness (see ``step_seed``).
-ORDER, AUGMENT, POSTERIOR, SCALING, EQUIVARIANCE, LATENT_NOISE, GENERATED = range(7)
+ORDER, AUGMENT, POSTERIOR, SCALING, EQUIVARIANCE, LATENT_NOISE, GENERATED, DENOISED_PAIRS = range(8)
 
 
 def equivariance_loss(vae, latents: torch.Tensor, images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -222,8 +250,13 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
     generated = None
     if config.generated_latents_from is not None:
         generated = generated_latents(config, vae, run.dir / "generated-latents", progress) / vae.config.scaling_factor
+    pairs = None
+    if config.denoised_pairs_from is not None:
+        pair_latents, pair_images = denoised_pairs(config, vae, run.dir / "denoised-pairs", progress)
+        pairs = (pair_latents / vae.config.scaling_factor, pair_images)
     latent_crop = config.crop // config.autoencoder.downsampling
-    generated_preview = None if generated is None else generated[:8, :, :latent_crop, :latent_crop]
+    previewed = generated if pairs is None else pairs[0]
+    generated_preview = None if previewed is None else previewed[:8, :, :latent_crop, :latent_crop]
     vae, discriminator, optimizer, disc_optimizer = accelerator.prepare(vae, discriminator, optimizer, disc_optimizer)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="autoencoder")
     while step < config.max_steps:
@@ -254,6 +287,22 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             kl = posterior.kl().mean()
             color = (F.avg_pool2d(reconstruction, 8) - F.avg_pool2d(images, 8)).abs().mean()
             loss = l1 + config.perceptual_weight * perceptual + config.color_weight * color
+            decoded_pairs = None
+            if pairs is not None:
+                pair_rng = step_generator(config.seed, DENOISED_PAIRS, step)
+                factor = config.autoencoder.downsampling
+                crops, targets = random_pair_crops(
+                    *pairs, config.denoised_pairs_batch_size, latent_crop, factor, pair_rng
+                )
+                crops, targets = crops.to(accelerator.device), targets.to(accelerator.device)
+                decoded_pairs = (vae.decode(crops).sample + 1) / 2
+                pair_loss = (
+                    (decoded_pairs - targets).abs().mean()
+                    + config.perceptual_weight
+                    * perceptual_distance(features, decoded_pairs.clamp(0, 1), targets).mean()
+                    + config.color_weight * (F.avg_pool2d(decoded_pairs, 8) - F.avg_pool2d(targets, 8)).abs().mean()
+                )
+                loss = (loss + pair_loss) / 2
             equivariance = torch.zeros(())
             if config.equivariance_weight > 0:
                 factor_rng = step_generator(config.seed, EQUIVARIANCE, step)
@@ -268,7 +317,7 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             train_discriminator = config.adversarial_weight > 0 and (
                 step >= config.adversarial_start - config.discriminator_warmup
             )
-            decoded_generated = None
+            decoded_generated = decoded_pairs
             if generated is not None and train_discriminator:
                 crops = random_latent_crops(
                     generated, config.batch_size, latent_crop, step_generator(config.seed, GENERATED, step)
@@ -340,21 +389,8 @@ def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress:
     """Scaled latents that ``config.generated_latents_from`` samples for evenly spaced training layouts (centre
     crops of ``generated_latents_size``), cached at ``path`` (.safetensors, with a .json of the settings that
     made them: a changed model or setting samples them again)."""
-    from ..generate.api import load_pipeline
-    from ..generate.pipeline import LayoutToImagePipeline
-    from ..generate.schedulers import DEFAULT_STEPS
-
     source = config.generated_latents_from
-    pipeline, _, model_sha = load_pipeline(source)
-    if not isinstance(pipeline, LayoutToImagePipeline):
-        raise InputError(source, "not an embedded diffusion model", "give a model folder made by terrasynth train")
-    model = pipeline.model
-    if model.vae is None or not shares_latent_space(model.vae, vae):
-        raise InputError(
-            source,
-            "its denoiser does not work in this autoencoder's latent space",
-            "give the model whose autoencoder init_from is",
-        )
+    pipeline, model_sha = latent_space_pipeline(source, vae)
     settings = {
         "model_sha256": model_sha,
         "count": config.generated_latents_count,
@@ -387,6 +423,97 @@ def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress:
         save_file({"latents": latents}, str(tmp))
     write_json_atomic(meta_path, settings)
     return latents
+
+
+def latent_space_pipeline(source: str, vae):
+    """The embedded model at ``source`` and its fingerprint; InputError unless its denoiser works in ``vae``'s
+    latent space."""
+    from ..generate.api import load_pipeline
+    from ..generate.pipeline import LayoutToImagePipeline
+
+    pipeline, _, model_sha = load_pipeline(source)
+    if not isinstance(pipeline, LayoutToImagePipeline):
+        raise InputError(source, "not an embedded diffusion model", "give a model folder made by terrasynth train")
+    model = pipeline.model
+    if model.vae is None or not shares_latent_space(model.vae, vae):
+        raise InputError(
+            source,
+            "its denoiser does not work in this autoencoder's latent space",
+            "give the model whose autoencoder init_from is",
+        )
+    return pipeline, model_sha
+
+
+def denoised_pairs(config: AutoencoderTrainConfig, vae, path: Path, progress: bool = True):
+    """(scaled latents, images in [0, 1]) for ``config.denoised_pairs_count`` evenly spaced training tiles: each
+    tile's latent redrawn by the last 1 to ``denoised_pairs_max_steps`` steps of ``config.denoised_pairs_from``'s
+    default sampler (SDEdit). The latents are cached at ``path`` like :func:`generated_latents`; the images are
+    read again from the tiles."""
+    pipeline, model_sha = latent_space_pipeline(config.denoised_pairs_from, vae)
+    crop = CenterCrop(config.denoised_pairs_size)
+    tiles = torch.utils.data.ConcatDataset([open_split(PairedTiles, r, "train", crop) for r in config.paired_roots])
+    indices = list(range(0, len(tiles), max(1, len(tiles) // config.denoised_pairs_count)))
+    indices = indices[: config.denoised_pairs_count]
+    samples = [tiles[i] for i in indices]
+    images = torch.stack([s["image"] for s in samples])
+    settings = {
+        "model_sha256": model_sha,
+        "count": config.denoised_pairs_count,
+        "size": config.denoised_pairs_size,
+        "max_steps": config.denoised_pairs_max_steps,
+        "seed": config.seed,
+        "steps": DEFAULT_STEPS,
+        "guidance_scale": pipeline.default_guidance_scale,
+    }
+    meta_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if meta_path.is_file() and tensor_path.is_file() and read_json(meta_path) == settings:
+        return load_file(tensor_path)["latents"], images
+    rng = torch.Generator().manual_seed(config.seed)
+    steps_per_tile = torch.randint(1, config.denoised_pairs_max_steps + 1, (len(samples),), generator=rng).tolist()
+    latents = [None] * len(samples)
+    batch_size = 8
+    bar = tqdm(total=len(samples), disable=not progress, desc="denoising latents")
+    for steps_run in sorted(set(steps_per_tile)):
+        group = [i for i, k in enumerate(steps_per_tile) if k == steps_run]
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
+            with torch.no_grad():
+                encoded = pipeline.model.encode_images(images[chunk])
+            output = pipeline(
+                [samples[i]["caption"] for i in chunk],
+                layout=torch.stack([samples[i]["layout"] for i in chunk]),
+                num_inference_steps=DEFAULT_STEPS,
+                seed=config.seed + chunk[0],
+                output_type="latent",
+                init_latents=encoded,
+                strength=steps_run / DEFAULT_STEPS,
+            )
+            for i, latent in zip(chunk, output.images):
+                latents[i] = latent
+            bar.update(len(chunk))
+    bar.close()
+    latents = torch.stack(latents).float().contiguous()
+    with atomic_path(tensor_path) as tmp:
+        save_file({"latents": latents}, str(tmp))
+    write_json_atomic(meta_path, settings)
+    return latents, images
+
+
+def random_pair_crops(latents, images, count: int, size: int, factor: int, generator: torch.Generator):
+    """``count`` aligned windows: size×size of randomly chosen latents and the (size·factor)² pixels they cover."""
+    height, width = latents.shape[-2:]
+    picks = torch.randint(len(latents), (count,), generator=generator).tolist()
+    tops = torch.randint(height - size + 1, (count,), generator=generator).tolist()
+    lefts = torch.randint(width - size + 1, (count,), generator=generator).tolist()
+    latent_crops = torch.stack([latents[i, :, t : t + size, x : x + size] for i, t, x in zip(picks, tops, lefts)])
+    pixel = size * factor
+    image_crops = torch.stack(
+        [
+            images[i, :, t * factor : t * factor + pixel, x * factor : x * factor + pixel]
+            for i, t, x in zip(picks, tops, lefts)
+        ]
+    )
+    return latent_crops, image_crops
 
 
 def shares_latent_space(vae, other) -> bool:
