@@ -304,6 +304,41 @@ def test_bad_generate_options_exit_2(capsys, model_dir, mask_png, tmp_path, args
     assert not (tmp_path / "out").exists()
 
 
+def test_generate_from_an_init_image_records_it_and_stays_nearer_to_it(capsys, model_dir, mask_png, tmp_path):
+    from PIL import Image
+
+    from terrasynth.data.images import read_image
+    from terrasynth.files import file_sha256
+
+    init = tmp_path / "real.png"
+    pixels = np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)  # resized to the 32-px layout
+    Image.fromarray(pixels).save(init)
+    target = torch.nn.functional.interpolate(read_image(init)[None], (32, 32), mode="bilinear", antialias=True)[0]
+    distances = {}
+    for strength in ("0.2", "1"):
+        out = tmp_path / f"out-{strength}"
+        extra = ["--layout", mask_png, "--seed", "0", "--steps", "10", "--init-image", init, "--strength", strength]
+        code, stdout, _ = run(capsys, *generate_args(model_dir, out, *extra))
+        assert code == 0
+        written = stdout.split()[0]
+        record = read_provenance(written)
+        assert record.synthetic and record.extra["init_image_sha256"] == file_sha256(init)
+        assert record.extra["strength"] == float(strength)
+        distances[strength] = (read_image(written) - target).abs().mean().item()
+    assert distances["0.2"] < distances["1"]
+    code, _, stderr = run(
+        capsys,
+        *generate_args(model_dir, tmp_path / "bad", "--layout", mask_png, "--init-image", init, "--strength", "0"),
+    )
+    assert code == 2 and "--strength" in stderr and not (tmp_path / "bad").exists()
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    code, _, stderr = run(
+        capsys, *generate_args(model_dir, tmp_path / "bad", "--layout", mask_png, "--init-image", broken)
+    )
+    assert code == 2 and str(broken) in stderr and len(stderr.strip().splitlines()) == 1
+
+
 def test_info_on_a_file_that_is_not_an_image(capsys, tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("not an image")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -65,3 +66,11 @@ def read_json(path: str | Path) -> Any:
         raise InputError(path, f"not valid JSON: {error}") from None
     except OSError as error:
         raise InputError(path, f"cannot read file ({error.strerror or error})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -12,7 +12,7 @@ import pytest
 
 from terrasynth.cli import main
 from terrasynth.errors import InputError
-from terrasynth.study.catalog import file_sha256
+from terrasynth.files import file_sha256
 from terrasynth.study.db import Rater, Rating, StudyImage, open_database, transaction
 from terrasynth.study.report import (
     ImageRecord,

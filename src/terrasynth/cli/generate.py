@@ -116,6 +116,8 @@ def cmd_generate(args) -> int:
         progress=not args.quiet,
         watermark=not args.no_watermark,
         signer=signer,
+        init_image_path=args.init_image,
+        strength=args.strength,
     )
     for path in written:
         print(path)
@@ -187,6 +189,16 @@ def add_commands(commands, common) -> None:
     generate.add_argument("--size", type=int, default=256, help="GeoJSON raster size in pixels")
     generate.add_argument("--class-property", default="class", help="GeoJSON property holding the class")
     generate.add_argument("--class-map", help="JSON mapping GeoJSON class values to class names")
+    generate.add_argument(
+        "--init-image",
+        help="start from this image (e.g. a real tile) instead of pure noise and redraw it (SDEdit; embedded models)",
+    )
+    generate.add_argument(
+        "--strength",
+        type=float,
+        default=0.3,
+        help="with --init-image: share of the sampler's steps redrawn, in (0, 1]; low keeps more of the image",
+    )
     generate.add_argument("--out", required=True, help="output folder")
     generate.add_argument(
         "--no-watermark", action="store_true", help="no invisible watermark (recorded in the metadata as 'none')"

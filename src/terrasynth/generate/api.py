@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data.classes import ClassTable
 from ..data.layouts import TileGrid, load_layout
 from ..errors import InputError
-from ..files import read_json
+from ..files import file_sha256, read_json
 from ..models.embedded import model_fingerprint
 from ..models.registry import SHIPPED_MODELS, resolve_model_path
 from ..models.stable_diffusion import is_stable_diffusion_model
@@ -61,11 +61,15 @@ def generate_images(
     signer: SignerConfig | None = None,
     guidance_interval: tuple[float, float] | None = None,
     guidance_rescale: float = 0.0,
+    init_image_path: str | Path | None = None,
+    strength: float = 0.3,
 ) -> list[Path]:
     """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
     provenance and an invisible watermark (``watermark=False``: none, recorded in the metadata), plus
     ``grid.png``. With a ``signer``, each image also carries signed C2PA Content Credentials. Returns the
-    written image paths. ``guidance_scale`` None: the model's own default."""
+    written image paths. ``guidance_scale`` None: the model's own default. ``init_image_path``: an image (say a
+    real tile) whose encoding the sampler starts from, redrawing the last ``strength`` share of its steps
+    (SDEdit); its sha256 and the strength are recorded in the provenance."""
     if num_images < 1:
         raise InputError(None, "--n must be at least 1")
     if steps < 1:
@@ -89,6 +93,14 @@ def generate_images(
     elif not prompt:
         log.warning("no layout and no prompt: sampling unconditionally")
     guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
+    extra, start = {}, {}
+    if init_image_path is not None:
+        if not 0 < strength <= 1:
+            raise InputError(None, f"--strength must be in (0, 1], got {strength}")
+        shape = layout.classes.shape if layout is not None else (height or 256, width or 256)
+        start = {"init_latents": _init_latents(pipe, init_image_path, shape), "strength": strength}
+        extra = {"init_image": str(init_image_path), "init_image_sha256": file_sha256(init_image_path)}
+        extra["strength"] = float(strength)
     output = pipe(
         prompt,
         layout=None if layout is None else layout.classes,
@@ -101,12 +113,35 @@ def generate_images(
         scheduler=scheduler,
         progress=progress,
         **guidance,
+        **start,
     )
-    records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout, **guidance)
+    records = provenance_records(
+        output, model_id, model_sha, steps, guidance_scale, scheduler, layout, extra, **guidance
+    )
     stem = stem or (Path(layout_path).stem if layout_path else "generated")
     written = write_generated(output.images, records, out_dir, stem, layout, watermark=watermark, signer=signer)
     write_contact_grid(output.images, Path(out_dir) / f"{stem}-grid.png", layout)
     return written
+
+
+def _init_latents(pipe, path: str | Path, shape: tuple[int, int]):
+    """The scaled latents of the image at ``path``, resized (bilinear) to ``shape`` when it differs."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..data.images import read_image
+
+    if not isinstance(pipe, LayoutToImagePipeline):
+        raise InputError(path, "--init-image needs an embedded model", "use the default model or one from train")
+    image = read_image(path)[None]
+    if tuple(image.shape[-2:]) != tuple(shape):
+        log.warning("%s is %s×%s: resized to %s×%s", path, *image.shape[-2:], *shape)
+        image = F.interpolate(image, tuple(shape), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    multiple = pipe.model.config.size_multiple
+    padded = [-(-n // multiple) * multiple for n in shape]
+    image = F.pad(image, (0, padded[1] - shape[1], 0, padded[0] - shape[0]), mode="replicate")
+    with torch.no_grad():
+        return pipe.model.encode_images(image.to(pipe.model.device))
 
 
 def _layout_classes(pipe) -> ClassTable | None:

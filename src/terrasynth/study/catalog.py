@@ -8,7 +8,6 @@ away). Ids are the SHA-256 of the file's bytes, never a path.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import logging
 import re
@@ -20,6 +19,7 @@ import numpy as np
 
 from ..data.images import list_images, read_image
 from ..errors import InputError
+from ..files import file_sha256
 from .db import REAL, SYNTHETIC
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,6 @@ class CatalogImage:
     path: Path
     width: int
     height: int
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _decode(path: Path) -> np.ndarray:

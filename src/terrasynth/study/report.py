@@ -102,7 +102,7 @@ def read_scores(path: str | Path, images: Mapping[str, ImageRecord]) -> dict[str
     same-named files of the two sets. Rows that match no study image are skipped with a warning. The score's
     direction: higher means "more synthetic" (a detector's probability, a distance to real data).
     """
-    from .catalog import file_sha256
+    from ..files import file_sha256
 
     path = Path(path)
     if not path.is_file():
