@@ -6,10 +6,12 @@ metric, FD/KID against sampling steps per scheduler, and evaluation throughput.
 The floor (``--floor val``, default): the reference set is the real tiles of the ``val`` split and the floor row
 is the real tiles of the evaluated split, so the two real sets are disjoint; every candidate row (the model,
 each baseline, the down-up references) is made from the evaluated split's layouts and has the same N as the floor
-row. ``--floor half`` instead halves the evaluated split at random (seeded): half A is the reference, half B the
-floor and the layouts the candidates are made from. Generated images are cached under ``--work`` (one file per
-layout, ``<id>-000.png``), so a rerun only computes metrics. Prints every figure and the command that made it;
-writes ``metrics.json``, ``report.html`` and the plots to ``--out``.
+row. A reference row of real training tiles, one per layout matched by class shares, shows what the training
+data itself reaches (a model that drew its distribution faithfully). ``--floor half`` instead halves the
+evaluated split at random (seeded): half A is the reference, half B the floor and the layouts the candidates are
+made from. Generated images are cached under ``--work`` (one file per layout, ``<id>-000.png``), so a rerun only
+computes metrics. Prints every figure and the command that made it; writes ``metrics.json``, ``report.html`` and
+the plots to ``--out``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ import torch
 from terrasynth.data.images import read_image
 from terrasynth.data.paired_tiles import PairedTiles
 from terrasynth.data.transforms import Resize
-from terrasynth.evaluate.baselines import ColourFill, DownUpReference, NearestLayoutRetrieval, Pix2PixBaseline
+from terrasynth.evaluate.baselines import (
+    ColourFill,
+    DownUpReference,
+    NearestLayoutRetrieval,
+    Pix2PixBaseline,
+    matched_training_tiles,
+)
 from terrasynth.evaluate.evaluation import (
     MIN_PER_SET,
     check_set_size,
@@ -45,6 +53,8 @@ from terrasynth.generate.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
 from terrasynth.models.registry import WEIGHTS_DIR
 
 FLOOR_ROW = "real vs real (floor)"
+# Real training tiles, one per evaluated layout, matched by class shares: the reach of the training data.
+MATCHED_ROW = "reference: training tiles matched by class shares"
 
 
 class Subset:
@@ -257,6 +267,9 @@ def main(argv=None, bundle=None) -> dict:
         candidates["baseline: pix2pix"] = torch.stack([pix2pix.generate(lay) for lay in layouts])
     else:
         notes.append(f"pix2pix row missing: no trained generator at {pix2pix_folder} (terrasynth train-pix2pix)")
+    if len(train_images) >= len(layouts):
+        matched = matched_training_tiles(train_layouts, layouts, num_classes)
+        candidates[MATCHED_ROW] = resize_batch([train_images[i] for i in matched], size)
     for low in [int(v) for v in args.down_up.split(",") if v]:
         if low < size:
             reference = DownUpReference(low)

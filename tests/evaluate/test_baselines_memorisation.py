@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from terrasynth.evaluate.baselines import ColourFill, DownUpReference, NearestLayoutRetrieval
+from terrasynth.evaluate.baselines import ColourFill, DownUpReference, NearestLayoutRetrieval, matched_training_tiles
 from terrasynth.evaluate.memorisation import memorisation_scores
 
 
@@ -27,6 +27,23 @@ def test_retrieval_returns_the_training_tile_of_the_same_layout():
     retrieval = NearestLayoutRetrieval(3).fit(images, layouts)
     assert retrieval.nearest(layouts[2]) == 2
     assert torch.equal(retrieval.generate(layouts[2]), images[2])
+
+
+def test_matched_training_tiles_are_distinct_and_closest_in_class_shares():
+    import pytest
+
+    def layout(water_rows: int) -> torch.Tensor:  # water (3) in the top rows, woodland (2) below
+        out = torch.full((8, 8), 2)
+        out[:water_rows] = 3
+        return out
+
+    train = [layout(0), layout(8), layout(7), layout(2), layout(4)]
+    # Both wanted layouts are mostly water: the all-water tile goes to the all-water layout, the 7/8 one to the
+    # other, though it too would rather have the all-water tile.
+    assert matched_training_tiles(train, [layout(7), layout(8)], 5) == [2, 1]
+    assert matched_training_tiles(train, [layout(2), layout(0), layout(5)], 5) == [3, 0, 4]
+    with pytest.raises(ValueError, match="one to one"):
+        matched_training_tiles(train[:1], [layout(1), layout(2)], 5)
 
 
 def test_down_up_keeps_size_and_loses_detail():

@@ -65,6 +65,7 @@ def test_benchmark_runs_end_to_end_on_tiny_fake_data(tmp_path, capsys):
         "baseline: colour fill + noise",
         "baseline: nearest-layout retrieval",
         "reference: real 16px down-up",
+        "reference: training tiles matched by class shares",
     } <= set(rows)
     assert rows["real vs real (floor)"]["FD_effnet"]["n_fake"] == 8
     # the training split is the evaluated one here, so retrieval returns the very tiles: all flagged as copies

@@ -99,6 +99,25 @@ class NearestLayoutRetrieval:
         return image
 
 
+def matched_training_tiles(train_layouts, layouts, num_classes: int) -> list[int]:
+    """For each layout, a distinct training tile, chosen so that the summed L1 distance between class shares is
+    least (one-to-one assignment). These real tiles show what a model that drew the training distribution
+    faithfully, for the same layouts, would score: the reach of the training data, not of any model."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(train_layouts) < len(layouts):
+        raise ValueError(f"{len(train_layouts)} training tiles cannot match {len(layouts)} layouts one to one")
+
+    def shares(layout):
+        return torch.bincount(layout.flatten().long().clamp(0, num_classes - 1), minlength=num_classes) / layout.numel()
+
+    wanted = torch.stack([shares(lay) for lay in layouts]).double()
+    available = torch.stack([shares(lay) for lay in train_layouts]).double()
+    cost = torch.cdist(wanted, available, p=1).numpy()
+    rows, columns = linear_sum_assignment(cost)
+    return [int(c) for _, c in sorted(zip(rows, columns))]
+
+
 class Pix2PixBaseline:
     name = "pix2pix"
 
