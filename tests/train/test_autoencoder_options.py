@@ -238,36 +238,51 @@ def test_latent_noise_perturbs_what_the_decoder_is_trained_on(datasets, tmp_path
         dataclasses.replace(config, latent_noise=-0.1)
 
 
+def adversarial_refinement(datasets, output_dir, max_steps: int, **changes):  # noqa: F811
+    """A decoder refinement on posterior modes with the adversarial term on from step 1."""
+    changes = {"posterior": "mode", "adversarial_weight": 0.5, "adversarial_start": 1, **changes}
+    return decoder_refinement(datasets, output_dir, max_steps, **changes)
+
+
+def tiny_denoiser(datasets, tmp_path):  # noqa: F811
+    """A model folder: a diffusion model trained one step in the fixture autoencoder's latent space."""
+    diffusion = diffusion_config(datasets, tmp_path / "diffusion", 1)
+    train_diffusion(diffusion, progress=False)
+    return export_checkpoint(diffusion, list_checkpoints(tmp_path / "diffusion")[-1], tmp_path / "model")
+
+
+def cached_latents(datasets, path, config, count: int):  # noqa: F811
+    """(the latents cached at ``path``, the fixture's autoencoder), checking there are ``count`` of 32 px tiles."""
+    from safetensors.torch import load_file
+
+    cache = load_file(path.with_suffix(".safetensors"))["latents"]
+    vae = AutoencoderKL.from_pretrained(datasets[2])
+    latent_size = 32 // config.autoencoder.downsampling
+    assert cache.shape == (count, vae.config.latent_channels, latent_size, latent_size)
+    return cache, vae
+
+
 def test_generated_latents_are_sampled_once_and_decoded_for_the_discriminator(
     datasets,  # noqa: F811
     tmp_path,
     monkeypatch,
     decoded,
 ):
-    from safetensors.torch import load_file
 
     from terrasynth.generate.pipeline import LayoutToImagePipeline
     from terrasynth.train.run import read_metrics
 
-    diffusion = diffusion_config(datasets, tmp_path / "diffusion", 1)
-    train_diffusion(diffusion, progress=False)
-    model_dir = export_checkpoint(diffusion, list_checkpoints(tmp_path / "diffusion")[-1], tmp_path / "model")
-    config = decoder_refinement(
+    model_dir = tiny_denoiser(datasets, tmp_path)
+    config = adversarial_refinement(
         datasets,
         tmp_path / "refine",
         3,
-        posterior="mode",
-        adversarial_weight=0.5,
-        adversarial_start=1,
         generated_latents_from=str(model_dir),
         generated_latents_count=3,
         generated_latents_size=32,
     )
     train_autoencoder(config, progress=False)
-    cache = load_file(tmp_path / "refine" / "generated-latents.safetensors")["latents"]
-    vae = AutoencoderKL.from_pretrained(datasets[2])
-    latent_size = 32 // config.autoencoder.downsampling
-    assert cache.shape == (3, vae.config.latent_channels, latent_size, latent_size)
+    cache, vae = cached_latents(datasets, tmp_path / "refine" / "generated-latents", config, 3)
     # From adversarial_start on, each step also decodes a batch of (here whole) crops of the cached latents,
     # unscaled; validation previews them.
     unscaled = cache / vae.config.scaling_factor
@@ -298,13 +313,10 @@ def test_generated_latents_are_sampled_once_and_decoded_for_the_discriminator(
 
 
 def test_denoised_pairs_are_redrawn_once_and_decoded_against_their_tiles(datasets, tmp_path, monkeypatch, decoded):  # noqa: F811
-    from safetensors.torch import load_file
 
     from terrasynth.generate.pipeline import LayoutToImagePipeline
 
-    diffusion = diffusion_config(datasets, tmp_path / "diffusion", 1)
-    train_diffusion(diffusion, progress=False)
-    model_dir = export_checkpoint(diffusion, list_checkpoints(tmp_path / "diffusion")[-1], tmp_path / "model")
+    model_dir = tiny_denoiser(datasets, tmp_path)
     calls = []
     original_call = LayoutToImagePipeline.__call__
 
@@ -313,13 +325,10 @@ def test_denoised_pairs_are_redrawn_once_and_decoded_against_their_tiles(dataset
         return original_call(self, *args, **kwargs)
 
     monkeypatch.setattr(LayoutToImagePipeline, "__call__", recording_call)
-    config = decoder_refinement(
+    config = adversarial_refinement(
         datasets,
         tmp_path / "refine",
         2,
-        posterior="mode",
-        adversarial_weight=0.5,
-        adversarial_start=1,
         denoised_pairs_from=str(model_dir),
         denoised_pairs_count=3,
         denoised_pairs_size=32,
@@ -327,10 +336,7 @@ def test_denoised_pairs_are_redrawn_once_and_decoded_against_their_tiles(dataset
         denoised_pairs_batch_size=2,
     )
     train_autoencoder(config, progress=False)
-    cache = load_file(tmp_path / "refine" / "denoised-pairs.safetensors")["latents"]
-    vae = AutoencoderKL.from_pretrained(datasets[2])
-    latent_size = 32 // config.autoencoder.downsampling
-    assert cache.shape == (3, vae.config.latent_channels, latent_size, latent_size)
+    cache, vae = cached_latents(datasets, tmp_path / "refine" / "denoised-pairs", config, 3)
     # Each tile's latent starts the sampler a step or two from its end (SDEdit), never from pure noise.
     assert sum(len(c["init_latents"]) for c in calls) == 3
     assert all(c["strength"] in (0.1, 0.2) and c["output_type"] == "latent" for c in calls)

@@ -391,17 +391,12 @@ def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress:
     made them: a changed model or setting samples them again)."""
     source = config.generated_latents_from
     pipeline, model_sha = latent_space_pipeline(source, vae)
-    settings = {
-        "model_sha256": model_sha,
-        "count": config.generated_latents_count,
-        "size": config.generated_latents_size,
-        "seed": config.seed,
-        "steps": DEFAULT_STEPS,
-        "guidance_scale": pipeline.default_guidance_scale,
-    }
-    meta_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
-    if meta_path.is_file() and tensor_path.is_file() and read_json(meta_path) == settings:
-        return load_file(tensor_path)["latents"]
+    settings = cache_settings(
+        pipeline, model_sha, config, config.generated_latents_count, config.generated_latents_size
+    )
+    cached = read_cached_latents(path, settings)
+    if cached is not None:
+        return cached
     crop = CenterCrop(config.generated_latents_size)
     tiles = torch.utils.data.ConcatDataset([open_split(PairedTiles, r, "train", crop) for r in config.paired_roots])
     indices = list(range(0, len(tiles), max(1, len(tiles) // config.generated_latents_count)))
@@ -418,10 +413,35 @@ def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress:
             output_type="latent",
         )
         latents.append(output.images)
-    latents = torch.cat(latents).float().contiguous()
-    with atomic_path(tensor_path) as tmp:
+    return write_cached_latents(path, settings, torch.cat(latents))
+
+
+def cache_settings(pipeline, model_sha: str, config: AutoencoderTrainConfig, count: int, size: int) -> dict:
+    """What makes a cache of sampled latents: a change to any of these samples them again."""
+    return {
+        "model_sha256": model_sha,
+        "count": count,
+        "size": size,
+        "seed": config.seed,
+        "steps": DEFAULT_STEPS,
+        "guidance_scale": pipeline.default_guidance_scale,
+    }
+
+
+def read_cached_latents(path: Path, settings: dict) -> torch.Tensor | None:
+    """The latents cached at ``path`` (.safetensors beside a .json of the settings that made them), or None when
+    there are none or other settings made them."""
+    meta_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if meta_path.is_file() and tensor_path.is_file() and read_json(meta_path) == settings:
+        return load_file(tensor_path)["latents"]
+    return None
+
+
+def write_cached_latents(path: Path, settings: dict, latents: torch.Tensor) -> torch.Tensor:
+    latents = latents.float().contiguous()
+    with atomic_path(path.with_suffix(".safetensors")) as tmp:
         save_file({"latents": latents}, str(tmp))
-    write_json_atomic(meta_path, settings)
+    write_json_atomic(path.with_suffix(".json"), settings)  # written last: it marks the cache complete
     return latents
 
 
@@ -456,18 +476,11 @@ def denoised_pairs(config: AutoencoderTrainConfig, vae, path: Path, progress: bo
     indices = indices[: config.denoised_pairs_count]
     samples = [tiles[i] for i in indices]
     images = torch.stack([s["image"] for s in samples])
-    settings = {
-        "model_sha256": model_sha,
-        "count": config.denoised_pairs_count,
-        "size": config.denoised_pairs_size,
-        "max_steps": config.denoised_pairs_max_steps,
-        "seed": config.seed,
-        "steps": DEFAULT_STEPS,
-        "guidance_scale": pipeline.default_guidance_scale,
-    }
-    meta_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
-    if meta_path.is_file() and tensor_path.is_file() and read_json(meta_path) == settings:
-        return load_file(tensor_path)["latents"], images
+    settings = cache_settings(pipeline, model_sha, config, config.denoised_pairs_count, config.denoised_pairs_size)
+    settings["max_steps"] = config.denoised_pairs_max_steps
+    cached = read_cached_latents(path, settings)
+    if cached is not None:
+        return cached, images
     rng = torch.Generator().manual_seed(config.seed)
     steps_per_tile = torch.randint(1, config.denoised_pairs_max_steps + 1, (len(samples),), generator=rng).tolist()
     latents = [None] * len(samples)
@@ -492,11 +505,7 @@ def denoised_pairs(config: AutoencoderTrainConfig, vae, path: Path, progress: bo
                 latents[i] = latent
             bar.update(len(chunk))
     bar.close()
-    latents = torch.stack(latents).float().contiguous()
-    with atomic_path(tensor_path) as tmp:
-        save_file({"latents": latents}, str(tmp))
-    write_json_atomic(meta_path, settings)
-    return latents, images
+    return write_cached_latents(path, settings, torch.stack(latents)), images
 
 
 def random_pair_crops(latents, images, count: int, size: int, factor: int, generator: torch.Generator):
