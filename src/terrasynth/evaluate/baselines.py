@@ -66,11 +66,17 @@ class ColourFill:
         return image.clamp(0, 1)
 
 
+def class_shares(layout: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The share of the layout's pixels in each class (ids beyond the last class count as the last)."""
+    counts = torch.bincount(layout.flatten().long().clamp(0, num_classes - 1), minlength=num_classes)
+    return counts.float() / layout.numel()
+
+
 def layout_descriptor(layout: torch.Tensor, num_classes: int, grid: int = 8) -> torch.Tensor:
     """Class histogram followed by the one-hot layout averaged onto a ``grid``×``grid`` raster."""
     onehot = F.one_hot(layout.long().clamp(0, num_classes - 1), num_classes).permute(2, 0, 1).float()[None]
     coarse = F.adaptive_avg_pool2d(onehot, grid)[0]
-    return torch.cat([onehot.mean((0, 2, 3)), coarse.flatten() / grid])
+    return torch.cat([class_shares(layout, num_classes), coarse.flatten() / grid])
 
 
 class NearestLayoutRetrieval:
@@ -108,11 +114,8 @@ def matched_training_tiles(train_layouts, layouts, num_classes: int) -> list[int
     if len(train_layouts) < len(layouts):
         raise ValueError(f"{len(train_layouts)} training tiles cannot match {len(layouts)} layouts one to one")
 
-    def shares(layout):
-        return torch.bincount(layout.flatten().long().clamp(0, num_classes - 1), minlength=num_classes) / layout.numel()
-
-    wanted = torch.stack([shares(lay) for lay in layouts]).double()
-    available = torch.stack([shares(lay) for lay in train_layouts]).double()
+    wanted = torch.stack([class_shares(lay, num_classes) for lay in layouts]).double()
+    available = torch.stack([class_shares(lay, num_classes) for lay in train_layouts]).double()
     cost = torch.cdist(wanted, available, p=1).numpy()
     rows, columns = linear_sum_assignment(cost)
     return [int(c) for _, c in sorted(zip(rows, columns))]

@@ -99,8 +99,11 @@ def generate_images(
             raise InputError(None, f"--strength must be in (0, 1], got {strength}")
         shape = layout.classes.shape if layout is not None else (height or 256, width or 256)
         start = {"init_latents": _init_latents(pipe, init_image_path, shape), "strength": strength}
-        extra = {"init_image": str(init_image_path), "init_image_sha256": file_sha256(init_image_path)}
-        extra["strength"] = float(strength)
+        extra = {
+            "init_image": str(init_image_path),
+            "init_image_sha256": file_sha256(init_image_path),
+            "strength": float(strength),
+        }
     output = pipe(
         prompt,
         layout=None if layout is None else layout.classes,

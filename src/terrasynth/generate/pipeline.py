@@ -195,7 +195,8 @@ class LayoutToImagePipeline:
         check_guidance_rescale(guidance_rescale)
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
-        steps_run = max(1, round(num_inference_steps * strength))
+        steps_run = num_inference_steps if init_latents is None else max(1, round(num_inference_steps * strength))
+        begin = num_inference_steps - steps_run
         num_train_timesteps = self.training_scheduler.config.num_train_timesteps
         if layout is not None:
             if config.class_table is None:
@@ -216,11 +217,7 @@ class LayoutToImagePipeline:
             init_latents = check_init_latents(init_latents, num_images, (config.image_channels, latent_h, latent_w))
         images = []
         chunks = range(0, num_images, batch_size)
-        bar = tqdm(
-            total=num_images * (num_inference_steps if init_latents is None else steps_run),
-            disable=not progress,
-            desc="generating",
-        )
+        bar = tqdm(total=num_images * steps_run, disable=not progress, desc="generating")
         for start in chunks:
             stop = min(start + batch_size, num_images)
             count = stop - start
@@ -239,12 +236,10 @@ class LayoutToImagePipeline:
             noise = torch.cat(
                 [torch.randn(1, config.image_channels, latent_h, latent_w, generator=g) for g in generator]
             ).to(model.device)
-            timesteps_run = sampler.timesteps
+            timesteps_run = sampler.timesteps[begin:]
             if init_latents is None:
                 latents = noise * sampler.init_noise_sigma
             else:
-                begin = num_inference_steps - steps_run
-                timesteps_run = sampler.timesteps[begin:]
                 if hasattr(sampler, "set_begin_index"):
                     sampler.set_begin_index(begin)
                 chunk_init = init_latents[start:stop].to(model.device, noise.dtype)

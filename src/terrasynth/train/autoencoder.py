@@ -397,10 +397,7 @@ def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress:
     cached = read_cached_latents(path, settings)
     if cached is not None:
         return cached
-    crop = CenterCrop(config.generated_latents_size)
-    tiles = torch.utils.data.ConcatDataset([open_split(PairedTiles, r, "train", crop) for r in config.paired_roots])
-    indices = list(range(0, len(tiles), max(1, len(tiles) // config.generated_latents_count)))
-    indices = indices[: config.generated_latents_count]
+    tiles, indices = spaced_training_tiles(config, config.generated_latents_count, config.generated_latents_size)
     batch_size = 8
     latents = []
     for start in tqdm(range(0, len(indices), batch_size), disable=not progress, desc="sampling latents"):
@@ -414,6 +411,15 @@ def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress:
         )
         latents.append(output.images)
     return write_cached_latents(path, settings, torch.cat(latents))
+
+
+def spaced_training_tiles(config: AutoencoderTrainConfig, count: int, size: int):
+    """(the training tiles of ``config.paired_roots``, centre-cropped to ``size``; ``count`` evenly spaced
+    indices into them)."""
+    crop = CenterCrop(size)
+    tiles = torch.utils.data.ConcatDataset([open_split(PairedTiles, r, "train", crop) for r in config.paired_roots])
+    indices = list(range(0, len(tiles), max(1, len(tiles) // count)))
+    return tiles, indices[:count]
 
 
 def cache_settings(pipeline, model_sha: str, config: AutoencoderTrainConfig, count: int, size: int) -> dict:
@@ -470,10 +476,7 @@ def denoised_pairs(config: AutoencoderTrainConfig, vae, path: Path, progress: bo
     default sampler (SDEdit). The latents are cached at ``path`` like :func:`generated_latents`; the images are
     read again from the tiles."""
     pipeline, model_sha = latent_space_pipeline(config.denoised_pairs_from, vae)
-    crop = CenterCrop(config.denoised_pairs_size)
-    tiles = torch.utils.data.ConcatDataset([open_split(PairedTiles, r, "train", crop) for r in config.paired_roots])
-    indices = list(range(0, len(tiles), max(1, len(tiles) // config.denoised_pairs_count)))
-    indices = indices[: config.denoised_pairs_count]
+    tiles, indices = spaced_training_tiles(config, config.denoised_pairs_count, config.denoised_pairs_size)
     samples = [tiles[i] for i in indices]
     images = torch.stack([s["image"] for s in samples])
     settings = cache_settings(pipeline, model_sha, config, config.denoised_pairs_count, config.denoised_pairs_size)
@@ -510,18 +513,11 @@ def denoised_pairs(config: AutoencoderTrainConfig, vae, path: Path, progress: bo
 
 def random_pair_crops(latents, images, count: int, size: int, factor: int, generator: torch.Generator):
     """``count`` aligned windows: size×size of randomly chosen latents and the (size·factor)² pixels they cover."""
-    height, width = latents.shape[-2:]
-    picks = torch.randint(len(latents), (count,), generator=generator).tolist()
-    tops = torch.randint(height - size + 1, (count,), generator=generator).tolist()
-    lefts = torch.randint(width - size + 1, (count,), generator=generator).tolist()
-    latent_crops = torch.stack([latents[i, :, t : t + size, x : x + size] for i, t, x in zip(picks, tops, lefts)])
+    windows = random_windows(latents, count, size, generator)
+    latent_crops = torch.stack([latents[i, :, t : t + size, x : x + size] for i, t, x in windows])
     pixel = size * factor
-    image_crops = torch.stack(
-        [
-            images[i, :, t * factor : t * factor + pixel, x * factor : x * factor + pixel]
-            for i, t, x in zip(picks, tops, lefts)
-        ]
-    )
+    top_left = [(i, t * factor, x * factor) for i, t, x in windows]
+    image_crops = torch.stack([images[i, :, t : t + pixel, x : x + pixel] for i, t, x in top_left])
     return latent_crops, image_crops
 
 
@@ -534,13 +530,19 @@ def shares_latent_space(vae, other) -> bool:
     return same_encoder and vae.config.scaling_factor == other.config.scaling_factor
 
 
-def random_latent_crops(latents: torch.Tensor, count: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` size×size windows of randomly chosen latents, at random places."""
+def random_windows(latents: torch.Tensor, count: int, size: int, generator: torch.Generator):
+    """``count`` (latent index, top, left) of size×size windows of randomly chosen latents, at random places."""
     height, width = latents.shape[-2:]
     picks = torch.randint(len(latents), (count,), generator=generator).tolist()
     tops = torch.randint(height - size + 1, (count,), generator=generator).tolist()
     lefts = torch.randint(width - size + 1, (count,), generator=generator).tolist()
-    return torch.stack([latents[i, :, t : t + size, x : x + size] for i, t, x in zip(picks, tops, lefts)])
+    return list(zip(picks, tops, lefts))
+
+
+def random_latent_crops(latents: torch.Tensor, count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` size×size windows of randomly chosen latents, at random places."""
+    windows = random_windows(latents, count, size, generator)
+    return torch.stack([latents[i, :, t : t + size, x : x + size] for i, t, x in windows])
 
 
 def _fit_correction(vae, config: AutoencoderTrainConfig, progress: bool, count: int = 512, batch_size: int = 16):
