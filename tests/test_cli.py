@@ -498,3 +498,39 @@ def test_export_without_a_checkpoint_exits_2(capsys, train_inputs, tmp_path):
     code, _, stderr = run(capsys, "export", "--run", run_dir, "--out", tmp_path / "model", "-q")
     assert code == 2 and str(run_dir) in stderr
     assert not (tmp_path / "model").exists()
+
+
+def test_export_with_a_mean_prior_then_generate_records_each_draw(capsys, model_dir, mask_png, tmp_path):
+    pairs = make_paired_tiles(tmp_path / "pairs", n=6, size=32)
+    prior_model = tmp_path / "with-prior"
+    code, _, stderr = run(
+        capsys, "export", "--model", model_dir, "--out", prior_model, "--mean-prior", pairs,
+        "--mean-prior-split", "all", "--mean-prior-size", "32", "--mean-prior-neighbours", "2", "-q",
+    )  # fmt: skip
+    assert code == 0, stderr
+    model = EmbeddedDiffusionModel.from_pretrained(prior_model)
+    assert len(model.mean_prior) == 6 and model.config.mean_prior.neighbours == 2
+    assert model.config.mean_prior.start == 0.9
+
+    out = tmp_path / "out"
+    code, _, stderr = run(capsys, *generate_args(prior_model, out, "--layout", mask_png, "--n", "2", "--steps", "4"))
+    assert code == 0, stderr
+    draws = [read_provenance(out / f"layout-00{i}.png").extra["mean_prior"] for i in range(2)]
+    assert all(0 <= d["training_tile"] < 6 and len(d["latent_mean"]) == 4 for d in draws)
+    assert all(d["start_timestep"] < 900 for d in draws)
+    code, _, stderr = run(
+        capsys, *generate_args(prior_model, tmp_path / "off", "--layout", mask_png, "--no-mean-prior")
+    )
+    assert code == 0, stderr
+    assert "mean_prior" not in read_provenance(tmp_path / "off" / "layout-000.png").extra
+
+    # Bad settings are refused with the flag named, and nothing is written.
+    code, _, stderr = run(
+        capsys, "export", "--model", model_dir, "--out", tmp_path / "bad", "--mean-prior-start", "0.5"
+    )
+    assert code == 2 and "--mean-prior DATA" in stderr
+    code, _, stderr = run(
+        capsys, "export", "--model", model_dir, "--out", tmp_path / "bad", "--mean-prior", pairs,
+        "--mean-prior-split", "all", "--mean-prior-start", "1.5",
+    )  # fmt: skip
+    assert code == 2 and "start must be in (0, 1)" in stderr and not (tmp_path / "bad").exists()

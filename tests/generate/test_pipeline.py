@@ -9,6 +9,7 @@ from tests.fake_models import SCENE_CLASSES, FakeTextEncoder, save_tiny_model, t
 from terrasynth.errors import InputError
 from terrasynth.generate.pipeline import LayoutToImagePipeline, rescale_guided
 from terrasynth.generate.schedulers import SCHEDULERS, make_scheduler
+from terrasynth.models.mean_prior import LatentMeanPrior, MeanPriorConfig
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +300,70 @@ def test_bad_init_latents_or_strength_are_refused(pipeline, layout):
         generate(pipeline, layout, init_latents=start[:, :, :4], strength=0.5)
     with pytest.raises(ValueError, match="2 init_latents for 3 images"):
         generate(pipeline, layout, num_images=3, init_latents=start.repeat(2, 1, 1, 1), strength=0.5)
+
+
+def prior_pipeline(start: float = 0.9) -> LayoutToImagePipeline:
+    """A tiny model whose mean prior holds two all-water tiles (latent means +20 and +30) and one all-woodland
+    tile (mean -20): values far outside the noise, so the start can be seen in the denoiser's input."""
+    shares = torch.tensor([[0.0, 0, 0, 1, 0], [0.0, 0, 0, 1, 0], [0.0, 0, 1, 0, 0]])
+    means = torch.tensor([20.0, 30.0, -20.0])[:, None].expand(-1, 4)
+    model = tiny_model(seed=1, rescale_betas_zero_snr=True, mean_prior=MeanPriorConfig(neighbours=1, start=start))
+    model.mean_prior = LatentMeanPrior(shares, means)
+    return LayoutToImagePipeline(model, text_encoder=FakeTextEncoder())
+
+
+def first_denoiser_inputs(pipeline, monkeypatch, **kwargs):
+    """(first timestep, first noisy latents) the denoiser sees in a call."""
+    seen = []
+    predict = pipeline.model.predict
+
+    def spy(noisy, timesteps, *rest):
+        seen.append((int(timesteps[0]), noisy.clone()))
+        return predict(noisy, timesteps, *rest)
+
+    monkeypatch.setattr(pipeline.model, "predict", spy)
+    output = pipeline("a lake", **{"num_inference_steps": 10, "seed": 3, "guidance_scale": 1.0, **kwargs})
+    monkeypatch.undo()
+    return output, seen[0]
+
+
+def test_the_mean_prior_starts_from_the_drawn_mean_at_its_start_level(monkeypatch):
+    pipeline = prior_pipeline(start=0.9)
+    water = torch.full((32, 32), 3)
+    output, (t, noisy) = first_denoiser_inputs(pipeline, monkeypatch, layout=water, num_images=3)
+    assert t == 899  # 10 trailing steps: 999, 899, ...; the first at or below 0.9 × 1000
+    draws = output.mean_prior_draws
+    assert [d["start_timestep"] for d in draws] == [899] * 3
+    assert {d["training_tile"] for d in draws} <= {0, 1}  # both all-water tiles tie; never the woodland one
+    signal = pipeline.training_scheduler.alphas_cumprod[899].sqrt()
+    for image, draw in zip(noisy, draws):
+        assert torch.allclose(image.mean((1, 2)), signal * torch.tensor(draw["latent_mean"]), atol=0.25)
+    # Off: all ten steps from pure noise. Same call, same draws.
+    plain, (t, noisy) = first_denoiser_inputs(pipeline, monkeypatch, layout=water, mean_prior=False)
+    assert t == 999 and plain.mean_prior_draws is None and noisy.mean().abs() < 0.25
+    again, _ = first_denoiser_inputs(pipeline, monkeypatch, layout=water, num_images=3)
+    assert again.mean_prior_draws == draws and torch.equal(again.images, output.images)
+
+
+def test_the_mean_prior_draws_by_each_layouts_class_shares(monkeypatch):
+    pipeline = prior_pipeline(start=0.5)
+    layouts = torch.stack([torch.full((32, 32), 2), torch.full((32, 32), 3)])  # woodland, water
+    output, (t, _) = first_denoiser_inputs(pipeline, monkeypatch, layout=layouts, num_images=2)
+    assert t == 499
+    assert output.mean_prior_draws[0]["training_tile"] == 2
+    assert output.mean_prior_draws[1]["training_tile"] in (0, 1)
+
+
+def test_the_mean_prior_is_skipped_where_it_cannot_apply_and_refused_when_asked_for_there(monkeypatch):
+    pipeline = prior_pipeline()
+    water = torch.full((32, 32), 3)
+    # No layout, init latents given, or one step: sampling runs as without a prior.
+    assert pipeline("a lake", num_inference_steps=2, seed=0).mean_prior_draws is None
+    start = torch.zeros(1, 4, 16, 16)
+    assert pipeline("", layout=water, init_latents=start, strength=0.5, num_inference_steps=2).mean_prior_draws is None
+    assert pipeline("", layout=water, num_inference_steps=1).mean_prior_draws is None
+    with pytest.raises(ValueError, match="give a layout"):
+        pipeline("a lake", num_inference_steps=2, mean_prior=True)
+    plain = LayoutToImagePipeline(tiny_model(seed=1), text_encoder=FakeTextEncoder())
+    with pytest.raises(ValueError, match="no mean prior"):
+        plain("", layout=water, num_inference_steps=2, mean_prior=True)

@@ -13,6 +13,7 @@ from tests.train.test_resume import datasets, diffusion_config  # noqa: F401  (d
 from terrasynth.config import config_from_dict, config_to_dict
 from terrasynth.errors import InputError
 from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder
+from terrasynth.models.mean_prior import MeanPriorConfig
 from terrasynth.train.diffusion import (
     DiffusionTrainConfig,
     _random_crop,
@@ -56,6 +57,9 @@ def test_crop_must_fit_the_model(datasets):  # noqa: F811
         dataclasses.replace(config, crop=6)
     with pytest.raises(ValueError, match="snr_weighting"):
         dataclasses.replace(config, snr_weighting="max-snr")
+    # A mean prior is fitted at export, from data; a training config cannot name one it has no table for.
+    with pytest.raises(ValueError, match="fitted at export"):
+        dataclasses.replace(config, model=dataclasses.replace(config.model, mean_prior=MeanPriorConfig()))
 
 
 def test_learning_rate_warms_up_holds_then_decays_linearly_to_zero():

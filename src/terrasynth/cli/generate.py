@@ -118,6 +118,7 @@ def cmd_generate(args) -> int:
         signer=signer,
         init_image_path=args.init_image,
         strength=args.strength,
+        mean_prior=False if args.no_mean_prior else None,
     )
     for path in written:
         print(path)
@@ -198,6 +199,11 @@ def add_commands(commands, common) -> None:
         type=float,
         default=0.3,
         help="with --init-image: share of the sampler's steps redrawn, in (0, 1]; low keeps more of the image",
+    )
+    generate.add_argument(
+        "--no-mean-prior",
+        action="store_true",
+        help="start from pure noise even if the model has a mean prior (its draw of each tile's global colour)",
     )
     generate.add_argument("--out", required=True, help="output folder")
     generate.add_argument(

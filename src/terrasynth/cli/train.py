@@ -75,12 +75,22 @@ def cmd_export(args) -> int:
     from ..train.diffusion import DiffusionTrainConfig, export_checkpoint, reexport_model
 
     dtype = torch.float16 if args.fp16 else None
+    mean_prior = _mean_prior_source(args)
     if args.model:
-        if not (args.vae or args.name or args.guidance_scale is not None):
+        if not (args.vae or args.name or args.guidance_scale is not None or mean_prior):
             raise InputError(
-                args.model, "--model re-exports a model folder with changes: give --vae, --name or --guidance-scale"
+                args.model,
+                "--model re-exports a model folder with changes: give --vae, --name, --guidance-scale or --mean-prior",
             )
-        out = reexport_model(args.model, args.vae, Path(args.out), dtype, args.name, guidance_scale=args.guidance_scale)
+        out = reexport_model(
+            args.model,
+            args.vae,
+            Path(args.out),
+            dtype,
+            args.name,
+            guidance_scale=args.guidance_scale,
+            mean_prior=mean_prior,
+        )
         print(out)
         return 0
     if args.name:
@@ -91,10 +101,38 @@ def cmd_export(args) -> int:
     if checkpoint is None:
         raise InputError(run, "no checkpoint to export yet")
     out = export_checkpoint(
-        config, checkpoint, Path(args.out), dtype, vae_path=args.vae, guidance_scale=args.guidance_scale
+        config,
+        checkpoint,
+        Path(args.out),
+        dtype,
+        vae_path=args.vae,
+        guidance_scale=args.guidance_scale,
+        mean_prior=mean_prior,
     )
     print(out)
     return 0
+
+
+def _mean_prior_source(args):
+    from ..models.mean_prior import MeanPriorConfig
+    from ..train.diffusion import MeanPriorSource
+
+    tuning = (args.mean_prior_neighbours, args.mean_prior_start)
+    if args.mean_prior is None:
+        if any(v is not None for v in tuning):
+            raise InputError(None, "--mean-prior-neighbours and --mean-prior-start need --mean-prior DATA")
+        return None
+    defaults = MeanPriorConfig()
+    try:
+        settings = MeanPriorConfig(
+            neighbours=defaults.neighbours if args.mean_prior_neighbours is None else args.mean_prior_neighbours,
+            start=defaults.start if args.mean_prior_start is None else args.mean_prior_start,
+        )
+    except ValueError as error:
+        raise InputError(None, str(error)) from None
+    return MeanPriorSource(
+        args.mean_prior, args.mean_prior_split, args.mean_prior_size, settings, progress=not args.quiet
+    )
 
 
 def cmd_finetune(args) -> int:
@@ -149,6 +187,22 @@ def add_commands(commands, common) -> None:
     export.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     export.add_argument(
         "--vae", help="autoencoder with a refined decoder (same encoder) to ship in place of the model's"
+    )
+    export.add_argument(
+        "--mean-prior",
+        metavar="DATA",
+        help="paired tiles folder: fit a mean prior on its tiles (each generated tile's global colour is drawn from "
+        "those with the nearest class shares) and ship it",
+    )
+    export.add_argument("--mean-prior-split", default="train", help="split of --mean-prior's tiles (default train)")
+    export.add_argument(
+        "--mean-prior-size", type=int, default=256, help="tile size the prior is fitted at: the size generated at"
+    )
+    export.add_argument("--mean-prior-neighbours", type=int, help="nearest training tiles drawn from (default 8)")
+    export.add_argument(
+        "--mean-prior-start",
+        type=float,
+        help="sampling starts at the first timestep t with t/T <= this, from the drawn mean (default 0.9)",
     )
     export.set_defaults(func=cmd_export)
 

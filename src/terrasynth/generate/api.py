@@ -63,13 +63,15 @@ def generate_images(
     guidance_rescale: float = 0.0,
     init_image_path: str | Path | None = None,
     strength: float = 0.3,
+    mean_prior: bool | None = None,
 ) -> list[Path]:
     """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
     provenance and an invisible watermark (``watermark=False``: none, recorded in the metadata), plus
     ``grid.png``. With a ``signer``, each image also carries signed C2PA Content Credentials. Returns the
     written image paths. ``guidance_scale`` None: the model's own default. ``init_image_path``: an image (say a
     real tile) whose encoding the sampler starts from, redrawing the last ``strength`` share of its steps
-    (SDEdit); its sha256 and the strength are recorded in the provenance."""
+    (SDEdit); its sha256 and the strength are recorded in the provenance. ``mean_prior``: None uses the model's
+    mean prior where it applies (``LayoutToImagePipeline``), False turns it off."""
     if num_images < 1:
         raise InputError(None, "--n must be at least 1")
     if steps < 1:
@@ -117,6 +119,7 @@ def generate_images(
         progress=progress,
         **guidance,
         **start,
+        **({} if mean_prior is None else {"mean_prior": mean_prior}),
     )
     records = provenance_records(
         output, model_id, model_sha, steps, guidance_scale, scheduler, layout, extra, **guidance

@@ -39,6 +39,8 @@ def provenance_records(
         extra["guidance_rescale"] = float(guidance_rescale)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     height, width = output.images.shape[-2:]
+    # The mean prior's draw differs from image to image: the training tile and the latent mean it started from.
+    draws = getattr(output, "mean_prior_draws", None) or [None] * len(output.prompts)
     return [
         ProvenanceRecord(
             synthetic=True,
@@ -56,9 +58,9 @@ def provenance_records(
             width=int(width),
             height=int(height),
             created=created,
-            extra=extra,
+            extra=extra if draw is None else {**extra, "mean_prior": draw},
         )
-        for prompt, seed in zip(output.prompts, output.seeds)
+        for prompt, seed, draw in zip(output.prompts, output.seeds, draws)
     ]
 
 

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..models.embedded import EmbeddedDiffusionModel
+from ..models.mean_prior import layout_class_shares
 from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class GenerationOutput:
     images: torch.Tensor  # B×3×H×W in [0, 1]; with output_type "latent", the scaled latents B×C×h×w
     prompts: list[str]
     seeds: list[int]
+    # Per image, with the model's mean prior: the training tile drawn, its latent mean, the first timestep run.
+    mean_prior_draws: list[dict] | None = None
 
 
 class LayoutToImagePipeline:
@@ -118,6 +121,10 @@ class LayoutToImagePipeline:
     ``num_inference_steps × (1 − strength)`` and only the remaining steps run, so a low strength keeps their
     layout and colours and redraws their texture (at strength 1 all steps run, from pure noise only where the
     schedule ends at zero SNR).
+    A model with a mean prior (``models/mean_prior.py``) draws each layout-conditioned image's latent mean from
+    training tiles of the same class shares and starts from it, noised to the prior's ``start`` level, instead of
+    from pure noise; ``mean_prior=False`` turns that off, and it is not used with ``init_latents`` or without a
+    layout. Each draw is in ``GenerationOutput.mean_prior_draws``.
     """
 
     def __init__(
@@ -181,6 +188,7 @@ class LayoutToImagePipeline:
         output_type: str = "image",
         init_latents: torch.Tensor | None = None,
         strength: float = 1.0,
+        mean_prior: bool | None = None,
     ) -> GenerationOutput:
         model, config = self.model, self.model.config
         # 1. Check inputs.
@@ -215,6 +223,15 @@ class LayoutToImagePipeline:
         latent_h, latent_w = padded_h // config.downsampling, padded_w // config.downsampling
         if init_latents is not None:
             init_latents = check_init_latents(init_latents, num_images, (config.image_channels, latent_h, latent_w))
+        draws = None
+        if self.uses_mean_prior(mean_prior, layout, init_latents):
+            sampler.set_timesteps(num_inference_steps)
+            skipped = int((sampler.timesteps > config.mean_prior.start * num_train_timesteps).sum())
+            if 0 < skipped < num_inference_steps:  # with one step there is nothing to start later from
+                begin, steps_run = skipped, num_inference_steps - skipped
+                init_latents, draws = self.draw_mean_latents(layout, seeds, (latent_h, latent_w))
+                for draw in draws:
+                    draw["start_timestep"] = int(sampler.timesteps[begin])
         images = []
         chunks = range(0, num_images, batch_size)
         bar = tqdm(total=num_images * steps_run, disable=not progress, desc="generating")
@@ -271,4 +288,33 @@ class LayoutToImagePipeline:
             else:
                 images.append(model.decode_latents(latents).cpu()[..., :height, :width])
         bar.close()
-        return GenerationOutput(torch.cat(images), prompts, seeds)
+        return GenerationOutput(torch.cat(images), prompts, seeds, draws)
+
+    def uses_mean_prior(self, mean_prior: bool | None, layout, init_latents) -> bool:
+        """Whether to start from the model's mean prior: by default when the model has one, a layout is given
+        and no ``init_latents``; ``mean_prior=True`` where that cannot be is an error."""
+        if mean_prior is False:
+            return False
+        reason = None
+        if self.model.mean_prior is None:
+            reason = "this model has no mean prior (terrasynth export --mean-prior DATA adds one)"
+        elif layout is None:
+            reason = "the mean prior draws by layout: give a layout"
+        elif init_latents is not None:
+            reason = "init_latents already set where sampling starts"
+        if reason is not None and mean_prior:
+            raise ValueError(f"mean_prior=True: {reason}")
+        return reason is None
+
+    def draw_mean_latents(self, layout, seeds: list[int], latent_size: tuple[int, int]):
+        """Constant latents (N×C×h×w) at each image's drawn mean, and the draws' records."""
+        model = self.model
+        channels = model.layout_channels(layout, len(layout), latent_size)
+        shares = layout_class_shares(channels)
+        neighbours = model.config.mean_prior.neighbours
+        latents, draws = [], []
+        for image_shares, seed in zip(shares, seeds):
+            index, mean = model.mean_prior.draw(image_shares, neighbours, seed)
+            latents.append(mean[:, None, None].expand(-1, *latent_size))
+            draws.append({"training_tile": index, "latent_mean": [round(float(v), 4) for v in mean]})
+        return torch.stack(latents), draws

@@ -4,12 +4,15 @@
 - ``unet``: a ``UNet2DModel`` whose input is the noisy latent concatenated with the layout (class shares at
   latent resolution, one channel per class) and a "layout given" channel; fully convolutional, so it samples
   at any size that is a multiple of ``size_multiple``.
+- ``mean_prior`` (optional): training tiles' latent means by class shares, from which generation draws each
+  tile's global colour (``models/mean_prior.py``).
 - ``condition``: the prompt embedding (all-MiniLM-L6-v2) or a scene-class embedding, projected to the UNet's
   time-embedding width and added to it (ADM-style); a learned null embedding stands for a dropped prompt,
   which is what classifier-free guidance needs.
 
 A saved model is a folder: ``terrasynth_model.json`` (this config), ``vae/``, ``unet/``, ``condition/`` (each a
-diffusers ``save_pretrained`` folder of ``config.json`` + safetensors) and ``scheduler/``.
+diffusers ``save_pretrained`` folder of ``config.json`` + safetensors), ``scheduler/`` and, with a mean prior,
+``mean_prior/``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .colour_correction import (
     load_colour_correction,
     save_colour_correction,
 )
+from .mean_prior import MEAN_PRIOR_FOLDER, LatentMeanPrior, MeanPriorConfig
 from .text import TEXT_DIM, TEXT_ENCODER_NAME
 
 MODEL_CONFIG_NAME = "terrasynth_model.json"
@@ -132,6 +136,9 @@ class EmbeddedModelConfig:
     # The classifier-free guidance scale generation uses when the caller gives none: the best trade between
     # realism and layout fidelity differs from model to model (docs/default_model.md).
     guidance_scale: float = 2.0
+    # Draw each layout-conditioned tile's latent mean from training tiles of the same class shares and start
+    # sampling from it (models/mean_prior.py); None: sample from pure noise. The table is in ``mean_prior/``.
+    mean_prior: MeanPriorConfig | None = None
 
     def __post_init__(self):
         if self.conditioning not in CONDITIONINGS:
@@ -146,6 +153,8 @@ class EmbeddedModelConfig:
             raise ValueError(f"guidance_scale must be a finite number of at least 1, got {self.guidance_scale}")
         if self.class_table is not None:
             ClassTable.from_dict(self.class_table)  # validates
+        if self.mean_prior is not None and self.class_table is None:
+            raise ValueError("a mean prior draws by layout class shares: it needs a class_table")
 
     @property
     def layout_classes(self) -> ClassTable | None:
@@ -250,9 +259,11 @@ class EmbeddedDiffusionModel(nn.Module):
         vae: AutoencoderKL | None = None,
         unet: UNet2DModel | None = None,
         condition: ConditionEncoder | None = None,
+        mean_prior: LatentMeanPrior | None = None,
     ):
         super().__init__()
         self.config = config
+        self.mean_prior = mean_prior
         if config.autoencoder is not None and vae is None:
             vae = config.autoencoder.build()
         self.vae = vae
@@ -330,6 +341,10 @@ class EmbeddedDiffusionModel(nn.Module):
             save_part(module_to_save, staging / name)
         if self.vae is not None:
             save_colour_correction(self.vae, staging / "vae")
+        if (self.mean_prior is None) != (self.config.mean_prior is None):
+            raise ValueError("config.mean_prior and the model's mean prior table must be set together")
+        if self.mean_prior is not None:
+            self.mean_prior.save(staging / MEAN_PRIOR_FOLDER)
         self.config.noise_scheduler().save_pretrained(staging / "scheduler")
         save_config(self.config, staging / MODEL_CONFIG_NAME)
         if directory.exists():
@@ -357,7 +372,22 @@ class EmbeddedDiffusionModel(nn.Module):
             loaded[name] = model_class.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
         if "vae" in loaded:
             load_colour_correction(loaded["vae"], directory / "vae")
-        return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"])
+        mean_prior = None
+        if config.mean_prior is not None:
+            mean_prior = LatentMeanPrior.load(directory / MEAN_PRIOR_FOLDER)
+            check_mean_prior(mean_prior, config, directory / MEAN_PRIOR_FOLDER)
+        return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"], mean_prior)
+
+
+def check_mean_prior(prior: LatentMeanPrior, config: EmbeddedModelConfig, source) -> None:
+    """InputError unless the prior's class and latent channel counts are the model's."""
+    classes = config.num_layout_channels - 1
+    if prior.num_classes != classes or prior.latent_channels != config.image_channels:
+        raise InputError(
+            source,
+            f"mean prior made for {prior.num_classes} classes and {prior.latent_channels} latent channels; the "
+            f"model has {classes} and {config.image_channels}",
+        )
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -405,6 +435,7 @@ __all__ = [
     "DenoiserConfig",
     "EmbeddedDiffusionModel",
     "EmbeddedModelConfig",
+    "check_mean_prior",
     "layout_to_channels",
     "load_autoencoder",
     "model_fingerprint",

@@ -26,6 +26,7 @@ from ..data.transforms import Resize
 from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
 from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels, load_autoencoder
+from ..models.mean_prior import MeanPriorConfig, fit_mean_prior
 from .data import open_split
 from .layout_consistency import consistency_loss, load_or_train_segmenter, predicted_clean
 from .run import EMA, POSTERIOR_CHOICES, TrainingRun, learning_rate_at, step_generator
@@ -89,6 +90,8 @@ class DiffusionTrainConfig:
             raise ValueError("lr_decay_steps must be between 0 and max_steps")
         if self.model.autoencoder is not None and not self.autoencoder_path and not self.init_from:
             raise ValueError("a latent model needs autoencoder_path (a trained autoencoder) or init_from")
+        if self.model.mean_prior is not None:
+            raise ValueError("model.mean_prior is fitted at export (terrasynth export --mean-prior DATA), not trained")
         if self.resolution % self.model.size_multiple:
             raise ValueError(f"resolution must be a multiple of {self.model.size_multiple}")
         if self.crop is not None and (self.crop % self.model.size_multiple or not 0 < self.crop <= self.resolution):
@@ -444,8 +447,37 @@ def _validate(model, ema_modules, samples, run: TrainingRun, step: int, steps: i
     ema_modules.train(False)
 
 
+@dataclass(frozen=True)
+class MeanPriorSource:
+    """The tiles a mean prior is fitted on (a paired-tiles folder's split, resized to the size the model
+    generates at) and its settings."""
+
+    data: str
+    split: str = "train"
+    size: int = 256
+    settings: MeanPriorConfig = field(default_factory=MeanPriorConfig)
+    progress: bool = True
+
+
+def add_mean_prior(model: EmbeddedDiffusionModel, source: MeanPriorSource) -> None:
+    """Fit a mean prior on ``source``'s tiles with ``model``'s encoder and attach it (config and table)."""
+    from dataclasses import replace
+
+    if model.vae is None or model.config.class_table is None:
+        raise InputError(source.data, "a mean prior needs a latent model that takes layouts")
+    if source.size % model.config.size_multiple:
+        raise InputError(None, f"mean prior size {source.size} is not a multiple of {model.config.size_multiple}")
+    tiles = PairedTiles(source.data, source.split, Resize(source.size), class_table=model.config.layout_classes)
+    if len(tiles) == 0:
+        raise InputError(source.data, f"no tiles in split {source.split!r} to fit a mean prior on")
+    model.mean_prior = fit_mean_prior(model, tiles, progress=source.progress)
+    model.config = replace(model.config, mean_prior=source.settings)
+
+
 def export_model(model: EmbeddedDiffusionModel, ema_modules, directory: Path, dtype=None) -> Path:
-    exported = EmbeddedDiffusionModel(model.config, model.vae, ema_modules["unet"], ema_modules["condition"])
+    exported = EmbeddedDiffusionModel(
+        model.config, model.vae, ema_modules["unet"], ema_modules["condition"], model.mean_prior
+    )
     exported.save_pretrained(directory, dtype=dtype)
     return directory
 
@@ -457,12 +489,14 @@ def export_checkpoint(
     dtype=None,
     vae_path: str | None = None,
     guidance_scale: float | None = None,
+    mean_prior: MeanPriorSource | None = None,
 ) -> Path:
     """Write the EMA weights of a training checkpoint as a model folder (e.g. to ship mid-training).
 
     ``vae_path``: an autoencoder whose decoder was refined after the diffusion model trained; it replaces the
     model's autoencoder only if its encoder is the same, so the latents the UNet learned stay valid.
-    ``guidance_scale``: the model's default guidance scale (else the training config's)."""
+    ``guidance_scale``: the model's default guidance scale (else the training config's). ``mean_prior``: fit
+    one on its tiles and ship it."""
     from .checkpoints import load_checkpoint
 
     model = _build_model(config)
@@ -470,6 +504,8 @@ def export_checkpoint(
         model.vae = _refined_autoencoder(model.vae, vae_path)
     if guidance_scale is not None:
         model.config = _with_guidance_scale(model.config, guidance_scale)
+    if mean_prior is not None:
+        add_mean_prior(model, mean_prior)
     modules = torch.nn.ModuleDict({"unet": model.unet, "condition": model.condition})
     ema = EMA(modules)
     load_checkpoint(checkpoint, {"ema": ema.model})
@@ -483,10 +519,11 @@ def reexport_model(
     dtype=None,
     name: str | None = None,
     guidance_scale: float | None = None,
+    mean_prior: MeanPriorSource | None = None,
 ) -> Path:
     """Re-export a model folder with any of: the decoder of ``vae_path`` (same encoder and scaling factor,
     checked; ships a decoder refined after the training run's checkpoints are gone), a new model name, a new
-    default guidance scale."""
+    default guidance scale, a mean prior fitted on ``mean_prior``'s tiles (in place of any it had)."""
     from dataclasses import replace
 
     model = EmbeddedDiffusionModel.from_pretrained(model_dir)
@@ -498,6 +535,8 @@ def reexport_model(
         model.config = replace(model.config, name=name)
     if guidance_scale is not None:
         model.config = _with_guidance_scale(model.config, guidance_scale)
+    if mean_prior is not None:
+        add_mean_prior(model, mean_prior)
     model.save_pretrained(directory, dtype=dtype)
     return Path(directory)
 
