@@ -117,17 +117,14 @@ def _mean_prior_source(args):
     from ..models.mean_prior import MeanPriorConfig
     from ..train.diffusion import MeanPriorSource
 
-    tuning = (args.mean_prior_neighbours, args.mean_prior_start)
+    given = {"neighbours": args.mean_prior_neighbours, "start": args.mean_prior_start}
+    given = {name: value for name, value in given.items() if value is not None}
     if args.mean_prior is None:
-        if any(v is not None for v in tuning):
+        if given:
             raise InputError(None, "--mean-prior-neighbours and --mean-prior-start need --mean-prior DATA")
         return None
-    defaults = MeanPriorConfig()
     try:
-        settings = MeanPriorConfig(
-            neighbours=defaults.neighbours if args.mean_prior_neighbours is None else args.mean_prior_neighbours,
-            start=defaults.start if args.mean_prior_start is None else args.mean_prior_start,
-        )
+        settings = MeanPriorConfig(**given)
     except ValueError as error:
         raise InputError(None, str(error)) from None
     return MeanPriorSource(

@@ -14,6 +14,12 @@ from .classes import ClassTable
 from .images import GEOTIFF_SUFFIXES, IMAGE_SUFFIXES, _open_pil, _read_raster, read_georeference, read_mask
 
 
+def class_shares(layout: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The share of the layout's pixels in each class (ids beyond the last class count as the last)."""
+    counts = torch.bincount(layout.flatten().long().clamp(0, num_classes - 1), minlength=num_classes)
+    return counts.float() / layout.numel()
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """A raster grid: ``bounds`` (left, bottom, right, top) in ``crs`` cut into ``width`` × ``height``

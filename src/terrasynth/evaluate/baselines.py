@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from ..data.layouts import class_shares
 from ..errors import InputError
 
 
@@ -64,12 +65,6 @@ class ColourFill:
         noise = F.conv2d(F.pad(noise, (1, 1, 1, 1), mode="reflect"), kernel, groups=3)[0] / 0.375  # back to unit std
         image = self.mean[layout].permute(2, 0, 1) + self.std[layout].permute(2, 0, 1) * noise
         return image.clamp(0, 1)
-
-
-def class_shares(layout: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The share of the layout's pixels in each class (ids beyond the last class count as the last)."""
-    counts = torch.bincount(layout.flatten().long().clamp(0, num_classes - 1), minlength=num_classes)
-    return counts.float() / layout.numel()
 
 
 def layout_descriptor(layout: torch.Tensor, num_classes: int, grid: int = 8) -> torch.Tensor:

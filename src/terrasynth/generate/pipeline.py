@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data.layouts import class_shares
 from ..errors import InputError
 from ..models.embedded import EmbeddedDiffusionModel
-from ..models.mean_prior import layout_class_shares
 from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -229,9 +229,8 @@ class LayoutToImagePipeline:
             skipped = int((sampler.timesteps > config.mean_prior.start * num_train_timesteps).sum())
             if 0 < skipped < num_inference_steps:  # with one step there is nothing to start later from
                 begin, steps_run = skipped, num_inference_steps - skipped
-                init_latents, draws = self.draw_mean_latents(layout, seeds, (latent_h, latent_w))
-                for draw in draws:
-                    draw["start_timestep"] = int(sampler.timesteps[begin])
+                start_timestep = int(sampler.timesteps[begin])
+                init_latents, draws = self.draw_mean_latents(layout, seeds, (latent_h, latent_w), start_timestep)
         images = []
         chunks = range(0, num_images, batch_size)
         bar = tqdm(total=num_images * steps_run, disable=not progress, desc="generating")
@@ -306,15 +305,15 @@ class LayoutToImagePipeline:
             raise ValueError(f"mean_prior=True: {reason}")
         return reason is None
 
-    def draw_mean_latents(self, layout, seeds: list[int], latent_size: tuple[int, int]):
+    def draw_mean_latents(self, layout, seeds: list[int], latent_size: tuple[int, int], start_timestep: int):
         """Constant latents (N×C×h×w) at each image's drawn mean, and the draws' records."""
         model = self.model
-        channels = model.layout_channels(layout, len(layout), latent_size)
-        shares = layout_class_shares(channels)
-        neighbours = model.config.mean_prior.neighbours
+        num_classes = model.config.num_layout_channels - 1
         latents, draws = [], []
-        for image_shares, seed in zip(shares, seeds):
-            index, mean = model.mean_prior.draw(image_shares, neighbours, seed)
+        for image_layout, seed in zip(layout, seeds):
+            shares = class_shares(image_layout, num_classes)
+            index, mean = model.mean_prior.draw(shares, model.config.mean_prior.neighbours, seed)
             latents.append(mean[:, None, None].expand(-1, *latent_size))
-            draws.append({"training_tile": index, "latent_mean": [round(float(v), 4) for v in mean]})
+            latent_mean = [round(float(v), 4) for v in mean]
+            draws.append({"training_tile": index, "latent_mean": latent_mean, "start_timestep": start_timestep})
         return torch.stack(latents), draws

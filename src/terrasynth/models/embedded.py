@@ -375,11 +375,11 @@ class EmbeddedDiffusionModel(nn.Module):
         mean_prior = None
         if config.mean_prior is not None:
             mean_prior = LatentMeanPrior.load(directory / MEAN_PRIOR_FOLDER)
-            check_mean_prior(mean_prior, config, directory / MEAN_PRIOR_FOLDER)
+            _check_mean_prior(mean_prior, config, directory / MEAN_PRIOR_FOLDER)
         return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"], mean_prior)
 
 
-def check_mean_prior(prior: LatentMeanPrior, config: EmbeddedModelConfig, source) -> None:
+def _check_mean_prior(prior: LatentMeanPrior, config: EmbeddedModelConfig, source) -> None:
     """InputError unless the prior's class and latent channel counts are the model's."""
     classes = config.num_layout_channels - 1
     if prior.num_classes != classes or prior.latent_channels != config.image_channels:
@@ -435,7 +435,6 @@ __all__ = [
     "DenoiserConfig",
     "EmbeddedDiffusionModel",
     "EmbeddedModelConfig",
-    "check_mean_prior",
     "layout_to_channels",
     "load_autoencoder",
     "model_fingerprint",

@@ -28,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..data.layouts import class_shares
 from ..errors import InputError
 from ..files import atomic_path
 
@@ -128,21 +129,14 @@ def fit_mean_prior(model, dataset, batch_size: int = 16, progress: bool = True) 
         raise ValueError("a mean prior needs a latent model that takes layouts")
     if len(dataset) == 0:
         raise ValueError("a mean prior needs at least one training tile")
+    num_classes = model.config.num_layout_channels - 1
     shares, means = [], []
     for start in tqdm(range(0, len(dataset), batch_size), disable=not progress, desc="fitting the mean prior"):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         images = torch.stack([s["image"] for s in samples]).to(model.device)
-        latents = model.encode_images(images)
-        layouts = torch.stack([s["layout"] for s in samples])
-        channels = model.layout_channels(layouts, len(samples), tuple(latents.shape[-2:]))
-        shares.append(layout_class_shares(channels))
-        means.append(latents.float().mean((2, 3)).cpu())
-    return LatentMeanPrior(torch.cat(shares), torch.cat(means))
+        shares += [class_shares(s["layout"], num_classes) for s in samples]
+        means.append(model.encode_images(images).float().mean((2, 3)).cpu())
+    return LatentMeanPrior(torch.stack(shares), torch.cat(means))
 
 
-def layout_class_shares(layout_channels: torch.Tensor) -> torch.Tensor:
-    """B×(K+1)×h×w layout channels (class shares at latent size and "layout given") → B×K class shares."""
-    return layout_channels[:, :-1].float().mean((2, 3)).cpu()
-
-
-__all__ = ["LatentMeanPrior", "MeanPriorConfig", "fit_mean_prior", "layout_class_shares"]
+__all__ = ["LatentMeanPrior", "MeanPriorConfig", "fit_mean_prior"]
