@@ -38,14 +38,18 @@ def parse_args(argv=None):
     parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--segmenter", default=str(SHIPPED_SEGMENTER))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tile samples and KID's subsets")
+    parser.add_argument(
+        "--generation-seed", type=int, help="seed of the generated images (default: --seed); tiles stay the same"
+    )
     parser.add_argument("--work", default="guidance-work", help="cache of generated images")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> dict:
+def main(argv=None, bundle=None) -> dict:
+    """The figures per guidance scale; ``bundle`` (pipeline, model id, sha256) stands in for ``--model``."""
     from terrasynth.generate.api import load_pipeline
 
     args = parse_args(argv)
@@ -56,7 +60,7 @@ def main(argv=None) -> dict:
     segmenter = load_segmenter(args.segmenter)
     effnet = build_extractor("effnet", effnet_size=args.size)
     reference_features = effnet.features(stack(reference, "image"))
-    bundle = load_pipeline(args.model, args.scheduler)
+    bundle = bundle or load_pipeline(args.model, args.scheduler)
 
     def scores(images) -> dict:
         features = effnet.features(images)
@@ -68,6 +72,7 @@ def main(argv=None) -> dict:
             "IoU_per_class": layout["iou_per_class"],
             "FD_effnet": float(frechet_distance(reference_features, features)),
             "KID_effnet": k["mean"],
+            "KID_effnet_std": k["std"],
         }
 
     results = {"real tiles": scores(stack(evaluated, "image"))}
@@ -80,7 +85,7 @@ def main(argv=None) -> dict:
             args.steps,
             args.size,
             scale,
-            args.seed,
+            args.seed if args.generation_seed is None else args.generation_seed,
             not args.quiet,
             interval,
             args.guidance_rescale,
