@@ -74,6 +74,10 @@ def main(argv=None, bundle=None) -> list[dict]:
     args = parse_args(argv)
     pairings, step_counts = parse_pairings(args.pairings), parse_numbers(args.steps, "--steps", minimum=1)
     generation_seeds = parse_numbers(args.generation_seeds, "--generation-seeds", minimum=0)
+    if bundle is None:  # loaded once, not once per guidance.py run
+        from terrasynth.generate.api import load_pipeline
+
+        bundle = load_pipeline(args.model, args.scheduler)
     rows = []
     for (layouts_split, reference_split), steps, generation_seed in itertools.product(
         pairings, step_counts, generation_seeds
