@@ -48,34 +48,57 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+class Scoring:
+    """What every image set of one run is scored against: the evaluated tiles' layouts, the reference tiles'
+    effnet features, the segmenter, and the real tiles' own row."""
+
+    def __init__(self, args):
+        self.seed = args.seed
+        self.evaluated = load_split(args.data, args.split, args.size, args.limit, args.seed)
+        reference = load_split(args.data, args.reference_split, args.size, args.reference_limit, args.seed)
+        check_set_size(len(self.evaluated), f"split {args.split!r}")
+        self.layouts = list(stack(self.evaluated, "layout"))
+        self.segmenter = load_segmenter(args.segmenter)
+        self.effnet = build_extractor("effnet", effnet_size=args.size)
+        self.reference_features = self.effnet.features(stack(reference, "image"))
+        self.real_tiles = self.scores(stack(self.evaluated, "image"))
+
+    def scores(self, images) -> dict:
+        features = self.effnet.features(images)
+        layout = layout_scores(self.segmenter, list(images), self.layouts)
+        k = kid(self.reference_features, features, subsets=100, seed=self.seed)
+        return {
+            "mIoU": layout["miou"],
+            "pixel_accuracy": layout["pixel_accuracy"],
+            "IoU_per_class": layout["iou_per_class"],
+            "FD_effnet": float(frechet_distance(self.reference_features, features)),
+            "KID_effnet": k["mean"],
+            "KID_effnet_std": k["std"],
+        }
+
+
+# Scorings built in this process, by everything they depend on: split_pairings.py runs main() once per step
+# count and seed of a pairing, and the tiles, reference features and real tiles' row are the same each time.
+_SCORINGS: dict[tuple, Scoring] = {}
+
+
+def scoring_for(args) -> Scoring:
+    key = (args.data, args.split, args.limit, args.reference_split, args.reference_limit, args.size)
+    key += (args.segmenter, args.seed)
+    if key not in _SCORINGS:
+        _SCORINGS[key] = Scoring(args)
+    return _SCORINGS[key]
+
+
 def main(argv=None, bundle=None) -> dict:
     """The figures per guidance scale; ``bundle`` (pipeline, model id, sha256) stands in for ``--model``."""
     from terrasynth.generate.api import load_pipeline
 
     args = parse_args(argv)
-    evaluated = load_split(args.data, args.split, args.size, args.limit, args.seed)
-    reference = load_split(args.data, args.reference_split, args.size, args.reference_limit, args.seed)
-    check_set_size(len(evaluated), f"split {args.split!r}")
-    layouts = list(stack(evaluated, "layout"))
-    segmenter = load_segmenter(args.segmenter)
-    effnet = build_extractor("effnet", effnet_size=args.size)
-    reference_features = effnet.features(stack(reference, "image"))
+    scoring = scoring_for(args)
+    evaluated, layouts, segmenter, scores = scoring.evaluated, scoring.layouts, scoring.segmenter, scoring.scores
     bundle = bundle or load_pipeline(args.model, args.scheduler)
-
-    def scores(images) -> dict:
-        features = effnet.features(images)
-        layout = layout_scores(segmenter, list(images), layouts)
-        k = kid(reference_features, features, subsets=100, seed=args.seed)
-        return {
-            "mIoU": layout["miou"],
-            "pixel_accuracy": layout["pixel_accuracy"],
-            "IoU_per_class": layout["iou_per_class"],
-            "FD_effnet": float(frechet_distance(reference_features, features)),
-            "KID_effnet": k["mean"],
-            "KID_effnet_std": k["std"],
-        }
-
-    results = {"real tiles": scores(stack(evaluated, "image"))}
+    results = {"real tiles": scoring.real_tiles}
     for scale, interval in parse_guidance(args.scales):
         images = generate_model_set(
             bundle,

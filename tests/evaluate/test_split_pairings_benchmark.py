@@ -19,7 +19,11 @@ def test_one_row_per_pairing_step_count_and_seed_with_the_real_tiles_beside(tmp_
     out = tmp_path / "pairings.json"
     argv = ["--data", str(root), "--pairings", "all:all", "--limit", "10", "--steps", "1,2", "--size", "32",
             "--generation-seeds", "0,1", "--work", str(tmp_path / "work"), "--json", str(out), "--quiet"]  # fmt: skip
-    rows = load_benchmark("split_pairings").main(argv, bundle=(pipeline, "tiny", "0" * 64))
+    benchmark = load_benchmark("split_pairings")
+    benchmark.guidance._SCORINGS.clear()
+    rows = benchmark.main(argv, bundle=(pipeline, "tiny", "0" * 64))
+    # The tiles, the reference features and the real tiles' row are computed once for the pairing's four runs.
+    assert len(benchmark.guidance._SCORINGS) == 1
 
     assert [(r["layouts"], r["reference"], r["steps"], r["generation_seed"]) for r in rows] == [
         ("all", "all", 1, 0),

@@ -288,3 +288,44 @@ def test_fingerprint_changes_with_the_weights(saved, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
     assert model_fingerprint(copy) == model_fingerprint(folder)  # depends on contents, not location
+
+
+def test_growing_the_decoder_keeps_what_it_decodes_and_survives_saving(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from terrasynth.errors import InputError
+    from terrasynth.models.embedded import (
+        AutoencoderConfig,
+        decoder_depth,
+        grow_decoder,
+        load_autoencoder,
+        save_autoencoder,
+    )
+
+    torch.manual_seed(0)
+    vae = AutoencoderConfig(block_out_channels=(8, 16), layers_per_block=1).build()
+    for parameter in vae.parameters():  # trained-looking weights, so a wrong copy would show
+        parameter.data.normal_(0, 0.1)
+    latents = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        before = vae.decode(latents).sample
+        grow_decoder(vae, 3)
+        after = vae.decode(latents).sample
+    assert decoder_depth(vae) == 3
+    assert torch.allclose(before, after, atol=1e-6)
+    assert len(vae.encoder.down_blocks[0].resnets) == 1  # the encoder keeps its depth
+    save_autoencoder(vae, tmp_path / "vae")
+    with torch.no_grad():
+        assert torch.allclose(load_autoencoder(tmp_path / "vae").decode(latents).sample, after)
+    with pytest.raises(ValueError, match="already has 3"):
+        grow_decoder(vae, 2)
+    # Weights that do not fit the recorded depth are refused by name, not loaded half-way.
+    weights = tmp_path / "vae" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    save_file({k: v for k, v in state.items() if ".resnets.3." not in k}, str(weights))
+    with pytest.raises(InputError, match="do not fit its config.json"):
+        load_autoencoder(tmp_path / "vae")
+    built = AutoencoderConfig(block_out_channels=(8, 16), layers_per_block=1, decoder_layers_per_block=2).build()
+    assert decoder_depth(built) == 2 and built.config.decoder_layers_per_block == 2
+    with pytest.raises(ValueError, match="at least layers_per_block"):
+        AutoencoderConfig(layers_per_block=2, decoder_layers_per_block=1)

@@ -369,3 +369,50 @@ def test_random_pair_crops_cut_the_pixels_under_each_latent_window():
     crops, targets = random_pair_crops(latents, images, 5, 3, 4, torch.Generator().manual_seed(0))
     assert crops.shape == (5, 3, 3, 3) and targets.shape == (5, 3, 12, 12)
     assert torch.allclose(torch.nn.functional.avg_pool2d(targets, 4), crops)
+
+
+def test_a_deeper_decoder_grows_from_the_trained_one_and_ships_its_moving_average(datasets, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    from terrasynth.models.embedded import decoder_depth
+    from terrasynth.train.autoencoder import decoder_part
+
+    _, _, autoencoder = datasets
+    config = decoder_refinement(datasets, tmp_path / "deep", 4, decoder_ema=0.5)
+    config = dataclasses.replace(
+        config, autoencoder=dataclasses.replace(config.autoencoder, decoder_layers_per_block=2), adversarial_start=0
+    )
+    grown = load_autoencoder(train_autoencoder(config, progress=False))
+    start = load_autoencoder(autoencoder)
+    assert decoder_depth(start) == 1 and decoder_depth(grown) == 2
+    assert grown.config.decoder_layers_per_block == 2
+    (encoder_before, _), (encoder_after, _) = parts(start), parts(grown)
+    assert encoder_before.keys() == encoder_after.keys()
+    assert all(torch.equal(encoder_before[k], encoder_after[k]) for k in encoder_before)
+    # What ships is the moving average kept in the last checkpoint, not the last step's weights.
+    checkpoint = list_checkpoints(tmp_path / "deep")[-1]
+    average = load_file(str(checkpoint / "decoder-ema.safetensors"))
+    last = load_file(str(checkpoint / "vae.safetensors"))
+    shipped = decoder_part(grown).state_dict()
+    assert all(torch.equal(shipped[k], average[k]) for k in shipped)
+    assert any(not torch.equal(average[f"decoder.{k}"], last[f"decoder.{k}"]) for k in grown.decoder.state_dict())
+    with pytest.raises(ValueError, match="decoder_ema must be in"):
+        dataclasses.replace(config, decoder_ema=1.0)
+    with pytest.raises(ValueError, match="decoder_ema averages"):
+        dataclasses.replace(config, decoder_ema=0.9, train_encoder=True)
+
+
+def test_a_grown_decoder_ships_in_a_model_and_the_model_still_loads(datasets, tmp_path):  # noqa: F811
+    from terrasynth.models.embedded import decoder_depth, grow_decoder, save_autoencoder
+    from terrasynth.train.diffusion import reexport_model
+
+    model_dir = save_tiny_model(tmp_path / "model", conditioning="class", scene_classes=SCENE_CLASSES)
+    vae = EmbeddedDiffusionModel.from_pretrained(model_dir).vae
+    save_autoencoder(grow_decoder(vae, 2), tmp_path / "grown")
+    shipped = reexport_model(model_dir, str(tmp_path / "grown"), tmp_path / "shipped")
+    model = EmbeddedDiffusionModel.from_pretrained(shipped)
+    assert decoder_depth(model.vae) == 2
+    assert model.config.autoencoder.decoder_layers_per_block == 2
+    # Swapping the original decoder back in records its depth again.
+    back = reexport_model(shipped, str(model_dir / "vae"), tmp_path / "back")
+    assert EmbeddedDiffusionModel.from_pretrained(back).config.autoencoder.decoder_layers_per_block is None

@@ -28,11 +28,13 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from safetensors.torch import load_file
 from torch import nn
 
 from ..config import load_config, save_config
 from ..data.classes import LANDCOVER_AI, ClassTable
 from ..errors import InputError
+from ..files import read_json
 from .colour_correction import (
     COLOUR_CORRECTION_WEIGHTS_NAME,
     apply_colour_correction,
@@ -51,10 +53,15 @@ class AutoencoderConfig:
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     latent_channels: int = 4
     layers_per_block: int = 1
+    # A deeper decoder than encoder (None: the same depth). diffusers' AutoencoderKL has one layers_per_block for
+    # both, so a deeper decoder is swapped in after building and recorded in the part's config.json.
+    decoder_layers_per_block: int | None = None
 
     def __post_init__(self):
         if len(self.block_out_channels) < 2:
             raise ValueError("the autoencoder needs at least two levels")
+        if self.decoder_layers_per_block is not None and self.decoder_layers_per_block < self.layers_per_block:
+            raise ValueError("decoder_layers_per_block must be at least layers_per_block")
 
     @property
     def downsampling(self) -> int:
@@ -62,7 +69,7 @@ class AutoencoderConfig:
 
     def build(self) -> AutoencoderKL:
         levels = len(self.block_out_channels)
-        return AutoencoderKL(
+        vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,
             down_block_types=("DownEncoderBlock2D",) * levels,
@@ -73,6 +80,9 @@ class AutoencoderConfig:
             norm_num_groups=min(32, self.block_out_channels[0]),
             mid_block_add_attention=False,  # attention at full latent size makes large tiles crawl
         )
+        if self.decoder_layers_per_block not in (None, self.layers_per_block):
+            set_decoder_depth(vae, self.decoder_layers_per_block)
+        return vae
 
 
 @dataclass(frozen=True)
@@ -360,7 +370,7 @@ class EmbeddedDiffusionModel(nn.Module):
         config = load_config(EmbeddedModelConfig, config_path)
         parts = {"unet": UNet2DModel, "condition": ConditionEncoder}
         if config.autoencoder is not None:
-            parts["vae"] = AutoencoderKL
+            parts["vae"] = _AutoencoderLoader
         loaded = {}
         for name, model_class in parts.items():
             folder = directory / name
@@ -404,8 +414,79 @@ def load_autoencoder(folder: str | Path) -> AutoencoderKL:
         folder = folder / "vae"
     if not _weight_files(folder):
         raise InputError(folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder")
-    vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+    vae = _AutoencoderLoader.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
     return load_colour_correction(vae, folder)
+
+
+def decoder_depth(vae: AutoencoderKL) -> int:
+    """Resnets per decoder level, less one (diffusers' layers_per_block for the decoder)."""
+    return len(vae.decoder.up_blocks[0].resnets) - 1
+
+
+def _build_decoder(vae: AutoencoderKL, layers_per_block: int):
+    from diffusers.models.autoencoders.vae import Decoder
+
+    config = vae.config
+    return Decoder(
+        in_channels=config.latent_channels,
+        out_channels=config.out_channels,
+        up_block_types=config.up_block_types,
+        block_out_channels=config.block_out_channels,
+        layers_per_block=layers_per_block,
+        norm_num_groups=config.norm_num_groups,
+        act_fn=config.act_fn,
+        mid_block_add_attention=config.mid_block_add_attention,
+    )
+
+
+def set_decoder_depth(vae: AutoencoderKL, layers_per_block: int) -> AutoencoderKL:
+    """Give ``vae`` a fresh decoder of ``layers_per_block`` (+1 resnets a level), recorded in its config."""
+    vae.decoder = _build_decoder(vae, layers_per_block).to(vae.dtype)
+    vae.register_to_config(decoder_layers_per_block=layers_per_block)
+    return vae
+
+
+@torch.no_grad()
+def grow_decoder(vae: AutoencoderKL, layers_per_block: int) -> AutoencoderKL:
+    """Deepen a trained decoder without changing what it computes: every level gets its new resnets after the
+    old ones, each with a zeroed last convolution, so it starts as the identity (same channels in and out, no
+    shortcut convolution) and training grows it from there."""
+    old = vae.decoder
+    if layers_per_block < decoder_depth(vae):
+        raise ValueError(f"the decoder already has {decoder_depth(vae)} layers per block, more than {layers_per_block}")
+    new = _build_decoder(vae, layers_per_block).to(device=vae.device, dtype=vae.dtype)
+    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    if unexpected:
+        raise RuntimeError(f"decoder keys with no place in the deeper decoder: {unexpected[:3]}")
+    for block_old, block_new in zip(old.up_blocks, new.up_blocks):
+        for resnet in block_new.resnets[len(block_old.resnets) :]:
+            resnet.conv2.weight.zero_()
+            resnet.conv2.bias.zero_()
+    vae.decoder = new
+    vae.register_to_config(decoder_layers_per_block=layers_per_block)
+    return vae
+
+
+class _AutoencoderLoader:
+    """``from_pretrained`` for an autoencoder part: diffusers' own, unless its config.json records a deeper
+    decoder, which AutoencoderKL cannot build; then built here and the weights loaded strictly."""
+
+    @staticmethod
+    def from_pretrained(folder, use_safetensors: bool = True, torch_dtype=torch.float32) -> AutoencoderKL:
+        folder = Path(folder)
+        config = read_json(folder / "config.json")
+        layers = config.pop("decoder_layers_per_block", None)
+        if layers is None:
+            return AutoencoderKL.from_pretrained(folder, use_safetensors=use_safetensors, torch_dtype=torch_dtype)
+        vae = set_decoder_depth(AutoencoderKL.from_config(config), int(layers))
+        state = {}
+        for path in _weight_files(folder):
+            state.update(load_file(str(path)))
+        try:
+            vae.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise InputError(folder, f"weights do not fit its config.json ({str(error).splitlines()[0]})") from None
+        return vae if torch_dtype == torch.float32 else vae.to(torch_dtype)
 
 
 def save_autoencoder(vae: AutoencoderKL, folder: str | Path) -> None:

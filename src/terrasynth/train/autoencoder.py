@@ -36,10 +36,10 @@ from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
 from ..generate.schedulers import DEFAULT_STEPS
 from ..models.colour_correction import CORRECTION_KINDS, fit_colour_correction, set_colour_correction
-from ..models.embedded import AutoencoderConfig, load_autoencoder, save_autoencoder
+from ..models.embedded import AutoencoderConfig, decoder_depth, grow_decoder, load_autoencoder, save_autoencoder
 from ..models.features import EffNetFeatures, perceptual_distance
 from .data import image_dataset, open_split
-from .run import POSTERIOR_CHOICES, TrainingRun, step_generator, step_seed
+from .run import EMA, POSTERIOR_CHOICES, TrainingRun, step_generator, step_seed
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,9 @@ class AutoencoderTrainConfig:
     denoised_pairs_size: int = 256
     denoised_pairs_max_steps: int = 3
     denoised_pairs_batch_size: int = 4
+    # > 0: keep an exponential moving average of the decoder's weights at this decay and save it, not the last
+    # step's weights: an adversarially trained decoder moves from checkpoint to checkpoint (session 15).
+    decoder_ema: float = 0.0
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     validate_every: int = 500
@@ -161,6 +164,10 @@ class AutoencoderTrainConfig:
                     f"denoised_pairs_size must be at least crop ({self.crop}) and a multiple of "
                     f"{self.autoencoder.downsampling}"
                 )
+        if not 0 <= self.decoder_ema < 1:
+            raise ValueError(f"decoder_ema must be in [0, 1), got {self.decoder_ema}")
+        if self.decoder_ema and self.train_encoder:
+            raise ValueError("decoder_ema averages the decoder of a frozen encoder: set train_encoder False")
         multiple = self.autoencoder.downsampling * (max(EQUIVARIANCE_FACTORS) if self.equivariance_weight else 1)
         if self.crop % multiple:
             why = " × the largest equivariance factor" if self.equivariance_weight else ""
@@ -245,6 +252,10 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
     )
     disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.9))
     models = {"vae": vae, "discriminator": discriminator}
+    ema = None
+    if config.decoder_ema:
+        ema = EMA(decoder_part(vae), config.decoder_ema)
+        models["decoder-ema"] = ema.model
     optimizers = {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer}
     step = run.resume(resume, models, optimizers)
     generated = None
@@ -337,6 +348,8 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             accelerator.backward(loss)
             accelerator.clip_grad_norm_([p for p in vae.parameters() if p.requires_grad], 1.0)
             optimizer.step()
+            if ema is not None:
+                ema.update(decoder_part(accelerator.unwrap_model(vae)), step)
             disc_loss = torch.zeros(())
             if train_discriminator:
                 real_logits = discriminator(images)
@@ -365,16 +378,14 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
             if step % config.validate_every == 0 or step == config.max_steps:
                 _validate(accelerator.unwrap_model(vae), val_images, run, step, generated_preview)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
-                run.checkpoint(
-                    step,
-                    {
-                        "vae": accelerator.unwrap_model(vae),
-                        "discriminator": accelerator.unwrap_model(discriminator),
-                    },
-                    {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer},
-                )
+                saved = {"vae": accelerator.unwrap_model(vae), "discriminator": accelerator.unwrap_model(discriminator)}
+                if ema is not None:
+                    saved["decoder-ema"] = ema.model
+                run.checkpoint(step, saved, {"optimizer": optimizer, "discriminator-optimizer": disc_optimizer})
     bar.close()
     final = accelerator.unwrap_model(vae)
+    if ema is not None:
+        decoder_part(final).load_state_dict(ema.model.state_dict())
     if config.train_encoder:  # a frozen encoder keeps its latents, so its scaling factor stays valid
         augment.seed(step_seed(config.seed, SCALING))
         final.register_to_config(scaling_factor=latent_scaling_factor(final, train_data))
@@ -383,6 +394,11 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
     set_colour_correction(final, correction)
     save_autoencoder(final, run.dir / "autoencoder")
     return run.dir / "autoencoder"
+
+
+def decoder_part(vae) -> nn.ModuleDict:
+    """The modules that decode (the ones ``decoder_ema`` averages), as one module sharing their weights."""
+    return nn.ModuleDict({"post_quant_conv": vae.post_quant_conv, "decoder": vae.decoder})
 
 
 def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress: bool = True) -> torch.Tensor:
@@ -525,8 +541,9 @@ def shares_latent_space(vae, other) -> bool:
     """True when both autoencoders encode alike (same encoder weights and scaling factor), so latents made for
     one (a diffusion model's) fit the other's decoder."""
     mine, theirs = vae.state_dict(), other.state_dict()
-    frozen = [k for k in mine if k.startswith(("encoder.", "quant_conv."))]
-    same_encoder = mine.keys() == theirs.keys() and all(torch.equal(mine[k].float(), theirs[k].float()) for k in frozen)
+    frozen = {k for k in mine if k.startswith(("encoder.", "quant_conv."))}
+    same_keys = frozen == {k for k in theirs if k.startswith(("encoder.", "quant_conv."))}
+    same_encoder = same_keys and all(torch.equal(mine[k].float(), theirs[k].float()) for k in frozen)
     return same_encoder and vae.config.scaling_factor == other.config.scaling_factor
 
 
@@ -558,8 +575,12 @@ def _fit_correction(vae, config: AutoencoderTrainConfig, progress: bool, count: 
 
 
 def load_initial_autoencoder(config: AutoencoderTrainConfig):
-    """The autoencoder in ``config.init_from``, checked against the config's architecture."""
+    """The autoencoder in ``config.init_from``, checked against the config's architecture; a config with a
+    deeper decoder grows it (``grow_decoder``: same output, new layers to train)."""
     vae = load_autoencoder(config.init_from)
+    depth = config.autoencoder.decoder_layers_per_block
+    if depth is not None and depth > decoder_depth(vae):
+        grow_decoder(vae, depth)
     built = config.autoencoder.build()
     if {k: v.shape for k, v in vae.state_dict().items()} != {k: v.shape for k, v in built.state_dict().items()}:
         raise InputError(

@@ -25,7 +25,13 @@ from ..data.scene_folder import SceneFolder
 from ..data.transforms import Resize
 from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
-from ..models.embedded import EmbeddedDiffusionModel, EmbeddedModelConfig, layout_to_channels, load_autoencoder
+from ..models.embedded import (
+    EmbeddedDiffusionModel,
+    EmbeddedModelConfig,
+    decoder_depth,
+    layout_to_channels,
+    load_autoencoder,
+)
 from ..models.mean_prior import MeanPriorConfig, fit_mean_prior
 from .data import open_split
 from .layout_consistency import consistency_loss, load_or_train_segmenter, predicted_clean
@@ -501,7 +507,7 @@ def export_checkpoint(
 
     model = _build_model(config)
     if vae_path is not None:
-        model.vae = _refined_autoencoder(model.vae, vae_path)
+        _swap_in_decoder(model, vae_path)
     if guidance_scale is not None:
         model.config = _with_guidance_scale(model.config, guidance_scale)
     if mean_prior is not None:
@@ -530,7 +536,7 @@ def reexport_model(
     if vae_path is not None:
         if model.vae is None:
             raise InputError(model_dir, "this model diffuses in pixel space; it has no decoder to replace")
-        model.vae = _refined_autoencoder(model.vae, vae_path)
+        _swap_in_decoder(model, vae_path)
     if name:
         model.config = replace(model.config, name=name)
     if guidance_scale is not None:
@@ -548,6 +554,18 @@ def _with_guidance_scale(config, guidance_scale: float):
         return replace(config, guidance_scale=guidance_scale)
     except ValueError as error:
         raise InputError(None, f"--guidance-scale {guidance_scale}: {error}") from None
+
+
+def _swap_in_decoder(model: EmbeddedDiffusionModel, vae_path: str) -> None:
+    """``model`` with the autoencoder of ``vae_path`` (same encoder, checked) and its decoder's depth recorded."""
+    from dataclasses import replace
+
+    model.vae = _refined_autoencoder(model.vae, vae_path)
+    depth = decoder_depth(model.vae)
+    recorded = None if depth == model.config.autoencoder.layers_per_block else depth
+    if recorded != model.config.autoencoder.decoder_layers_per_block:
+        autoencoder = replace(model.config.autoencoder, decoder_layers_per_block=recorded)
+        model.config = replace(model.config, autoencoder=autoencoder)
 
 
 def _refined_autoencoder(current, vae_path: str):
