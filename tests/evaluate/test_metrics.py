@@ -74,3 +74,29 @@ def test_inception_score_analogue_bounds():
 def test_too_few_samples_names_the_minimum(call, minimum):
     with pytest.raises(InputError, match=minimum):
         call(features(20))
+
+
+def test_frechet_distance_retries_an_eigensolver_that_fails_to_converge(monkeypatch):
+    """LAPACK may fail on a covariance of fewer samples than features; the retry with a tiny diagonal must give
+    the distance the solver gives when it converges."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(12, 64)), rng.normal(0.5, 1, size=(12, 64))
+    expected = frechet_distance(real, fake)
+    solvers = {"eigh": torch.linalg.eigh, "eigvalsh": torch.linalg.eigvalsh}
+    failures = []
+
+    def failing_once(name):
+        def solve(matrix):
+            if len(failures) < 2 and name not in failures:
+                failures.append(name)
+                raise torch.linalg.LinAlgError("failed to converge")
+            return solvers[name](matrix)
+
+        return solve
+
+    monkeypatch.setattr(torch.linalg, "eigh", failing_once("eigh"))
+    monkeypatch.setattr(torch.linalg, "eigvalsh", failing_once("eigvalsh"))
+    assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-6)
+    assert failures == ["eigh", "eigvalsh"]  # both solves failed once and were retried

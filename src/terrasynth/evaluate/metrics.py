@@ -42,13 +42,26 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     return mu.numpy(), sigma.numpy()
 
 
+def _eigh(matrix: torch.Tensor, values_only: bool = False):
+    """``torch.linalg.eigh`` (or ``eigvalsh``) of a symmetric PSD matrix. LAPACK's solver can fail to converge on
+    a covariance of far fewer samples than features (many repeated zero eigenvalues, seen on some CPUs); then
+    it is retried with a diagonal of 1e-12 × the mean variance added, which moves no eigenvalue by more than
+    that."""
+    solve = torch.linalg.eigvalsh if values_only else torch.linalg.eigh
+    try:
+        return solve(matrix)
+    except torch.linalg.LinAlgError:
+        jitter = 1e-12 * (float(matrix.diagonal().mean()) or 1.0)
+        return solve(matrix + jitter * torch.eye(len(matrix), dtype=matrix.dtype))
+
+
 def _trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> float:
     """tr √(Σ₁Σ₂) as Σ √λ of the symmetric PSD matrix √Σ₁ Σ₂ √Σ₁ (same eigenvalues as Σ₁Σ₂)."""
-    values, vectors = torch.linalg.eigh(sigma1)
+    values, vectors = _eigh(sigma1)
     root1 = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
     middle = root1 @ sigma2 @ root1
     middle = (middle + middle.T) / 2
-    return float(torch.linalg.eigvalsh(middle).clamp(min=0).sqrt().sum())
+    return float(_eigh(middle, values_only=True).clamp(min=0).sqrt().sum())
 
 
 def frechet_distance(real, fake) -> float:
