@@ -441,7 +441,7 @@ def _build_decoder(vae: AutoencoderKL, layers_per_block: int):
 
 def set_decoder_depth(vae: AutoencoderKL, layers_per_block: int) -> AutoencoderKL:
     """Give ``vae`` a fresh decoder of ``layers_per_block`` (+1 resnets a level), recorded in its config."""
-    vae.decoder = _build_decoder(vae, layers_per_block).to(vae.dtype)
+    vae.decoder = _build_decoder(vae, layers_per_block).to(device=vae.device, dtype=vae.dtype)
     vae.register_to_config(decoder_layers_per_block=layers_per_block)
     return vae
 
@@ -454,16 +454,14 @@ def grow_decoder(vae: AutoencoderKL, layers_per_block: int) -> AutoencoderKL:
     old = vae.decoder
     if layers_per_block < decoder_depth(vae):
         raise ValueError(f"the decoder already has {decoder_depth(vae)} layers per block, more than {layers_per_block}")
-    new = _build_decoder(vae, layers_per_block).to(device=vae.device, dtype=vae.dtype)
-    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    set_decoder_depth(vae, layers_per_block)
+    unexpected = vae.decoder.load_state_dict(old.state_dict(), strict=False).unexpected_keys
     if unexpected:
         raise RuntimeError(f"decoder keys with no place in the deeper decoder: {unexpected[:3]}")
-    for block_old, block_new in zip(old.up_blocks, new.up_blocks):
+    for block_old, block_new in zip(old.up_blocks, vae.decoder.up_blocks):
         for resnet in block_new.resnets[len(block_old.resnets) :]:
             resnet.conv2.weight.zero_()
             resnet.conv2.bias.zero_()
-    vae.decoder = new
-    vae.register_to_config(decoder_layers_per_block=layers_per_block)
     return vae
 
 
