@@ -21,7 +21,7 @@ from terrasynth.evaluate.evaluation import check_set_size  # noqa: E402
 from terrasynth.evaluate.features import build_extractor  # noqa: E402
 from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, layout_scores, load_segmenter  # noqa: E402
 from terrasynth.evaluate.metrics import frechet_distance, kid  # noqa: E402
-from terrasynth.generate.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS  # noqa: E402
+from terrasynth.generate.schedulers import DEFAULT_SCHEDULER  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,7 +34,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="default")
     parser.add_argument("--scales", default="1,2,3,4,6", help="SCALE or SCALE@LOW-HIGH (guidance interval)")
     parser.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ (Lin et al. 2024)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
     parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--segmenter", default=str(SHIPPED_SEGMENTER))
@@ -93,11 +93,13 @@ def scoring_for(args) -> Scoring:
 def main(argv=None, bundle=None) -> dict:
     """The figures per guidance scale; ``bundle`` (pipeline, model id, sha256) stands in for ``--model``."""
     from terrasynth.generate.api import load_pipeline
+    from terrasynth.generate.pipeline import resolve_steps
 
     args = parse_args(argv)
     scoring = scoring_for(args)
     evaluated, layouts, segmenter, scores = scoring.evaluated, scoring.layouts, scoring.segmenter, scoring.scores
     bundle = bundle or load_pipeline(args.model, args.scheduler)
+    args.steps = resolve_steps(bundle[0], args.steps)
     results = {"real tiles": scoring.real_tiles}
     for scale, interval in parse_guidance(args.scales):
         images = generate_model_set(

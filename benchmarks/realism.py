@@ -49,7 +49,7 @@ from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, load_segmente
 from terrasynth.evaluate.memorisation import memorisation_scores
 from terrasynth.evaluate.metrics import frechet_distance, kid
 from terrasynth.evaluate.report import format_table, ratios_to_floor, score, write_report
-from terrasynth.generate.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
+from terrasynth.generate.schedulers import DEFAULT_SCHEDULER
 from terrasynth.models.registry import WEIGHTS_DIR
 
 FLOOR_ROW = "real vs real (floor)"
@@ -159,7 +159,7 @@ def parse_args(argv=None):
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--limit", type=int, help="at most this many tiles per split (seeded sample)")
     parser.add_argument("--train-limit", type=int, help="at most this many training tiles")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
     parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER)
     parser.add_argument(
         "--guidance",
@@ -237,9 +237,10 @@ def main(argv=None, bundle=None) -> dict:
         from terrasynth.generate.api import load_pipeline
 
         bundle = load_pipeline(args.model, args.scheduler)
-    if guidances is None:
-        from terrasynth.generate.pipeline import resolve_guidance_scale
+    from terrasynth.generate.pipeline import resolve_guidance_scale, resolve_steps
 
+    args.steps = resolve_steps(bundle[0], args.steps)
+    if guidances is None:
         guidances = [(resolve_guidance_scale(bundle[0], None), None)]
     candidates = {FLOOR_ROW: real}
     for guidance, interval in guidances:

@@ -22,7 +22,6 @@ import torch  # noqa: E402
 from terrasynth.data.grids import image_grid, write_png  # noqa: E402
 from terrasynth.data.paired_tiles import PairedTiles  # noqa: E402
 from terrasynth.generate.pipeline import LayoutToImagePipeline  # noqa: E402
-from terrasynth.generate.schedulers import DEFAULT_STEPS  # noqa: E402
 from terrasynth.models.registry import resolve_model_path  # noqa: E402
 from terrasynth.train.run import read_metrics  # noqa: E402
 
@@ -35,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs")
     parser.add_argument("--split", default="val")
     parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
     parser.add_argument("--guidance", type=float, help="default: the model's own")
     parser.add_argument(
         "--select",

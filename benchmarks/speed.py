@@ -16,8 +16,7 @@ import time
 
 import torch
 
-from terrasynth.generate.pipeline import LayoutToImagePipeline
-from terrasynth.generate.schedulers import DEFAULT_STEPS
+from terrasynth.generate.pipeline import LayoutToImagePipeline, resolve_steps
 from terrasynth.models.embedded import EmbeddedDiffusionModel
 from terrasynth.models.registry import resolve_model_path
 
@@ -69,12 +68,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="default")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     model = EmbeddedDiffusionModel.from_pretrained(resolve_model_path(args.model))
     pipeline = LayoutToImagePipeline(model)
+    args.steps = resolve_steps(pipeline, args.steps)
     rows = {}
     for size in (64, 256):
         seconds = time_generation(pipeline, size, args.batch, args.steps, args.repeats)

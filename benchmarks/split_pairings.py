@@ -33,7 +33,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="default")
     parser.add_argument("--pairings", default="test:val,val:test", help="LAYOUT_SPLIT:REFERENCE_SPLIT, comma-separated")
     parser.add_argument("--limit", type=int, default=91, help="tiles of each split (seeded sample)")
-    parser.add_argument("--steps", default="10", help="sampling steps, comma-separated")
+    parser.add_argument("--steps", help="sampling steps, comma-separated (default: the model's own)")
     parser.add_argument("--scale", default="3", help="guidance: SCALE or SCALE@LOW-HIGH")
     parser.add_argument("--scheduler", default=DEFAULT_SCHEDULER)
     parser.add_argument("--size", type=int, default=256)
@@ -72,12 +72,17 @@ def main(argv=None, bundle=None) -> list[dict]:
     """One row per pairing, step count and generation seed; ``bundle`` (pipeline, model id, sha256) stands in
     for ``--model``."""
     args = parse_args(argv)
-    pairings, step_counts = parse_pairings(args.pairings), parse_numbers(args.steps, "--steps", minimum=1)
+    pairings = parse_pairings(args.pairings)
+    step_counts = None if args.steps is None else parse_numbers(args.steps, "--steps", minimum=1)
     generation_seeds = parse_numbers(args.generation_seeds, "--generation-seeds", minimum=0)
     if bundle is None:  # loaded once, not once per guidance.py run
         from terrasynth.generate.api import load_pipeline
 
         bundle = load_pipeline(args.model, args.scheduler)
+    if step_counts is None:
+        from terrasynth.generate.pipeline import resolve_steps
+
+        step_counts = [resolve_steps(bundle[0], None)]
     rows = []
     for (layouts_split, reference_split), steps, generation_seed in itertools.product(
         pairings, step_counts, generation_seeds

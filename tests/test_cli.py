@@ -461,6 +461,20 @@ def test_train_resume_and_export(capsys, train_inputs, tmp_path):
     assert code == 0, stderr
     assert read_provenance(tmp_path / "images" / "generated-000.png").guidance_scale == 3.0
 
+    # So is its default number of sampling steps, which generation without --steps takes and records.
+    code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "s3", "--sampling-steps", "3")
+    assert code == 0, stderr
+    assert EmbeddedDiffusionModel.from_pretrained(tmp_path / "s3").config.sampling_steps == 3
+    code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "s0", "--sampling-steps", "0")
+    assert code == 2 and "--sampling-steps 0" in stderr and not (tmp_path / "s0").exists()
+    out = tmp_path / "own-steps"
+    code, _, stderr = run(
+        capsys, "generate", "--model", tmp_path / "s3", "--out", out, "--prompt", "forest", "--n", "1",
+        "--height", "16", "--width", "16", "-q",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert read_provenance(out / "generated-000.png").steps == 3
+
 
 @pytest.mark.parametrize("flag", ["--paired", "--scenes"])
 def test_train_on_an_empty_folder_exits_2_and_makes_no_run(capsys, train_inputs, tmp_path, flag):

@@ -168,6 +168,32 @@ def test_a_model_saved_without_a_guidance_scale_loads_with_2(tmp_path):
     assert EmbeddedDiffusionModel.from_pretrained(folder).config.guidance_scale == 2.0
 
 
+def test_without_a_step_count_the_model_s_own_is_used(layout):
+    pipeline = LayoutToImagePipeline(tiny_model(seed=1, sampling_steps=3), text_encoder=FakeTextEncoder())
+    assert pipeline.default_steps == 3
+    own = pipeline("forest", layout=layout, seed=0).images
+    assert torch.equal(own, pipeline("forest", layout=layout, seed=0, num_inference_steps=3).images)
+    assert not torch.equal(own, pipeline("forest", layout=layout, seed=0, num_inference_steps=2).images)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="sampling_steps must be"):
+            tiny_model(sampling_steps=bad)
+    with pytest.raises(ValueError, match="at least 1"):
+        pipeline("forest", layout=layout, num_inference_steps=0)
+
+
+def test_a_model_saved_without_sampling_steps_loads_with_10(tmp_path):
+    import json
+
+    from terrasynth.models.embedded import MODEL_CONFIG_NAME, EmbeddedDiffusionModel
+
+    folder = save_tiny_model(tmp_path / "old")
+    config_path = folder / MODEL_CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    del config["sampling_steps"]  # as models exported before the field existed
+    config_path.write_text(json.dumps(config))
+    assert EmbeddedDiffusionModel.from_pretrained(folder).config.sampling_steps == 10
+
+
 def test_guidance_interval_guides_only_inside_it(pipeline, layout):
     guided, unguided = generate(pipeline, layout, guidance_scale=3.0), generate(pipeline, layout, guidance_scale=1.0)
     # An interval holding every timestep is plain guidance; one holding none is no guidance.

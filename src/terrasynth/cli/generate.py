@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-from ..generate.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, SCHEDULERS
+from ..generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 
 
 def _same_crs(a: str, b: str) -> bool:
@@ -158,7 +158,9 @@ def add_commands(commands, common) -> None:
     generate.add_argument("--prompt", default="", help="text prompt (empty: unconditional on text)")
     generate.add_argument("--n", type=int, default=4, help="number of images")
     generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
-    generate.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    generate.add_argument(
+        "--steps", type=int, help="sampling steps (default: the model's own, 13 for the shipped model; 20 for SD)"
+    )
     generate.add_argument(
         "--guidance", type=float, help="classifier-free guidance scale (default: the model's own; 7.5 for SD)"
     )
@@ -222,5 +224,5 @@ def add_commands(commands, common) -> None:
 
     demo = commands.add_parser("demo", help="generate from bundled layouts and prompts; write an HTML page")
     demo.add_argument("--out", default="terrasynth-demo")
-    demo.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    demo.add_argument("--steps", type=int, help="sampling steps (default: the model's own)")
     demo.set_defaults(func=cmd_demo)

@@ -77,10 +77,12 @@ def cmd_export(args) -> int:
     dtype = torch.float16 if args.fp16 else None
     mean_prior = _mean_prior_source(args)
     if args.model:
-        if not (args.vae or args.name or args.guidance_scale is not None or mean_prior):
+        changes = (args.guidance_scale, args.sampling_steps)
+        if not (args.vae or args.name or any(v is not None for v in changes) or mean_prior):
             raise InputError(
                 args.model,
-                "--model re-exports a model folder with changes: give --vae, --name, --guidance-scale or --mean-prior",
+                "--model re-exports a model folder with changes: give --vae, --name, --guidance-scale, "
+                "--sampling-steps or --mean-prior",
             )
         out = reexport_model(
             args.model,
@@ -90,6 +92,7 @@ def cmd_export(args) -> int:
             args.name,
             guidance_scale=args.guidance_scale,
             mean_prior=mean_prior,
+            sampling_steps=args.sampling_steps,
         )
         print(out)
         return 0
@@ -108,6 +111,7 @@ def cmd_export(args) -> int:
         vae_path=args.vae,
         guidance_scale=args.guidance_scale,
         mean_prior=mean_prior,
+        sampling_steps=args.sampling_steps,
     )
     print(out)
     return 0
@@ -178,6 +182,9 @@ def add_commands(commands, common) -> None:
     export.add_argument("--name", help="new model name (with --model)")
     export.add_argument(
         "--guidance-scale", type=float, help="the guidance scale generation uses by default with this model"
+    )
+    export.add_argument(
+        "--sampling-steps", type=int, help="the number of sampling steps generation takes by default with this model"
     )
     export.add_argument("--checkpoint", default="latest")
     export.add_argument("--out", required=True)

@@ -14,9 +14,9 @@ from ..models.registry import SHIPPED_MODELS, resolve_model_path
 from ..models.stable_diffusion import is_stable_diffusion_model
 from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_contact_grid, write_generated
-from .pipeline import LayoutToImagePipeline, resolve_guidance_scale
+from .pipeline import LayoutToImagePipeline, resolve_guidance_scale, resolve_steps
 from .pix2pix_generator import Pix2PixGenerator, is_pix2pix_model
-from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
+from .schedulers import DEFAULT_SCHEDULER
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def generate_images(
     out_dir: str | Path = "generated",
     num_images: int = 4,
     seed: int | None = None,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     guidance_scale: float | None = None,
     scheduler: str = DEFAULT_SCHEDULER,
     height: int | None = None,
@@ -68,18 +68,18 @@ def generate_images(
     """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
     provenance and an invisible watermark (``watermark=False``: none, recorded in the metadata), plus
     ``grid.png``. With a ``signer``, each image also carries signed C2PA Content Credentials. Returns the
-    written image paths. ``guidance_scale`` None: the model's own default. ``init_image_path``: an image (say a
-    real tile) whose encoding the sampler starts from, redrawing the last ``strength`` share of its steps
-    (SDEdit); its sha256 and the strength are recorded in the provenance. ``mean_prior``: None uses the model's
-    mean prior where it applies (``LayoutToImagePipeline``), False turns it off."""
+    written image paths. ``steps`` and ``guidance_scale`` None: the model's own defaults. ``init_image_path``:
+    an image (say a real tile) whose encoding the sampler starts from, redrawing the last ``strength`` share of
+    its steps (SDEdit); its sha256 and the strength are recorded in the provenance. ``mean_prior``: None uses
+    the model's mean prior where it applies (``LayoutToImagePipeline``), False turns it off."""
     if num_images < 1:
         raise InputError(None, "--n must be at least 1")
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise InputError(None, "--steps must be at least 1")
     if signer is not None:
         load_credentials(signer)  # a bad certificate or key fails now, not after sampling
     pipe, model_id, model_sha = pipeline or load_pipeline(model, scheduler)
-    guidance_scale = resolve_guidance_scale(pipe, guidance_scale)
+    guidance_scale, steps = resolve_guidance_scale(pipe, guidance_scale), resolve_steps(pipe, steps)
     layout = None
     if layout_path is not None:
         table = ClassTable.from_json(class_table_path) if class_table_path else _layout_classes(pipe)

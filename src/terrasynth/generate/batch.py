@@ -17,8 +17,8 @@ from ..data.captions import scene_paraphrases
 from ..data.layouts import Layout
 from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_generated
-from .pipeline import resolve_guidance_scale
-from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS
+from .pipeline import resolve_guidance_scale, resolve_steps
+from .schedulers import DEFAULT_SCHEDULER
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def generate_for_layouts(
     out_dir: str | Path,
     images_per_layout: int = 1,
     seed: int = 0,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     guidance_scale: float | None = None,
     scheduler: str = DEFAULT_SCHEDULER,
     progress: bool = True,
@@ -46,7 +46,7 @@ def generate_for_layouts(
     Image k of the sample at index i uses seed ``seed + 1000 * i + k``, so a set is reproducible file by file.
     """
     pipeline, model_id, model_sha = pipeline_bundle
-    guidance_scale = resolve_guidance_scale(pipeline, guidance_scale)
+    guidance_scale, steps = resolve_guidance_scale(pipeline, guidance_scale), resolve_steps(pipeline, steps)
     guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
     if signer is not None:
         load_credentials(signer)  # a bad certificate or key fails now, not after sampling
@@ -83,7 +83,7 @@ def generate_for_scene_classes(
     out_dir: str | Path,
     images_per_class: int,
     seed: int = 0,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     guidance_scale: float | None = None,
     scheduler: str = DEFAULT_SCHEDULER,
     size: int = 256,
@@ -97,7 +97,7 @@ def generate_for_scene_classes(
     """``out_dir/<class>/<class>-NNN.png``: a scene-folder set (readable by ``SceneFolder``) generated from the
     class name's caption paraphrases, cycling through them."""
     pipeline, model_id, model_sha = pipeline_bundle
-    guidance_scale = resolve_guidance_scale(pipeline, guidance_scale)
+    guidance_scale, steps = resolve_guidance_scale(pipeline, guidance_scale), resolve_steps(pipeline, steps)
     guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
     if signer is not None:
         load_credentials(signer)

@@ -11,7 +11,6 @@ from ..data.classes import ClassTable
 from ..data.layouts import load_layout
 from ..files import write_text_atomic
 from .api import generate_images, load_pipeline
-from .schedulers import DEFAULT_STEPS
 
 DEMO_ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
 DEMO_LAYOUTS = ("river_village.png", "lake_and_forest.png", "fields_utm34.geojson")
@@ -27,7 +26,7 @@ DEMO_PROMPTS = (
 def run_demo(
     out_dir: str | Path,
     model: str = "default",
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     images_per_layout: int = 3,
     progress: bool = True,
 ) -> Path:

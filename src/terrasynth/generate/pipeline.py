@@ -67,6 +67,16 @@ def resolve_guidance_scale(generator, guidance_scale: float | None) -> float:
     return float(guidance_scale)
 
 
+def resolve_steps(generator, steps: int | None) -> int:
+    """``steps``, or the generator's own default (a model's ``sampling_steps``) when it is None; ValueError
+    below 1."""
+    if steps is None:
+        steps = getattr(generator, "default_steps", DEFAULT_STEPS)
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"num_inference_steps must be a whole number of at least 1, got {steps!r}")
+    return int(steps)
+
+
 def check_init_latents(init_latents: torch.Tensor, num_images: int, shape: tuple[int, int, int]) -> torch.Tensor:
     """``init_latents`` as num_images×C×h×w (one latent is repeated); ValueError naming the shape expected."""
     if init_latents.dim() == 3:
@@ -149,6 +159,10 @@ class LayoutToImagePipeline:
         return self.model.config.guidance_scale
 
     @property
+    def default_steps(self) -> int:
+        return self.model.config.sampling_steps
+
+    @property
     def text_encoder(self):
         if self._text_encoder is None:
             from ..models.text import default_text_encoder
@@ -176,7 +190,7 @@ class LayoutToImagePipeline:
         num_images: int = 1,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = DEFAULT_STEPS,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         seed: int | None = None,
         scene_class: int | None = None,
@@ -197,8 +211,7 @@ class LayoutToImagePipeline:
         guidance_scale = resolve_guidance_scale(self, guidance_scale)
         prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
         num_images = len(prompts)
-        if num_inference_steps < 1:
-            raise ValueError("num_inference_steps must be at least 1")
+        num_inference_steps = resolve_steps(self, num_inference_steps)
         low, high = check_guidance_interval(guidance_interval) or (0.0, 1.0)
         check_guidance_rescale(guidance_rescale)
         if not 0 < strength <= 1:

@@ -28,6 +28,7 @@ class Pix2PixGenerator:
     """``generator(prompt, layout=..., num_images=4, seed=0)`` → :class:`GenerationOutput`."""
 
     default_guidance_scale = 1.0  # pix2pix has no guidance: 1 is "unguided" in provenance records
+    default_steps = 1  # one forward pass
 
     def __init__(self, generator: UNetGenerator, class_table: ClassTable, stochastic: bool = True):
         if len(class_table) != generator.config.num_classes:

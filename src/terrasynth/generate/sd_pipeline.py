@@ -36,6 +36,7 @@ from .pipeline import (
     layouts_per_image,
     prompts_and_seeds,
     resolve_guidance_scale,
+    resolve_steps,
 )
 from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 
@@ -46,6 +47,7 @@ class StableDiffusionGenerator:
     """``generator(prompt, layout=..., num_images=4, num_inference_steps=20, guidance_scale=7.5, seed=0)``."""
 
     default_guidance_scale = 7.5  # Stable Diffusion's usual scale
+    default_steps = 20
 
     def __init__(
         self,
@@ -94,7 +96,7 @@ class StableDiffusionGenerator:
         num_images: int = 1,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 20,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         seed: int | None = None,
         scheduler: str | None = None,
@@ -113,8 +115,7 @@ class StableDiffusionGenerator:
             raise InputError(None, f"{type(self.pipe).__name__} has no guidance rescale", "leave it at 0")
         prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
         num_images = len(prompts)
-        if num_inference_steps < 1:
-            raise ValueError("num_inference_steps must be at least 1")
+        num_inference_steps = resolve_steps(self, num_inference_steps)
         multiple = int(self.pipe.vae_scale_factor)
         out_size = None
         if layout is not None:

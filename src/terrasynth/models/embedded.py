@@ -146,6 +146,8 @@ class EmbeddedModelConfig:
     # The classifier-free guidance scale generation uses when the caller gives none: the best trade between
     # realism and layout fidelity differs from model to model (docs/default_model.md).
     guidance_scale: float = 2.0
+    # The number of sampler steps generation takes when the caller gives none (docs/default_model.md).
+    sampling_steps: int = 10
     # Draw each layout-conditioned tile's latent mean from training tiles of the same class shares and start
     # sampling from it (models/mean_prior.py); None: sample from pure noise. The table is in ``mean_prior/``.
     mean_prior: MeanPriorConfig | None = None
@@ -161,6 +163,8 @@ class EmbeddedModelConfig:
             raise ValueError("a zero terminal SNR needs v_prediction or sample prediction, not epsilon")
         if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0):
             raise ValueError(f"guidance_scale must be a finite number of at least 1, got {self.guidance_scale}")
+        if isinstance(self.sampling_steps, bool) or not isinstance(self.sampling_steps, int) or self.sampling_steps < 1:
+            raise ValueError(f"sampling_steps must be a whole number of at least 1, got {self.sampling_steps!r}")
         if self.class_table is not None:
             ClassTable.from_dict(self.class_table)  # validates
         if self.mean_prior is not None and self.class_table is None:

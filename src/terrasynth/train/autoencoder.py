@@ -34,7 +34,6 @@ from ..data.paired_tiles import PairedTiles
 from ..data.transforms import CenterCrop
 from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
-from ..generate.schedulers import DEFAULT_STEPS
 from ..models.colour_correction import CORRECTION_KINDS, fit_colour_correction, set_colour_correction
 from ..models.embedded import AutoencoderConfig, decoder_depth, grow_decoder, load_autoencoder, save_autoencoder
 from ..models.features import EffNetFeatures, perceptual_distance
@@ -42,6 +41,10 @@ from .data import image_dataset, open_split
 from .run import EMA, POSTERIOR_CHOICES, TrainingRun, step_generator, step_seed
 
 log = logging.getLogger(__name__)
+
+# The sampler step grid that generated_latents and denoised_pairs draw on. It stays at the 10 steps the shipped
+# decoders were refined with, whatever a model's default sampling_steps, so that their recipes reproduce.
+DECODER_DATA_STEPS = 10
 
 EQUIVARIANCE_FACTORS = (2, 4)  # latent down-sampling factors of the scale-equivariance term, drawn per step
 
@@ -83,7 +86,7 @@ class AutoencoderTrainConfig:
     generated_latents_size: int = 256
     # A model folder as for generated_latents_from, but paired: ``denoised_pairs_count`` evenly spaced training
     # tiles (``denoised_pairs_size`` px) are encoded, noised and redrawn by the model's last 1 to
-    # ``denoised_pairs_max_steps`` sampler steps (SDEdit at its default 10 steps and guidance, with the tile's
+    # ``denoised_pairs_max_steps`` sampler steps (SDEdit at DECODER_DATA_STEPS and its default guidance, with the tile's
     # layout and caption), and cached. Each step ``denoised_pairs_batch_size`` aligned crops of these latents are
     # decoded and held to their real tile by the reconstruction losses and the discriminator: the decoder sees the
     # denoiser's own texture errors, anchored to the image they came from (generated_latents has no anchor).
@@ -156,8 +159,8 @@ class AutoencoderTrainConfig:
                 )
             if min(self.denoised_pairs_count, self.denoised_pairs_batch_size) < 1:
                 raise ValueError("denoised_pairs_count and denoised_pairs_batch_size must be at least 1")
-            if not 1 <= self.denoised_pairs_max_steps <= DEFAULT_STEPS:
-                raise ValueError(f"denoised_pairs_max_steps must be in 1..{DEFAULT_STEPS}")
+            if not 1 <= self.denoised_pairs_max_steps <= DECODER_DATA_STEPS:
+                raise ValueError(f"denoised_pairs_max_steps must be in 1..{DECODER_DATA_STEPS}")
             size = self.denoised_pairs_size
             if size < self.crop or size % self.autoencoder.downsampling:
                 raise ValueError(
@@ -421,7 +424,7 @@ def generated_latents(config: AutoencoderTrainConfig, vae, path: Path, progress:
         output = pipeline(
             [s["caption"] for s in samples],
             layout=torch.stack([s["layout"] for s in samples]),
-            num_inference_steps=DEFAULT_STEPS,
+            num_inference_steps=DECODER_DATA_STEPS,
             seed=config.seed + start,
             output_type="latent",
         )
@@ -445,7 +448,7 @@ def cache_settings(pipeline, model_sha: str, config: AutoencoderTrainConfig, cou
         "count": count,
         "size": size,
         "seed": config.seed,
-        "steps": DEFAULT_STEPS,
+        "steps": DECODER_DATA_STEPS,
         "guidance_scale": pipeline.default_guidance_scale,
     }
 
@@ -514,11 +517,11 @@ def denoised_pairs(config: AutoencoderTrainConfig, vae, path: Path, progress: bo
             output = pipeline(
                 [samples[i]["caption"] for i in chunk],
                 layout=torch.stack([samples[i]["layout"] for i in chunk]),
-                num_inference_steps=DEFAULT_STEPS,
+                num_inference_steps=DECODER_DATA_STEPS,
                 seed=config.seed + chunk[0],
                 output_type="latent",
                 init_latents=encoded,
-                strength=steps_run / DEFAULT_STEPS,
+                strength=steps_run / DECODER_DATA_STEPS,
             )
             for i, latent in zip(chunk, output.images):
                 latents[i] = latent

@@ -496,20 +496,20 @@ def export_checkpoint(
     vae_path: str | None = None,
     guidance_scale: float | None = None,
     mean_prior: MeanPriorSource | None = None,
+    sampling_steps: int | None = None,
 ) -> Path:
     """Write the EMA weights of a training checkpoint as a model folder (e.g. to ship mid-training).
 
     ``vae_path``: an autoencoder whose decoder was refined after the diffusion model trained; it replaces the
     model's autoencoder only if its encoder is the same, so the latents the UNet learned stay valid.
-    ``guidance_scale``: the model's default guidance scale (else the training config's). ``mean_prior``: fit
-    one on its tiles and ship it."""
+    ``guidance_scale``, ``sampling_steps``: the model's defaults for generation (else the training config's).
+    ``mean_prior``: fit one on its tiles and ship it."""
     from .checkpoints import load_checkpoint
 
     model = _build_model(config)
     if vae_path is not None:
         _swap_in_decoder(model, vae_path)
-    if guidance_scale is not None:
-        model.config = _with_guidance_scale(model.config, guidance_scale)
+    model.config = _with_sampling_defaults(model.config, guidance_scale, sampling_steps)
     if mean_prior is not None:
         add_mean_prior(model, mean_prior)
     modules = torch.nn.ModuleDict({"unet": model.unet, "condition": model.condition})
@@ -526,10 +526,12 @@ def reexport_model(
     name: str | None = None,
     guidance_scale: float | None = None,
     mean_prior: MeanPriorSource | None = None,
+    sampling_steps: int | None = None,
 ) -> Path:
     """Re-export a model folder with any of: the decoder of ``vae_path`` (same encoder and scaling factor,
     checked; ships a decoder refined after the training run's checkpoints are gone), a new model name, a new
-    default guidance scale, a mean prior fitted on ``mean_prior``'s tiles (in place of any it had)."""
+    default guidance scale or number of sampling steps, a mean prior fitted on ``mean_prior``'s tiles (in place
+    of any it had)."""
     from dataclasses import replace
 
     model = EmbeddedDiffusionModel.from_pretrained(model_dir)
@@ -539,21 +541,27 @@ def reexport_model(
         _swap_in_decoder(model, vae_path)
     if name:
         model.config = replace(model.config, name=name)
-    if guidance_scale is not None:
-        model.config = _with_guidance_scale(model.config, guidance_scale)
+    model.config = _with_sampling_defaults(model.config, guidance_scale, sampling_steps)
     if mean_prior is not None:
         add_mean_prior(model, mean_prior)
     model.save_pretrained(directory, dtype=dtype)
     return Path(directory)
 
 
-def _with_guidance_scale(config, guidance_scale: float):
+def _with_sampling_defaults(config, guidance_scale: float | None, sampling_steps: int | None):
+    """``config`` with the given defaults for generation replaced (None: kept); InputError naming a bad one."""
     from dataclasses import replace
 
-    try:
-        return replace(config, guidance_scale=guidance_scale)
-    except ValueError as error:
-        raise InputError(None, f"--guidance-scale {guidance_scale}: {error}") from None
+    for flag, field_name, value in (
+        ("--guidance-scale", "guidance_scale", guidance_scale),
+        ("--sampling-steps", "sampling_steps", sampling_steps),
+    ):
+        if value is not None:
+            try:
+                config = replace(config, **{field_name: value})
+            except ValueError as error:
+                raise InputError(None, f"{flag} {value}: {error}") from None
+    return config
 
 
 def _swap_in_decoder(model: EmbeddedDiffusionModel, vae_path: str) -> None:
