@@ -158,9 +158,7 @@ def add_commands(commands, common) -> None:
     generate.add_argument("--prompt", default="", help="text prompt (empty: unconditional on text)")
     generate.add_argument("--n", type=int, default=4, help="number of images")
     generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
-    generate.add_argument(
-        "--steps", type=int, help="sampling steps (default: the model's own, 13 for the shipped model; 20 for SD)"
-    )
+    generate.add_argument("--steps", type=int, help="sampling steps (default: the model's own; 20 for SD)")
     generate.add_argument(
         "--guidance", type=float, help="classifier-free guidance scale (default: the model's own; 7.5 for SD)"
     )
