@@ -538,9 +538,26 @@ def test_export_with_a_mean_prior_then_generate_records_each_draw(capsys, model_
     assert code == 0, stderr
     assert "mean_prior" not in read_provenance(tmp_path / "off" / "layout-000.png").extra
 
+    # The fitted prior's settings change on re-export with no data; its table is kept as it was.
+    moved = tmp_path / "later-start"
+    code, _, stderr = run(capsys, "export", "--model", prior_model, "--out", moved, "--mean-prior-start", "0.95", "-q")
+    assert code == 0, stderr
+    changed = EmbeddedDiffusionModel.from_pretrained(moved)
+    assert changed.config.mean_prior.start == 0.95 and changed.config.mean_prior.neighbours == 2
+    assert torch.equal(changed.mean_prior.latent_means, model.mean_prior.latent_means)
+    assert torch.equal(changed.mean_prior.class_shares, model.mean_prior.class_shares)
+
     # Bad settings are refused with the flag named, and nothing is written.
     code, _, stderr = run(
         capsys, "export", "--model", model_dir, "--out", tmp_path / "bad", "--mean-prior-start", "0.5"
+    )
+    assert code == 2 and "--mean-prior DATA" in stderr and str(model_dir) in stderr
+    code, _, stderr = run(
+        capsys, "export", "--model", prior_model, "--out", tmp_path / "bad", "--mean-prior-start", "1.5"
+    )
+    assert code == 2 and "start must be in (0, 1)" in stderr
+    code, _, stderr = run(
+        capsys, "export", "--run", tmp_path / "no-run", "--out", tmp_path / "bad", "--mean-prior-start", "0.95"
     )
     assert code == 2 and "--mean-prior DATA" in stderr
     code, _, stderr = run(

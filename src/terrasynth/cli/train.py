@@ -75,14 +75,14 @@ def cmd_export(args) -> int:
     from ..train.diffusion import DiffusionTrainConfig, export_checkpoint, reexport_model
 
     dtype = torch.float16 if args.fp16 else None
-    mean_prior = _mean_prior_source(args)
+    mean_prior, mean_prior_settings = _mean_prior_change(args)
     if args.model:
         changes = (args.guidance_scale, args.sampling_steps)
-        if not (args.vae or args.name or any(v is not None for v in changes) or mean_prior):
+        if not (args.vae or args.name or any(v is not None for v in changes) or mean_prior or mean_prior_settings):
             raise InputError(
                 args.model,
                 "--model re-exports a model folder with changes: give --vae, --name, --guidance-scale, "
-                "--sampling-steps or --mean-prior",
+                "--sampling-steps, --mean-prior or --mean-prior-start/--mean-prior-neighbours",
             )
         out = reexport_model(
             args.model,
@@ -93,6 +93,7 @@ def cmd_export(args) -> int:
             guidance_scale=args.guidance_scale,
             mean_prior=mean_prior,
             sampling_steps=args.sampling_steps,
+            mean_prior_settings=mean_prior_settings,
         )
         print(out)
         return 0
@@ -117,23 +118,26 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _mean_prior_source(args):
+def _mean_prior_change(args):
+    """(a source to fit a new mean prior on, or None; settings to change in a re-exported model's fitted prior,
+    or None). Settings without ``--mean-prior DATA`` keep the model's fitted table: no data needed."""
     from ..models.mean_prior import MeanPriorConfig
     from ..train.diffusion import MeanPriorSource
 
     given = {"neighbours": args.mean_prior_neighbours, "start": args.mean_prior_start}
     given = {name: value for name, value in given.items() if value is not None}
     if args.mean_prior is None:
-        if given:
+        if given and not args.model:
             raise InputError(None, "--mean-prior-neighbours and --mean-prior-start need --mean-prior DATA")
-        return None
+        return None, given or None
     try:
         settings = MeanPriorConfig(**given)
     except ValueError as error:
         raise InputError(None, str(error)) from None
-    return MeanPriorSource(
+    source = MeanPriorSource(
         args.mean_prior, args.mean_prior_split, args.mean_prior_size, settings, progress=not args.quiet
     )
+    return source, None
 
 
 def cmd_finetune(args) -> int:
@@ -202,11 +206,16 @@ def add_commands(commands, common) -> None:
     export.add_argument(
         "--mean-prior-size", type=int, default=256, help="tile size the prior is fitted at: the size generated at"
     )
-    export.add_argument("--mean-prior-neighbours", type=int, help="nearest training tiles drawn from (default 8)")
+    export.add_argument(
+        "--mean-prior-neighbours",
+        type=int,
+        help="nearest training tiles drawn from (default 8; with --model alone, changes the model's fitted prior)",
+    )
     export.add_argument(
         "--mean-prior-start",
         type=float,
-        help="sampling starts at the first timestep t with t/T <= this, from the drawn mean (default 0.9)",
+        help="sampling starts at the first timestep t with t/T <= this, from the drawn mean (default 0.9; with "
+        "--model alone, changes the model's fitted prior)",
     )
     export.set_defaults(func=cmd_export)
 

@@ -527,12 +527,16 @@ def reexport_model(
     guidance_scale: float | None = None,
     mean_prior: MeanPriorSource | None = None,
     sampling_steps: int | None = None,
+    mean_prior_settings: dict | None = None,
 ) -> Path:
     """Re-export a model folder with any of: the decoder of ``vae_path`` (same encoder and scaling factor,
     checked; ships a decoder refined after the training run's checkpoints are gone), a new model name, a new
     default guidance scale or number of sampling steps, a mean prior fitted on ``mean_prior``'s tiles (in place
-    of any it had)."""
+    of any it had), or new ``mean_prior_settings`` (MeanPriorConfig fields) for the prior it has."""
     from dataclasses import replace
+
+    if mean_prior is not None and mean_prior_settings:
+        raise ValueError("give a mean prior to fit or settings for the fitted one, not both")
 
     model = EmbeddedDiffusionModel.from_pretrained(model_dir)
     if vae_path is not None:
@@ -544,8 +548,22 @@ def reexport_model(
     model.config = _with_sampling_defaults(model.config, guidance_scale, sampling_steps)
     if mean_prior is not None:
         add_mean_prior(model, mean_prior)
+    if mean_prior_settings:
+        model.config = _with_mean_prior_settings(model_dir, model, mean_prior_settings)
     model.save_pretrained(directory, dtype=dtype)
     return Path(directory)
+
+
+def _with_mean_prior_settings(model_dir, model: EmbeddedDiffusionModel, settings: dict):
+    """``model``'s config with its fitted mean prior's settings changed; InputError if it has none or one is bad."""
+    from dataclasses import replace
+
+    if model.mean_prior is None or model.config.mean_prior is None:
+        raise InputError(model_dir, "this model has no mean prior to change: fit one with --mean-prior DATA")
+    try:
+        return replace(model.config, mean_prior=replace(model.config.mean_prior, **settings))
+    except ValueError as error:
+        raise InputError(None, str(error)) from None
 
 
 def _with_sampling_defaults(config, guidance_scale: float | None, sampling_steps: int | None):
