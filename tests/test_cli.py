@@ -546,6 +546,15 @@ def test_export_with_a_mean_prior_then_generate_records_each_draw(capsys, model_
     assert changed.config.mean_prior.start == 0.95 and changed.config.mean_prior.neighbours == 2
     assert torch.equal(changed.mean_prior.latent_means, model.mean_prior.latent_means)
     assert torch.equal(changed.mean_prior.class_shares, model.mean_prior.class_shares)
+    # Refitting the table on other tiles keeps the settings not given.
+    refitted = tmp_path / "refitted"
+    code, _, stderr = run(
+        capsys, "export", "--model", moved, "--out", refitted, "--mean-prior", pairs, "--mean-prior-split", "all",
+        "--mean-prior-size", "32", "--mean-prior-neighbours", "3", "-q",
+    )  # fmt: skip
+    assert code == 0, stderr
+    settings = EmbeddedDiffusionModel.from_pretrained(refitted).config.mean_prior
+    assert (settings.start, settings.neighbours) == (0.95, 3)
 
     # Bad settings are refused with the flag named, and nothing is written.
     code, _, stderr = run(

@@ -113,31 +113,25 @@ def cmd_export(args) -> int:
         guidance_scale=args.guidance_scale,
         mean_prior=mean_prior,
         sampling_steps=args.sampling_steps,
+        mean_prior_settings=mean_prior_settings,
     )
     print(out)
     return 0
 
 
 def _mean_prior_change(args):
-    """(a source to fit a new mean prior on, or None; settings to change in a re-exported model's fitted prior,
-    or None). Settings without ``--mean-prior DATA`` keep the model's fitted table: no data needed."""
-    from ..models.mean_prior import MeanPriorConfig
+    """(a source to fit a mean prior on, or None; the MeanPriorConfig fields given, or None). Without
+    ``--mean-prior DATA``, a re-exported model's fitted prior keeps its table and only its settings change."""
     from ..train.diffusion import MeanPriorSource
 
     given = {"neighbours": args.mean_prior_neighbours, "start": args.mean_prior_start}
-    given = {name: value for name, value in given.items() if value is not None}
+    given = {name: value for name, value in given.items() if value is not None} or None
     if args.mean_prior is None:
         if given and not args.model:
             raise InputError(None, "--mean-prior-neighbours and --mean-prior-start need --mean-prior DATA")
-        return None, given or None
-    try:
-        settings = MeanPriorConfig(**given)
-    except ValueError as error:
-        raise InputError(None, str(error)) from None
-    source = MeanPriorSource(
-        args.mean_prior, args.mean_prior_split, args.mean_prior_size, settings, progress=not args.quiet
-    )
-    return source, None
+        return None, given
+    source = MeanPriorSource(args.mean_prior, args.mean_prior_split, args.mean_prior_size, progress=not args.quiet)
+    return source, given
 
 
 def cmd_finetune(args) -> int:

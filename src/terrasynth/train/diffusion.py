@@ -455,29 +455,45 @@ def _validate(model, ema_modules, samples, run: TrainingRun, step: int, steps: i
 
 @dataclass(frozen=True)
 class MeanPriorSource:
-    """The tiles a mean prior is fitted on (a paired-tiles folder's split, resized to the size the model
-    generates at) and its settings."""
+    """The tiles a mean prior is fitted on: a paired-tiles folder's split, resized to the size the model
+    generates at."""
 
     data: str
     split: str = "train"
     size: int = 256
-    settings: MeanPriorConfig = field(default_factory=MeanPriorConfig)
     progress: bool = True
 
 
-def add_mean_prior(model: EmbeddedDiffusionModel, source: MeanPriorSource) -> None:
-    """Fit a mean prior on ``source``'s tiles with ``model``'s encoder and attach it (config and table)."""
+def set_mean_prior(
+    model: EmbeddedDiffusionModel,
+    source: MeanPriorSource | None = None,
+    settings: dict | None = None,
+    origin: str | Path | None = None,
+) -> None:
+    """Fit a mean prior on ``source``'s tiles with ``model``'s encoder (replacing any table it had), and/or
+    change its settings: the MeanPriorConfig fields in ``settings`` replace the model's own, the rest are kept
+    (MeanPriorConfig's defaults where the model had no prior). InputError naming ``origin`` (the model folder)
+    when there is no prior to change; a bad setting is refused before any fitting."""
     from dataclasses import replace
 
-    if model.vae is None or model.config.class_table is None:
-        raise InputError(source.data, "a mean prior needs a latent model that takes layouts")
-    if source.size % model.config.size_multiple:
-        raise InputError(None, f"mean prior size {source.size} is not a multiple of {model.config.size_multiple}")
-    tiles = PairedTiles(source.data, source.split, Resize(source.size), class_table=model.config.layout_classes)
-    if len(tiles) == 0:
-        raise InputError(source.data, f"no tiles in split {source.split!r} to fit a mean prior on")
-    model.mean_prior = fit_mean_prior(model, tiles, progress=source.progress)
-    model.config = replace(model.config, mean_prior=source.settings)
+    if source is None and not settings:
+        return
+    if source is None and model.mean_prior is None:
+        raise InputError(origin, "this model has no mean prior to change: fit one with --mean-prior DATA")
+    try:
+        new_settings = replace(model.config.mean_prior or MeanPriorConfig(), **(settings or {}))
+    except ValueError as error:
+        raise InputError(None, str(error)) from None
+    if source is not None:
+        if model.vae is None or model.config.class_table is None:
+            raise InputError(source.data, "a mean prior needs a latent model that takes layouts")
+        if source.size % model.config.size_multiple:
+            raise InputError(None, f"mean prior size {source.size} is not a multiple of {model.config.size_multiple}")
+        tiles = PairedTiles(source.data, source.split, Resize(source.size), class_table=model.config.layout_classes)
+        if len(tiles) == 0:
+            raise InputError(source.data, f"no tiles in split {source.split!r} to fit a mean prior on")
+        model.mean_prior = fit_mean_prior(model, tiles, progress=source.progress)
+    model.config = replace(model.config, mean_prior=new_settings)
 
 
 def export_model(model: EmbeddedDiffusionModel, ema_modules, directory: Path, dtype=None) -> Path:
@@ -497,21 +513,21 @@ def export_checkpoint(
     guidance_scale: float | None = None,
     mean_prior: MeanPriorSource | None = None,
     sampling_steps: int | None = None,
+    mean_prior_settings: dict | None = None,
 ) -> Path:
     """Write the EMA weights of a training checkpoint as a model folder (e.g. to ship mid-training).
 
     ``vae_path``: an autoencoder whose decoder was refined after the diffusion model trained; it replaces the
     model's autoencoder only if its encoder is the same, so the latents the UNet learned stay valid.
     ``guidance_scale``, ``sampling_steps``: the model's defaults for generation (else the training config's).
-    ``mean_prior``: fit one on its tiles and ship it."""
+    ``mean_prior``: fit one on its tiles and ship it, with ``mean_prior_settings`` (MeanPriorConfig fields)."""
     from .checkpoints import load_checkpoint
 
     model = _build_model(config)
     if vae_path is not None:
         _swap_in_decoder(model, vae_path)
     model.config = _with_sampling_defaults(model.config, guidance_scale, sampling_steps)
-    if mean_prior is not None:
-        add_mean_prior(model, mean_prior)
+    set_mean_prior(model, mean_prior, mean_prior_settings, origin=checkpoint)
     modules = torch.nn.ModuleDict({"unet": model.unet, "condition": model.condition})
     ema = EMA(modules)
     load_checkpoint(checkpoint, {"ema": ema.model})
@@ -532,11 +548,8 @@ def reexport_model(
     """Re-export a model folder with any of: the decoder of ``vae_path`` (same encoder and scaling factor,
     checked; ships a decoder refined after the training run's checkpoints are gone), a new model name, a new
     default guidance scale or number of sampling steps, a mean prior fitted on ``mean_prior``'s tiles (in place
-    of any it had), or new ``mean_prior_settings`` (MeanPriorConfig fields) for the prior it has."""
+    of any it had), new ``mean_prior_settings`` (MeanPriorConfig fields; the others keep the model's own)."""
     from dataclasses import replace
-
-    if mean_prior is not None and mean_prior_settings:
-        raise ValueError("give a mean prior to fit or settings for the fitted one, not both")
 
     model = EmbeddedDiffusionModel.from_pretrained(model_dir)
     if vae_path is not None:
@@ -546,24 +559,9 @@ def reexport_model(
     if name:
         model.config = replace(model.config, name=name)
     model.config = _with_sampling_defaults(model.config, guidance_scale, sampling_steps)
-    if mean_prior is not None:
-        add_mean_prior(model, mean_prior)
-    if mean_prior_settings:
-        model.config = _with_mean_prior_settings(model_dir, model, mean_prior_settings)
+    set_mean_prior(model, mean_prior, mean_prior_settings, origin=model_dir)
     model.save_pretrained(directory, dtype=dtype)
     return Path(directory)
-
-
-def _with_mean_prior_settings(model_dir, model: EmbeddedDiffusionModel, settings: dict):
-    """``model``'s config with its fitted mean prior's settings changed; InputError if it has none or one is bad."""
-    from dataclasses import replace
-
-    if model.mean_prior is None or model.config.mean_prior is None:
-        raise InputError(model_dir, "this model has no mean prior to change: fit one with --mean-prior DATA")
-    try:
-        return replace(model.config, mean_prior=replace(model.config.mean_prior, **settings))
-    except ValueError as error:
-        raise InputError(None, str(error)) from None
 
 
 def _with_sampling_defaults(config, guidance_scale: float | None, sampling_steps: int | None):
