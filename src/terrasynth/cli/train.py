@@ -203,13 +203,14 @@ def add_commands(commands, common) -> None:
     export.add_argument(
         "--mean-prior-neighbours",
         type=int,
-        help="nearest training tiles drawn from (default 8; with --model alone, changes the model's fitted prior)",
+        help="nearest training tiles drawn from (default: the model's own, else 8; without --mean-prior, changes "
+        "--model's fitted prior)",
     )
     export.add_argument(
         "--mean-prior-start",
         type=float,
-        help="sampling starts at the first timestep t with t/T <= this, from the drawn mean (default 0.9; with "
-        "--model alone, changes the model's fitted prior)",
+        help="sampling starts at the first timestep t with t/T <= this, from the drawn mean (default: the model's "
+        "own, else 0.9; without --mean-prior, changes --model's fitted prior)",
     )
     export.set_defaults(func=cmd_export)
 
