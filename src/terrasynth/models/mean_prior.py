@@ -6,8 +6,9 @@ from tile to tile as real tiles' do (docs/default_model.md, session 16), so its 
 in middling colours. Every real tile has its own light, season and sensor; the layout does not say which. The
 prior draws one from training tiles of the same make-up, and the pipeline starts sampling at a noise level
 where the tile's mean is still clearly visible through the noise while its structure is not (SNR of one latent
-pixel 0.003, of the 64×64 mean 12, at t = 899 of 1000), from that mean alone: the denoiser then draws
-structure and texture from the layout and prompt, in that colour.
+pixel 0.003, of the 64×64 mean 12, at t = 899 of 1000; 0.0016 and 6.7 at t = 922, where the shipped model
+starts with 13 steps), from that mean alone: the denoiser then draws structure and texture from the layout and
+prompt, in that colour.
 
 Neighbours are the training tiles within the ``neighbours``-th smallest L1 distance of class shares, ties
 included: hundreds of training tiles are all water, and a draw among the first few in file order (one
