@@ -485,15 +485,20 @@ def set_mean_prior(
     except ValueError as error:
         raise InputError(None, str(error)) from None
     if source is not None:
-        if model.vae is None or model.config.class_table is None:
-            raise InputError(source.data, "a mean prior needs a latent model that takes layouts")
-        if source.size % model.config.size_multiple:
-            raise InputError(None, f"mean prior size {source.size} is not a multiple of {model.config.size_multiple}")
-        tiles = PairedTiles(source.data, source.split, Resize(source.size), class_table=model.config.layout_classes)
-        if len(tiles) == 0:
-            raise InputError(source.data, f"no tiles in split {source.split!r} to fit a mean prior on")
-        model.mean_prior = fit_mean_prior(model, tiles, progress=source.progress)
+        model.mean_prior = fit_mean_prior(model, _mean_prior_tiles(model, source), progress=source.progress)
     model.config = replace(model.config, mean_prior=new_settings)
+
+
+def _mean_prior_tiles(model: EmbeddedDiffusionModel, source: MeanPriorSource) -> PairedTiles:
+    """``source``'s tiles for fitting ``model``'s mean prior; InputError if the model or the tiles cannot be."""
+    if model.vae is None or model.config.class_table is None:
+        raise InputError(source.data, "a mean prior needs a latent model that takes layouts")
+    if source.size % model.config.size_multiple:
+        raise InputError(None, f"mean prior size {source.size} is not a multiple of {model.config.size_multiple}")
+    tiles = PairedTiles(source.data, source.split, Resize(source.size), class_table=model.config.layout_classes)
+    if len(tiles) == 0:
+        raise InputError(source.data, f"no tiles in split {source.split!r} to fit a mean prior on")
+    return tiles
 
 
 def export_model(model: EmbeddedDiffusionModel, ema_modules, directory: Path, dtype=None) -> Path:
