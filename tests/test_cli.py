@@ -339,6 +339,60 @@ def test_generate_from_an_init_image_records_it_and_stays_nearer_to_it(capsys, m
     assert code == 2 and str(broken) in stderr and len(stderr.strip().splitlines()) == 1
 
 
+def write_inpaint_inputs(folder, size: int = 32):
+    """(init tile PNG, its pixels, a mask PNG white over a 16×16 square, that square as bool)."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "tile.png")
+    redraw = np.zeros((size, size), bool)
+    redraw[8:24, 8:24] = True
+    Image.fromarray(redraw.astype(np.uint8) * 255).save(folder / "edit.png")
+    return folder / "tile.png", pixels, folder / "edit.png", redraw
+
+
+def test_generate_inpaints_only_the_masked_region(capsys, model_dir, mask_png, tmp_path):
+    from PIL import Image
+
+    from terrasynth.files import file_sha256
+
+    tile, pixels, mask, redraw = write_inpaint_inputs(tmp_path)
+    out = tmp_path / "out"
+    extra = ["--layout", mask_png, "--n", "1", "--seed", "0", "--init-image", tile, "--inpaint-mask", mask]
+    code, stdout, _ = run(capsys, *generate_args(model_dir, out, *extra))
+    assert code == 0
+    written = stdout.split()[0]
+    image = np.asarray(Image.open(written).convert("RGB"))
+    assert np.array_equal(image[~redraw], pixels[~redraw]) and not np.array_equal(image[redraw], pixels[redraw])
+    record = read_provenance(written)
+    assert record.extra["inpaint_mask_sha256"] == file_sha256(mask) and record.extra["inpaint_area"] == 0.25
+    assert record.extra["strength"] == 1.0
+
+
+@pytest.mark.parametrize("change", ["size", "empty", "full", "unreadable", "no-init"])
+def test_bad_inpaint_masks_exit_2_before_the_model_loads(capsys, mask_png, tmp_path, change):
+    from PIL import Image
+
+    tile, _, mask, redraw = write_inpaint_inputs(tmp_path)
+    if change == "size":
+        Image.fromarray(redraw[:30].astype(np.uint8) * 255).save(mask)
+    elif change in ("empty", "full"):
+        Image.fromarray(np.full((32, 32), 0 if change == "empty" else 255, np.uint8)).save(mask)
+    elif change == "unreadable":
+        mask.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    init = [] if change == "no-init" else ["--init-image", tile]
+    # No model folder at all: the mask is checked before any model would load.
+    args = generate_args(tmp_path / "no-model", tmp_path / "out", "--layout", mask_png, *init, "--inpaint-mask", mask)
+    code, _, stderr = run(capsys, *args)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("terrasynth: error: ") and str(mask) in stderr
+    if change == "size":
+        assert "32×30" in stderr and str(tile) in stderr and "32×32" in stderr
+    if change == "no-init":
+        assert "--init-image TILE" in stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_info_on_a_file_that_is_not_an_image(capsys, tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("not an image")

@@ -119,6 +119,7 @@ def cmd_generate(args) -> int:
         init_image_path=args.init_image,
         strength=args.strength,
         mean_prior=False if args.no_mean_prior else None,
+        inpaint_mask_path=args.inpaint_mask,
     )
     for path in written:
         print(path)
@@ -197,8 +198,15 @@ def add_commands(commands, common) -> None:
     generate.add_argument(
         "--strength",
         type=float,
-        default=0.3,
-        help="with --init-image: share of the sampler's steps redrawn, in (0, 1]; low keeps more of the image",
+        default=None,
+        help="with --init-image: share of the sampler's steps redrawn, in (0, 1]; low keeps more of the image "
+        "(default: 0.3; 1 with --inpaint-mask, drawing the region from noise)",
+    )
+    generate.add_argument(
+        "--inpaint-mask",
+        metavar="MASK",
+        help="with --init-image: redraw only where this PNG/TIFF mask (init image's size) is nonzero, to the "
+        "--layout's classes; every other pixel stays the init image's, bit for bit",
     )
     generate.add_argument(
         "--no-mean-prior",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import inspect
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -73,19 +75,24 @@ def write_generated(
     names: list[str] | None = None,
     watermark: bool = True,
     signer: SignerConfig | None = None,
+    regions: list[np.ndarray | None] | None = None,
 ) -> list[Path]:
     """Write each image as PNG, or as GeoTIFF on the layout's grid when the layout is georeferenced.
 
     Files are named ``{stem}-{index:03d}``, or by ``names`` (one file stem per image) when given. Each image
     carries an invisible watermark (payload: model id + hash of its record) named in the record's ``watermark``
     field; with ``watermark=False`` the field says ``"none"``. With a ``signer``, each file also carries signed
-    Content Credentials (C2PA), embedded before the file appears under its name."""
+    Content Credentials (C2PA), embedded before the file appears under its name. ``regions`` (one bool H×W array
+    or None per image; inpainting passes its mask) confines the watermark to a region: no pixel outside it
+    changes, and a region too small to carry the mark leaves the image unmarked (``watermark_skipped`` in the
+    record's extra)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     georeference = None if layout is None else layout.georeference
     for index, (image, record) in enumerate(zip(images, records)):
-        array, record = _watermarked(to_uint8(image), record, watermark)
+        region = None if regions is None else regions[index]
+        array, record = _watermarked(to_uint8(image), record, watermark, region)
         name = names[index] if names is not None else f"{stem}-{index:03d}"
         if georeference is not None:
             path = out_dir / f"{name}.tif"
@@ -112,17 +119,40 @@ def _signed(path: Path, record: ProvenanceRecord, signer: SignerConfig | None) -
         sign_file(unsigned, record, signer, dest=path)
 
 
-def _watermarked(array, record: ProvenanceRecord, enabled: bool):
-    """(image, record) with the watermark applied and named in the record, or the record marked "none"."""
+def _watermarked(array, record: ProvenanceRecord, enabled: bool, region: np.ndarray | None = None):
+    """(image, record) with the watermark applied and named in the record, or the record marked "none". With a
+    bool H×W ``region``, only pixels inside it may change."""
     if not enabled:
         return array, dataclasses.replace(record, watermark="none")
     if min(array.shape[:2]) < 16:
-        extra = {**record.extra, "watermark_skipped": "image smaller than 16 px"}
-        return array, dataclasses.replace(record, watermark="none", extra=extra)
+        return array, _skipped(record, "image smaller than 16 px")
+    from . import watermark as marks
     from .watermark import apply_watermark, record_payload
 
-    marked, label = apply_watermark(array, record_payload(record))
+    if region is None:
+        marked, label = apply_watermark(array, record_payload(record))
+        return marked, dataclasses.replace(record, watermark=label)
+    # Transitional: MIN_WATERMARK_SIZE and apply_watermark(region=...) are landing in watermark.py; until then a
+    # region is left unmarked (and recorded so), never marked beyond its edge.
+    minimum = getattr(marks, "MIN_WATERMARK_SIZE", 16)
+    region = np.asarray(region, dtype=bool)
+    rows, columns = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    if len(rows) == 0 or min(rows[-1] - rows[0], columns[-1] - columns[0]) + 1 < minimum:
+        return array, _skipped(record, f"region redrawn narrower than {minimum} px")
+    if region.sum() < minimum**2:
+        return array, _skipped(record, f"region redrawn smaller than {minimum}x{minimum} px")
+    if "region" not in inspect.signature(apply_watermark).parameters:
+        return array, _skipped(record, "this watermark version cannot confine its mark to a region")
+    try:
+        marked, label = apply_watermark(array, record_payload(record), region=region)
+    except ValueError as error:  # the scheme's own judgement that the region cannot carry the mark
+        return array, _skipped(record, f"region redrawn cannot carry the mark ({error})")
+    marked = np.where(region[..., None], marked, array)  # the kept pixels stay the init image's, whatever the scheme
     return marked, dataclasses.replace(record, watermark=label)
+
+
+def _skipped(record: ProvenanceRecord, reason: str) -> ProvenanceRecord:
+    return dataclasses.replace(record, watermark="none", extra={**record.extra, "watermark_skipped": reason})
 
 
 def write_contact_grid(

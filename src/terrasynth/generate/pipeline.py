@@ -18,6 +18,8 @@ from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
 log = logging.getLogger(__name__)
 
 OUTPUT_TYPES = ("image", "latent")
+# Pixels over which an inpainted region fades into the kept image, inward from the mask's edge only.
+INPAINT_FEATHER = 8
 
 
 def prompts_and_seeds(prompt: str | list[str], num_images: int, seed: int | None) -> tuple[list[str], list[int]]:
@@ -90,6 +92,43 @@ def check_init_latents(init_latents: torch.Tensor, num_images: int, shape: tuple
     return init_latents
 
 
+def check_per_image(tensor: torch.Tensor, name: str, num_images: int, channels: int, size: tuple[int, int]):
+    """``tensor`` (C×H×W, or N×C×H×W with N 1 or ``num_images``; H×W too when ``channels`` is 1) as
+    num_images×C×H×W float; ValueError naming the shape expected."""
+    tensor = tensor.float()
+    if tensor.dim() == 2 and channels == 1:
+        tensor = tensor[None]
+    if tensor.dim() == 3:
+        tensor = tensor[None]
+    if tensor.dim() != 4 or tuple(tensor.shape[1:]) != (channels, *size):
+        raise ValueError(f"{name} must be N×{channels}×{size[0]}×{size[1]}, got {tuple(tensor.shape)}")
+    if len(tensor) == 1:
+        tensor = tensor.expand(num_images, -1, -1, -1)
+    if len(tensor) != num_images:
+        raise ValueError(f"{len(tensor)} {name}s for {num_images} images")
+    return tensor
+
+
+def feather_inward(redraw: torch.Tensor, width: int = INPAINT_FEATHER) -> torch.Tensor:
+    """A soft copy of a binary N×1×H×W mask (1 = redraw) that ramps from 1/``width`` on the mask's edge to 1
+    ``width`` pixels inside it (chessboard distance): it is 0 exactly where the mask is 0, so feathering never
+    reaches the pixels kept. The image border is not an edge."""
+    soft, eroded = torch.zeros_like(redraw), redraw
+    for _ in range(max(1, width)):
+        soft += eroded
+        eroded = -F.max_pool2d(-eroded, 3, stride=1, padding=1)  # pooling pads with -inf: borders do not erode
+    return soft / max(1, width)
+
+
+def composite_inpainted(
+    generated: torch.Tensor, init_image: torch.Tensor, redraw: torch.Tensor, feather: int = INPAINT_FEATHER
+) -> torch.Tensor:
+    """``soft × generated + (1 − soft) × init_image`` with ``soft = feather_inward(redraw)``: every pixel outside
+    the binary N×1×H×W mask ``redraw`` is ``init_image``'s own value, bit for bit."""
+    soft = feather_inward(redraw, feather)
+    return torch.where(soft > 0, soft * generated + (1 - soft) * init_image, init_image)
+
+
 def layouts_per_image(layout: torch.Tensor, num_images: int, num_classes: int | None) -> torch.Tensor:
     """An H×W layout repeated for each image (or N×H×W, one per image) as class ids, checked against
     ``num_classes`` (None: classes unknown, only negative ids are refused)."""
@@ -130,7 +169,17 @@ class LayoutToImagePipeline:
     of pure noise (SDEdit, Meng et al. 2022): they are noised to the level of the sampler's step
     ``num_inference_steps × (1 − strength)`` and only the remaining steps run, so a low strength keeps their
     layout and colours and redraws their texture (at strength 1 all steps run, from pure noise only where the
-    schedule ends at zero SNR).
+    schedule ends at zero SNR). ``init_image`` (N×3×H×W or 3×H×W in [0, 1], at the output size) gives the same
+    start in pixels: it is encoded when ``init_latents`` is not given.
+    ``inpaint_mask`` (N×1×H×W, 1×H×W or H×W at the output's pixel size; > 0.5 redraws, the rest is kept) with
+    ``init_image`` inpaints: the region is redrawn to fit the layout and its surroundings, and every pixel outside
+    it is ``init_image``'s own. After each step the latents outside the mask (taken at latent resolution and
+    dilated by one latent pixel) are replaced by the init latents noised to the next step's level (the latent
+    blending of diffusers' ``StableDiffusionInpaintPipeline`` for UNets without mask channels; RePaint, Lugmayr
+    et al. 2022, without its resampling), so the region grows out of its surroundings; the decoded image is then
+    composited over ``init_image`` with the mask feathered inward only (``composite_inpainted``). At
+    ``strength`` 1 the region starts from pure noise; below 1, from the init latents noised as for SDEdit.
+    With ``output_type="latent"`` the blended latents are returned, not composited.
     A model with a mean prior (``models/mean_prior.py``) draws each layout-conditioned image's latent mean from
     training tiles of the same class shares and starts from it, noised to the prior's ``start`` level, instead of
     from pure noise; ``mean_prior=False`` turns that off, and it is not used with ``init_latents`` or without a
@@ -203,6 +252,8 @@ class LayoutToImagePipeline:
         init_latents: torch.Tensor | None = None,
         strength: float = 1.0,
         mean_prior: bool | None = None,
+        init_image: torch.Tensor | None = None,
+        inpaint_mask: torch.Tensor | None = None,
     ) -> GenerationOutput:
         model, config = self.model, self.model.config
         # 1. Check inputs.
@@ -216,7 +267,10 @@ class LayoutToImagePipeline:
         check_guidance_rescale(guidance_rescale)
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
-        steps_run = num_inference_steps if init_latents is None else max(1, round(num_inference_steps * strength))
+        if inpaint_mask is not None and init_image is None:
+            raise ValueError("inpaint_mask needs init_image: the pixels to keep outside the mask")
+        from_init = init_latents is not None or init_image is not None
+        steps_run = max(1, round(num_inference_steps * strength)) if from_init else num_inference_steps
         begin = num_inference_steps - steps_run
         num_train_timesteps = self.training_scheduler.config.num_train_timesteps
         if layout is not None:
@@ -224,6 +278,8 @@ class LayoutToImagePipeline:
                 raise InputError(None, "this model takes no layout", "generate from a prompt alone")
             layout = layouts_per_image(layout, num_images, config.num_layout_channels - 1)
             height, width = layout.shape[-2:]
+        elif init_image is not None:
+            height, width = height or init_image.shape[-2], width or init_image.shape[-1]
         height, width = height or 256, width or 256
         multiple = config.size_multiple
         padded_h, padded_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
@@ -236,14 +292,21 @@ class LayoutToImagePipeline:
         latent_h, latent_w = padded_h // config.downsampling, padded_w // config.downsampling
         if init_latents is not None:
             init_latents = check_init_latents(init_latents, num_images, (config.image_channels, latent_h, latent_w))
+        if init_image is not None:
+            init_image = check_per_image(init_image, "init_image", num_images, 3, (height, width))
+        latent_mask = None
+        if inpaint_mask is not None:
+            inpaint_mask = (check_per_image(inpaint_mask, "inpaint_mask", num_images, 1, (height, width)) > 0.5).float()
+            latent_mask = self.latent_mask(inpaint_mask, (padded_h, padded_w))
         draws = None
-        if self.uses_mean_prior(mean_prior, layout, init_latents):
+        if self.uses_mean_prior(mean_prior, layout, init_latents if init_image is None else init_image):
             sampler.set_timesteps(num_inference_steps)
             skipped = int((sampler.timesteps > config.mean_prior.start * num_train_timesteps).sum())
             if 0 < skipped < num_inference_steps:  # with one step there is nothing to start later from
                 begin, steps_run = skipped, num_inference_steps - skipped
                 start_timestep = int(sampler.timesteps[begin])
                 init_latents, draws = self.draw_mean_latents(layout, seeds, (latent_h, latent_w), start_timestep)
+                from_init = True
         images = []
         chunks = range(0, num_images, batch_size)
         bar = tqdm(total=num_images * steps_run, disable=not progress, desc="generating")
@@ -266,16 +329,24 @@ class LayoutToImagePipeline:
                 [torch.randn(1, config.image_channels, latent_h, latent_w, generator=g) for g in generator]
             ).to(model.device)
             timesteps_run = sampler.timesteps[begin:]
-            if init_latents is None:
+            if not from_init:
                 latents = noise * sampler.init_noise_sigma
             else:
                 if hasattr(sampler, "set_begin_index"):
                     sampler.set_begin_index(begin)
-                chunk_init = init_latents[start:stop].to(model.device, noise.dtype)
+                if init_latents is None:
+                    chunk_init = self.encode_init_image(init_image[start:stop], (padded_h, padded_w))
+                else:
+                    chunk_init = init_latents[start:stop]
+                chunk_init = chunk_init.to(model.device, noise.dtype)
                 latents = sampler.add_noise(chunk_init, noise, timesteps_run[:1].repeat(count))
+            chunk_mask = None if latent_mask is None else latent_mask[start:stop].to(model.device, noise.dtype)
+            if chunk_mask is not None:
+                if steps_run == num_inference_steps:  # strength 1: the region starts from pure noise
+                    latents = torch.lerp(latents, noise * sampler.init_noise_sigma, chunk_mask)
             use_guidance = guidance_scale != 1.0
-            # 6. Denoising loop.
-            for t in timesteps_run:
+            # 6. Denoising loop (inpainting: the latents outside the mask follow the init latents' noising).
+            for index, t in enumerate(timesteps_run):
                 model_input = sampler.scale_model_input(latents, t)
                 timesteps = torch.full((count,), int(t), device=model.device)
                 if use_guidance and low <= int(t) / num_train_timesteps <= high:
@@ -292,15 +363,41 @@ class LayoutToImagePipeline:
                 else:
                     prediction = model.predict(model_input, timesteps, layout_channels, condition)
                 latents = sampler.step(prediction, t, latents, generator=generator).prev_sample
+                if chunk_mask is not None:
+                    known = chunk_init
+                    if index + 1 < len(timesteps_run):
+                        known = sampler.add_noise(chunk_init, noise, timesteps_run[index + 1 : index + 2].repeat(count))
+                    latents = torch.lerp(known, latents, chunk_mask)
                 bar.update(count)
-            # 7. Decode (or hand back the scaled latents, cropped to the image's latent extent).
+            # 7. Decode (or hand back the scaled latents, cropped to the image's latent extent); inpainting:
+            # composite over the init image.
             if output_type == "latent":
                 down = config.downsampling
                 images.append(latents.cpu()[..., : -(-height // down), : -(-width // down)])
             else:
-                images.append(model.decode_latents(latents).cpu()[..., :height, :width])
+                decoded = model.decode_latents(latents).cpu()[..., :height, :width]
+                if inpaint_mask is not None:
+                    pixels, redraw = init_image[start:stop].to(decoded), inpaint_mask[start:stop].to(decoded)
+                    decoded = composite_inpainted(decoded, pixels, redraw)
+                images.append(decoded)
         bar.close()
         return GenerationOutput(torch.cat(images), prompts, seeds, draws)
+
+    def encode_init_image(self, images: torch.Tensor, padded: tuple[int, int]) -> torch.Tensor:
+        """Scaled latents of N×3×H×W images in [0, 1], replicate-padded to ``padded`` (a size the UNet takes)."""
+        height, width = images.shape[-2:]
+        images = F.pad(images.float(), (0, padded[1] - width, 0, padded[0] - height), mode="replicate")
+        return self.model.encode_images(images.to(self.model.device))
+
+    def latent_mask(self, redraw: torch.Tensor, padded: tuple[int, int]) -> torch.Tensor:
+        """A binary N×1×H×W pixel mask at latent resolution: a latent pixel is redrawn when any pixel it covers
+        is, grown by one latent pixel: the decoder spreads each latent over its neighbours' pixels, so the pixels
+        along the mask's inner edge are decoded from sampled latents too, not from the init latents alone."""
+        height, width = redraw.shape[-2:]
+        redraw = F.pad(redraw, (0, padded[1] - width, 0, padded[0] - height), mode="replicate")
+        down = self.model.config.downsampling
+        latent = F.max_pool2d(redraw, down, stride=down) if down > 1 else redraw
+        return F.max_pool2d(latent, 3, stride=1, padding=1)
 
     def uses_mean_prior(self, mean_prior: bool | None, layout, init_latents) -> bool:
         """Whether to start from the model's mean prior: by default when the model has one, a layout is given
