@@ -1,34 +1,34 @@
-"""Detection figures: detector AUC / accuracy / TPR at 1 % FPR / F1, clean and perturbed; the cross-generator
-matrix; watermark bit accuracy under the same perturbations, its false-positive rate on real tiles and its PSNR.
+"""Detection figures that measure generalisation, not memory: leave one generator family out, leave one real source
+out, each clean and after JPEG 75, resize ×0.5 and a random crop; localisation on composites.
 
-    # everything, on given sets (NAME=DIR names a synthetic set; a bare DIR is named after the folder)
-    python benchmarks/detection.py --real ../shared/data/landcoverai_pairs/images \\
-        --fake default-dpm=gen/dpm --fake default-ddim=gen/ddim --fake pix2pix=gen/p2p
-    # synthetic sets made here with the shipped model (cached in --generate-dir; unwatermarked)
-    python benchmarks/detection.py --real ../shared/data/landcoverai_pairs/images --generate \\
-        --layouts ../shared/data/landcoverai_pairs --generate-spec default:dpm++:20 --generate-spec default:ddim:50
-    # the watermark figures only (no generator needed)
-    python benchmarks/detection.py --skip-detector --watermark-real ../shared/data/landcoverai_pairs/images \\
-        --watermark-real ../shared/data/rsscn7 --watermark-n 2000
+    python benchmarks/detection_sets.py --out runs/detection-sets-v2          # the sets (once)
+    python benchmarks/detection.py --sets runs/detection-sets-v2/manifest.csv --json runs/detection.json \\
+        --save-detector runs/detector-probe
 
-Protocol. Each set is split once (seeded) into train and test halves; a detector trains on the train halves of the
-real set and of all synthetic sets pooled (its operating point is set at 1 % FPR on a held-back fifth of the real
-train half), and is scored on the test halves, clean and under every perturbation in
-``terrasynth.detect.perturb.PERTURBATIONS``. The cross-generator matrix trains one detector per synthetic set and
-reports its AUC on every set's test half. Synthetic images are first re-encoded as JPEG (``--fake-jpeg``, default
-quality 95, as LandCover.ai's tiles are stored) so that no detector can separate the sets by file format alone; the
-perturbations come on top of that. Synthetic sets used for detection must not carry the watermark (the
-``--generate`` sets are made with ``watermark=False``), or the detector could learn the mark.
+Protocol (the sets' ``side`` column keeps every tile and everything made from it on one side):
+* **leave-one-generator-out**: for each synthetic family F, a detector is trained on side-``a`` real tiles and the
+  side-``a`` images of every other family, calibrated (p ≤ 0.01, split conformal) on a held-back fifth of the
+  side-``a`` real tiles, and tested on side-``b`` real tiles against side-``b`` images of F alone. One row per F:
+  AUC, the share of F called *synthetic* at the operating point (TPR), and the false-positive rate on the real tiles.
+* **leave-one-source-out**: for each real source S, the detector is trained and calibrated without any image of S
+  (no real tile of S and nothing made from one); the row counts S's real tiles called *synthetic* (false positives),
+  *uncertain* and *outside the calibrated domain*, and gives the AUC of S's real tiles against all side-``b`` fakes.
+* every row also after JPEG 75, resize ×0.5 and a random crop to half of each side, applied to both classes.
+* **localisation**: IoU of the binary mask at 0.5 with the true synthetic region of side-``b`` composites, by
+  detectors that never saw a composite (and, stricter, never saw the family whose pixels were spliced in).
 
-Watermark: ``--watermark-n`` real tiles; each tile gets a random payload; bit accuracy is against the 64-bit word;
-"recovered" is the share whose payload passes the keyed check and equals the embedded one; the false-positive rate
-is the share of the *unmarked* tiles (clean and after JPEG 75) that decode to any valid payload, with its exact
-one-sided 95 % upper bound; PSNR is of the marked vs the clean tile; time is the median CPU time of one embedding.
+Synthetic images are re-encoded as JPEG q95 before testing, as LandCover.ai's tiles are stored, so the file format
+is no cue; in training half of them are (q 85–95) and half stay lossless, and every training image, real or
+synthetic, also appears once after a random everyday edit (``terrasynth.detect.perturb.everyday_processing``).
+Tile features are cached in ``--cache``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
+import hashlib
 import json
 import platform
 import sys
@@ -38,259 +38,291 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from terrasynth.detect.detector import DetectorConfig, load_image_folders, split_for_calibration, train_detector
-from terrasynth.detect.evaluate import robustness_table, roc_auc
-from terrasynth.detect.perturb import PERTURBATIONS, match_jpeg, perturb
-from terrasynth.generate.watermark import BASELINE_SCHEME, DEFAULT_SCHEME, encode_word, get_scheme, psnr
+from terrasynth.detect.detector import DetectorConfig, build_detector, read_rgb
+from terrasynth.detect.evaluate import roc_auc
+from terrasynth.detect.features import FEATURE_WIDTH
+from terrasynth.detect.perturb import crop, everyday_processing, jpeg, resize
 
-TARGETS = {
-    "detector AUC clean": ("clean", "auc", 0.99),
-    "detector AUC JPEG 75": ("jpeg75", "auc", 0.95),
-    "detector AUC resize 0.5": ("resize0.5", "auc", 0.95),
-    "detector F1 (Geo-DefakeHop > 0.95), worst perturbation": (None, "f1", 0.95),
-}
+TEST_PERTURBATIONS = ("clean", "jpeg75", "resize0.5", "crop0.5")
+TARGETS = {"auc": 0.95, "fpr": 0.01, "auc_perturbed": 0.9, "fpr_perturbed": 0.02, "iou": 0.7}
 
 
-# watermark ------------------------------------------------------------------------------------------------------
+def _seed(path: str, salt: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{salt}/{path}".encode()).digest()[:8], "big")
 
 
-def upper_bound_95(failures: int, n: int) -> float:
-    """Exact (Clopper-Pearson) one-sided 95 % upper bound of a rate with ``failures`` out of ``n``."""
-    from scipy.stats import beta
+def load_variant(row: dict, variant: str) -> np.ndarray:
+    """The image of a manifest row as the protocol sees it in ``variant``."""
+    image = read_rgb(row["path"])
+    fake = row["label"] == 1
+    if variant.startswith("train"):
+        rng = np.random.default_rng(_seed(row["path"], variant))
+        if fake and rng.random() < 0.5:
+            image = jpeg(image, int(rng.integers(85, 96)))
+        if variant == "train-processed":
+            image, _ = everyday_processing(image, rng)
+        return image
+    if fake:
+        image = jpeg(image, 95)
+    if variant == "clean":
+        return image
+    if variant == "jpeg75":
+        return jpeg(image, 75)
+    if variant == "resize0.5":
+        return resize(image, 0.5)
+    if variant == "crop0.5":
+        return crop(image, 0.5, _seed(row["path"], "crop") % (2**32))
+    raise ValueError(variant)
 
-    return 1.0 if failures >= n else float(beta.ppf(0.95, failures + 1, n - failures))
+
+class FeatureCache:
+    """Tile features per (image, variant), computed once and kept in ``folder`` (one .npy per entry)."""
+
+    def __init__(self, detector, folder: Path):
+        self.detector = detector
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.computed = 0
+
+    def __call__(self, row: dict, variant: str) -> np.ndarray:
+        key = hashlib.sha256(f"{row['path']}|{variant}|{self.detector.config.input_size}".encode()).hexdigest()[:24]
+        path = self.folder / f"{key}.npy"
+        if path.is_file():
+            return np.load(path)
+        image = load_variant(row, variant)
+        features = self.detector.image_features(image).astype(np.float32)
+        if row.get("mask") and variant.startswith("train"):
+            # composites: keep the tiles that are all real (label 0) or mostly synthetic (label 1); a last column
+            # carries each tile's label
+            mask = read_rgb(row["mask"])[..., 0] > 127
+            share = np.array([m.mean() for m in self.detector.tiles(np.repeat(mask[..., None], 3, 2))])
+            labels = np.where(share >= 0.5, 1.0, np.where(share == 0, 0.0, np.nan))
+            features = np.concatenate([features, labels[:, None].astype(np.float32)], 1)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, features)
+        tmp.replace(path)
+        self.computed += 1
+        return features
 
 
-def watermark_figures(images: list[np.ndarray], scheme_name: str, robust_n: int, seed: int = 0) -> dict:
-    scheme = get_scheme(scheme_name)
-    rng = np.random.default_rng(seed)
-    rows = {name: {"bit_accuracy": [], "recovered": [], "unreadable": []} for name in PERTURBATIONS}
-    psnrs, times = [], []
-    chosen = sorted(rng.choice(len(images), min(robust_n, len(images)), replace=False))
-    sizes = {}
-    for index in chosen:
-        image = images[index]
-        size = f"{image.shape[1]}x{image.shape[0]}"
-        sizes[size] = sizes.get(size, 0) + 1
-        payload = int(rng.integers(0, 1 << 40))
-        word = encode_word(payload)
-        start = time.process_time()  # CPU time: wall time on a shared machine measures the neighbours
-        marked = scheme.embed(image, word)
-        times.append(time.process_time() - start)
-        psnrs.append(psnr(image, marked))
-        for name in PERTURBATIONS:
-            try:
-                reading = scheme.read(perturb(marked, name, seed + index))
-            except ValueError:  # the baseline cannot read images below 256 px: count it as chance, not recovered
-                rows[name]["bit_accuracy"].append(0.5)
-                rows[name]["recovered"].append(False)
-                rows[name]["unreadable"].append(True)
-                continue
-            rows[name]["bit_accuracy"].append(reading.bit_accuracy(word))
-            rows[name]["recovered"].append(reading.payload == payload)
-            rows[name]["unreadable"].append(False)
-    false_positives = {}
-    for name in ("clean", "jpeg75"):
-        hits = sum(_reads_valid(scheme, perturb(x, name, seed + i)) for i, x in enumerate(images))
-        false_positives[name] = {
-            "hits": int(hits),
-            "n": len(images),
-            "rate": hits / len(images),
-            "upper95": upper_bound_95(int(hits), len(images)),
-        }
+def tile_rows(features: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
+    if features.shape[1] == FEATURE_WIDTH + 1:  # a composite with per-tile labels
+        labels = features[:, -1]
+        keep = ~np.isnan(labels)
+        return features[keep, :-1], labels[keep].astype(int)
+    return features, np.full(len(features), label)
+
+
+def train_fold(config: DetectorConfig, cache: FeatureCache, train: list[dict], calibration: list[dict]):
+    xs, ys = [], []
+    for row in train:
+        variants = ("train-clean",) if row.get("mask") else ("train-clean", "train-processed")
+        for variant in variants:
+            x, y = tile_rows(cache(row, variant), row["label"])
+            xs.append(x)
+            ys.append(y)
+    detector = build_detector(config)
+    detector.fit_features(np.concatenate(xs), np.concatenate(ys))
+    calibration_features = [cache(row, v) for row in calibration for v in ("train-clean", "train-processed")]
+    detector.calibrate_features(calibration_features)
+    return detector
+
+
+def score_rows(detector, cache: FeatureCache, rows: list[dict], variant: str) -> list[dict]:
+    return [detector.assess_features(cache(row, variant)) for row in rows]
+
+
+def summarise(real: list[dict], fake: list[dict]) -> dict:
+    labels = np.r_[np.zeros(len(real)), np.ones(len(fake))]
+    scores = np.r_[[r["score"] for r in real], [r["score"] for r in fake]]
+
+    def share(results, verdict):
+        return float(np.mean([r["verdict"] == verdict for r in results])) if results else float("nan")
+
     return {
-        "scheme": scheme_name,
-        "n_robust": min(robust_n, len(images)),
-        "psnr_mean": float(np.mean(psnrs)),
-        "psnr_min": float(np.min(psnrs)),
-        "psnr_p5": float(np.percentile(psnrs, 5)),
-        "psnr_share_at_least_40db": float(np.mean(np.array(psnrs) >= 40.0)),
-        "embed_ms_median": 1000 * float(np.median(times)),
-        "sizes": sizes,
-        "perturbations": {k: {m: float(np.mean(v)) for m, v in row.items()} for k, row in rows.items()},
-        "false_positives": false_positives,
+        "auc": roc_auc(labels, scores) if len(fake) and len(real) else float("nan"),
+        "tpr": share(fake, "synthetic"),
+        "fake_uncertain": share(fake, "uncertain"),
+        "fake_outside": share(fake, "outside calibrated domain"),
+        "fpr": share(real, "synthetic"),
+        "real_uncertain": share(real, "uncertain"),
+        "real_outside": share(real, "outside calibrated domain"),
+        "false_positives": int(sum(r["verdict"] == "synthetic" for r in real)),
+        "n_real": len(real),
+        "n_fake": len(fake),
     }
 
 
-def _reads_valid(scheme, image: np.ndarray) -> bool:
-    try:
-        return scheme.read(image).valid
-    except ValueError:  # too small for the scheme: no payload read
-        return False
+def subsample(rows: list[dict], n: int, seed: int) -> list[dict]:
+    if len(rows) <= n:
+        return rows
+    keep = np.random.default_rng(seed).choice(len(rows), n, replace=False)
+    return [rows[i] for i in sorted(keep)]
 
 
-def print_watermark(result: dict) -> None:
-    sizes = ", ".join(f"{n} at {size}" for size, n in sorted(result["sizes"].items()))
-    print(
-        f"\nwatermark {result['scheme']}: {result['n_robust']} marked tiles ({sizes}); "
-        f"PSNR mean {result['psnr_mean']:.2f} dB (5th percentile {result['psnr_p5']:.2f}, "
-        f"min {result['psnr_min']:.2f}, "
-        f"{result['psnr_share_at_least_40db']:.1%} of tiles >= 40 dB); "
-        f"embedding {result['embed_ms_median']:.1f} ms CPU median"
-    )
-    print(f"  {'perturbation':<12}{'bit acc':>9}{'recovered':>11}{'unreadable':>12}")
-    for name, row in result["perturbations"].items():
-        print(f"  {name:<12}{row['bit_accuracy']:9.4f}{row['recovered']:11.3f}{row['unreadable']:12.3f}")
-    for name, fp in result["false_positives"].items():
-        print(
-            f"  false positives on unmarked real tiles ({name}): {fp['hits']}/{fp['n']} = {fp['rate']:.4%} "
-            f"(95 % upper bound {fp['upper95']:.4%})"
+def split_sets(args, rows: list[dict]) -> dict:
+    reals = [r for r in rows if r["label"] == 0]
+    fakes = [r for r in rows if r["label"] == 1]
+    sources = sorted({r["source"] for r in reals})
+    real_train, real_cal, real_test = [], [], []
+    for index, source in enumerate(sources):
+        a = subsample(
+            [r for r in reals if r["source"] == source and r["side"] == "a"], args.max_real, args.seed + index
         )
+        b = [r for r in reals if r["source"] == source and r["side"] == "b"]
+        cut = int(round(len(a) * 0.8))
+        real_train += a[:cut]
+        real_cal += a[cut:]
+        real_test += subsample(b, args.max_real_test, args.seed + 10 + index)
+    families = sorted({r["family"] for r in fakes})
+    fake_train, fake_test = [], []
+    for index, family in enumerate(families):
+        # an even share of each family's members (model versions, autoencoders, strengths), up to the cap
+        for side, out, cap in (("a", fake_train, args.max_fake), ("b", fake_test, args.max_fake_test)):
+            members = [r for r in fakes if r["family"] == family and r["side"] == side]
+            generators = sorted({r["generator"] for r in members})
+            per = max(1, cap // max(1, len(generators)))
+            for k, generator in enumerate(generators):
+                own = [r for r in members if r["generator"] == generator]
+                out += subsample(own, per, args.seed + 100 * index + k)
+    return {
+        "sources": sources,
+        "families": families,
+        "real_train": real_train,
+        "real_cal": real_cal,
+        "real_test": real_test,
+        "fake_train": fake_train,
+        "fake_test": fake_test,
+    }
 
 
-# detector -------------------------------------------------------------------------------------------------------
-
-
-def halves(images: list, seed: int) -> tuple[list, list]:
-    return split_for_calibration(images, 0.5, seed)
-
-
-def generate_sets(args) -> dict[str, Path]:
-    """Unwatermarked synthetic sets from ``--generate-spec MODEL:SCHEDULER:STEPS``, one image per layout of
-    ``--layouts`` (split ``--layouts-split``), cached in ``--generate-dir``."""
-    from terrasynth.data.paired_tiles import PairedTiles
-    from terrasynth.generate.api import load_pipeline
-    from terrasynth.generate.batch import generate_for_layouts
-
-    sets = {}
-    for spec in args.generate_spec:
-        parts = spec.rsplit(":", 2) if spec.count(":") >= 2 else (spec.split(":") + ["dpm++", "20"])[:3]
-        model, scheduler, steps = parts
-        bundle = load_pipeline(model, scheduler)
-        data = PairedTiles(args.layouts, args.layouts_split, class_table=bundle[0].model.config.layout_classes)
-        out = Path(args.generate_dir) / f"{Path(model).name}-{scheduler}-{steps}-nowm"
-        indices = None
-        if args.generate_limit and args.generate_limit < len(data):
-            indices = sorted(
-                int(i) for i in np.random.default_rng(args.seed).choice(len(data), args.generate_limit, replace=False)
-            )
-        generate_for_layouts(
-            bundle,
-            data,
-            out,
-            steps=int(steps),
-            scheduler=scheduler,
-            watermark=False,
-            progress=not args.quiet,
-            indices=indices,
-        )
-        sets[f"{Path(model).name}-{scheduler}-{steps}"] = out
-    return sets
-
-
-def detector_figures(args, real: list[np.ndarray], fakes: dict[str, list[np.ndarray]]) -> dict:
-    real_train, real_test = halves(real, args.seed)
-    split = {name: halves(images, args.seed + 1 + i) for i, (name, images) in enumerate(fakes.items())}
+def leave_one_generator_out(args, config, cache, sets) -> dict:
     results = {}
-    for method in args.methods:
-        config = DetectorConfig(
-            method=method,
-            input_size=args.input_size,
-            epochs=args.epochs,
-            seed=args.seed,
-            pretrained=not args.no_pretrained,
-            trained_on={
-                "real": args.real,
-                "fake": {name: str(folder) for name, folder in args.fake_dirs.items()},
-                "fake_jpeg": args.fake_jpeg,
-                "split": f"train halves (seed {args.seed}) of benchmarks/detection.py",
-            },
-        )
-        pooled_train = [x for train, _ in split.values() for x in train]
-        pooled_test = [x for _, test in split.values() for x in test]
+    for family in sets["families"]:
         start = time.perf_counter()
-        detector = train_detector(config, real_train, pooled_train)
-        trained_s = time.perf_counter() - start
-        if args.save_detectors:
-            print(f"saved the {method} detector: {detector.save(Path(args.save_detectors) / method)}")
-        table = robustness_table(detector, real_test, pooled_test, list(PERTURBATIONS), args.seed)
-        matrix = {}
-        if len(split) > 1:
-            for train_name, (train, _) in split.items():
-                one = train_detector(config, real_train, train)
-                real_scores = one.score(real_test)
-                matrix[train_name] = {}
-                for test_name, (_, test) in split.items():
-                    scores = np.r_[real_scores, one.score(test)]
-                    matrix[train_name][test_name] = roc_auc(np.r_[np.zeros(len(real_test)), np.ones(len(test))], scores)
-        else:
-            name = next(iter(split))
-            matrix[name] = {name: table["clean"]["auc"]}
-        results[method] = {
-            "operating_point": detector.config.operating_point,
-            "threshold": detector.threshold,
-            "train_seconds": trained_s,
-            "n_train": {"real": len(real_train), "fake": len(pooled_train)},
-            "n_test": {"real": len(real_test), "fake": len(pooled_test)},
-            "table": table,
-            "cross_generator_auc": matrix,
+        train = sets["real_train"] + [r for r in sets["fake_train"] if r["family"] != family]
+        detector = train_fold(config, cache, train, sets["real_cal"])
+        held_out = [r for r in sets["fake_test"] if r["family"] == family]
+        results[family] = {
+            variant: summarise(
+                score_rows(detector, cache, sets["real_test"], variant),
+                score_rows(detector, cache, held_out, variant),
+            )
+            for variant in args.perturbations
         }
+        if args.localise and family == "composite":
+            results[family]["localisation"] = localisation(detector, held_out)
+        log(args, f"held out {family}: {time.perf_counter() - start:.0f} s, {cache.computed} feature sets computed")
+    if args.localise:
+        # stricter: never saw a composite nor the families whose pixels were spliced in (aligned, sdedit)
+        excluded = {"composite", "aligned", "sdedit"}
+        train = sets["real_train"] + [r for r in sets["fake_train"] if r["family"] not in excluded]
+        detector = train_fold(config, cache, train, sets["real_cal"])
+        composites = [r for r in sets["fake_test"] if r["family"] == "composite"]
+        results["composite"]["localisation_strict"] = localisation(detector, composites)
     return results
 
 
-def print_detector(method: str, result: dict) -> None:
-    print(
-        f"\ndetector {method}: trained on {result['n_train']['real']} real + {result['n_train']['fake']} synthetic "
-        f"in {result['train_seconds']:.0f} s; tested on {result['n_test']['real']} real + "
-        f"{result['n_test']['fake']} synthetic; {result['operating_point']}"
-    )
-    print(f"  {'perturbation':<12}{'AUC':>8}{'acc':>8}{'TPR@1%':>8}{'F1':>8}")
-    for name, row in result["table"].items():
-        print(f"  {name:<12}{row['auc']:8.4f}{row['accuracy']:8.4f}{row['tpr@1%fpr']:8.4f}{row['f1']:8.4f}")
-    names = list(result["cross_generator_auc"])
-    print("  cross-generator AUC (rows: trained on, columns: tested on)")
-    print("  " + " " * 20 + "".join(f"{n[:14]:>15}" for n in names))
-    for train_name, row in result["cross_generator_auc"].items():
-        print(f"  {train_name[:20]:<20}" + "".join(f"{row[n]:15.4f}" for n in names))
-    for label, (perturbation, metric, target) in TARGETS.items():
-        rows = [result["table"][perturbation]] if perturbation else list(result["table"].values())
-        value = min(r[metric] for r in rows)
-        print(f"  target {label} >= {target}: {value:.4f} {'met' if value >= target else 'MISSED'}")
+def leave_one_source_out(args, config, cache, sets) -> dict:
+    results = {}
+    for source in sets["sources"]:
+        train = [r for r in sets["real_train"] if r["source"] != source]
+        train += [r for r in sets["fake_train"] if r["source"] != source]
+        calibration = [r for r in sets["real_cal"] if r["source"] != source]
+        detector = train_fold(config, cache, train, calibration)
+        real = [r for r in sets["real_test"] if r["source"] == source]
+        results[source] = {
+            variant: summarise(
+                score_rows(detector, cache, real, variant),
+                score_rows(detector, cache, sets["fake_test"], variant),
+            )
+            for variant in args.perturbations
+        }
+        log(args, f"held out real source {source}: {cache.computed} feature sets computed")
+    return results
 
 
-# main -----------------------------------------------------------------------------------------------------------
+def localisation(detector, composites: list[dict]) -> dict:
+    ious, ious_large = [], []
+    for row in composites:
+        image = load_variant(row, "clean")
+        truth = read_rgb(row["mask"])[..., 0] > 127
+        predicted = detector.localize(image) > 0.5
+        union = np.logical_or(truth, predicted).sum()
+        iou = float(np.logical_and(truth, predicted).sum() / union) if union else 1.0
+        ious.append(iou)
+        if truth.mean() >= 0.25:
+            ious_large.append(iou)
+    return {"iou_mean": float(np.mean(ious)), "iou_mean_area_25": float(np.mean(ious_large)), "n": len(ious)}
+
+
+def log(args, text: str) -> None:
+    if not args.quiet:
+        print(text, flush=True)
+
+
+def print_table(title: str, results: dict, perturbations) -> None:
+    print(f"\n{title}")
+    print(f"  {'held out':<14}{'test':<11}{'AUC':>7}{'TPR':>7}{'FPR':>7}{'FP':>6}{'unc.':>7}{'outside':>9}{'n':>11}")
+    for name, rows in results.items():
+        for variant in perturbations:
+            r = rows[variant]
+            n = f"{r['n_real']}/{r['n_fake']}"
+            print(
+                f"  {name:<14}{variant:<11}{r['auc']:7.3f}{r['tpr']:7.3f}{r['fpr']:7.3f}{r['false_positives']:6d}"
+                f"{r['real_uncertain']:7.3f}{r['real_outside']:9.3f}{n:>11}"
+            )
+
+
+def print_targets(logo: dict, loso: dict) -> None:
+    def worst(table, variant, key, pick):
+        values = [rows[variant][key] for rows in table.values() if not np.isnan(rows[variant][key])]
+        return pick(values) if values else float("nan")
+
+    lines = [
+        ("worst held-out family AUC, clean", worst(logo, "clean", "auc", min), ">=", TARGETS["auc"]),
+        ("worst held-out source FPR, clean", worst(loso, "clean", "fpr", max), "<=", TARGETS["fpr"]),
+    ]
+    for variant in ("jpeg75", "resize0.5"):
+        if variant in next(iter(logo.values())):
+            lines.append((f"worst held-out family AUC, {variant}", worst(logo, variant, "auc", min), ">=", 0.9))
+            lines.append((f"worst held-out source FPR, {variant}", worst(loso, variant, "fpr", max), "<=", 0.02))
+    composite = logo.get("composite", {})
+    for key in ("localisation", "localisation_strict"):
+        if key in composite:
+            lines.append((f"{key} IoU (area >= 25 %)", composite[key]["iou_mean_area_25"], ">=", TARGETS["iou"]))
+    print("\ntargets")
+    for label, value, sense, target in lines:
+        met = value >= target if sense == ">=" else value <= target
+        print(f"  {label:<46}{value:8.3f}  target {sense} {target}: {'met' if met else 'MISSED'}")
+
+
+def save_shipped(args, config, cache, sets) -> Path:
+    """The shipped detector: every family and both sources (both sides' training shares), calibrated on the
+    held-back real tiles, the recipe the rows above measure."""
+    train = sets["real_train"] + sets["fake_train"] + [r for r in sets["fake_test"] if r["family"] != "composite"]
+    detector = train_fold(config, cache, train, sets["real_cal"])
+    return detector.save(args.save_detector)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", action="append", default=[], help="real tiles (repeatable; recursive)")
-    parser.add_argument("--fake", action="append", default=[], help="NAME=DIR or DIR of synthetic tiles (repeatable)")
-    parser.add_argument("--generate", action="store_true", help="make synthetic sets with --generate-spec")
-    parser.add_argument("--generate-spec", action="append", default=[], help="MODEL:SCHEDULER:STEPS (repeatable)")
-    parser.add_argument("--layouts", default="../shared/data/landcoverai_pairs", help="paired tiles for --generate")
-    parser.add_argument("--layouts-split", default="all", help="split of --layouts to generate from (default all)")
-    parser.add_argument("--generate-dir", default="runs/detection-sets", help="cache of generated sets")
-    parser.add_argument("--generate-limit", type=int, help="layouts per --generate-spec (a seeded sample)")
-    parser.add_argument("--methods", nargs="+", default=["spectral", "cnn"], choices=["spectral", "cnn"])
-    parser.add_argument("--max-images", type=int, default=1000, help="per set (seeded sample)")
+    parser.add_argument("--sets", required=True, help="manifest.csv of benchmarks/detection_sets.py")
+    parser.add_argument("--cache", default="runs/detection-features", help="tile features, computed once")
+    parser.add_argument("--max-real", type=int, default=300, help="side-a real tiles per source (train + calibration)")
+    parser.add_argument("--max-real-test", type=int, default=150, help="side-b real tiles per source")
+    parser.add_argument("--max-fake", type=int, default=120, help="side-a synthetic images per family (train)")
+    parser.add_argument("--max-fake-test", type=int, default=60, help="side-b synthetic images per family (test)")
+    parser.add_argument("--perturbations", nargs="+", default=list(TEST_PERTURBATIONS), choices=TEST_PERTURBATIONS)
     parser.add_argument("--input-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--no-pretrained", action="store_true", help="CNN from scratch (tests only)")
-    parser.add_argument(
-        "--fake-jpeg",
-        type=int,
-        default=95,
-        metavar="Q",
-        help="re-encode synthetic images as JPEG at quality Q, as the real tiles are stored (0: keep them lossless)",
-    )
-    parser.add_argument("--save-detectors", help="save the pooled detectors to DIR/<method> (to ship them)")
-    parser.add_argument("--watermark-real", action="append", default=[], help="real tiles for watermark figures")
-    parser.add_argument("--watermark-n", type=int, default=2000, help="unmarked real tiles for the FPR")
-    parser.add_argument("--watermark-robust-n", type=int, default=300, help="tiles marked for bit accuracy")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the invisible-watermark baseline")
-    parser.add_argument("--skip-detector", action="store_true")
-    parser.add_argument("--skip-watermark", action="store_true")
+    parser.add_argument("--max-tiles", type=int, default=16)
+    parser.add_argument("--probe-c", type=float, default=0.05)
+    parser.add_argument("--no-localise", dest="localise", action="store_false")
+    parser.add_argument("--save-detector", help="also train the shipped detector on every family into DIR")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="also write every figure to this JSON file")
+    parser.add_argument("--json", help="write every figure to this JSON file")
     parser.add_argument("-q", "--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    if args.generate and not args.generate_spec:
-        args.generate_spec = ["default:dpm++:20", "default:ddim:50"]
-    if not args.skip_detector and (not args.real or not (args.fake or args.generate)):
-        parser.error("the detector figures need --real and --fake or --generate (or pass --skip-detector)")
-    if not args.skip_watermark and not (args.watermark_real or args.real):
-        parser.error("the watermark figures need --watermark-real or --real (or pass --skip-watermark)")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
@@ -300,46 +332,50 @@ def main(argv=None) -> dict:
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
-    figures: dict = {}
-    if not args.skip_watermark:
-        folders = args.watermark_real or args.real
-        images = load_image_folders(folders, args.watermark_n, args.seed)
-        schemes = [DEFAULT_SCHEME]
-        try:
-            import imwatermark  # noqa: F401
-
-            schemes += [] if args.no_baseline else [BASELINE_SCHEME]
-        except ImportError:
-            print(f"({BASELINE_SCHEME} baseline skipped: pip install invisible-watermark)")
-        figures["watermark"] = {}
-        for name in schemes:
-            usable = images if name == DEFAULT_SCHEME else [x for x in images if min(x.shape[:2]) >= 256]
-            if not usable:  # the baseline cannot mark or read images below 256 px
-                print(f"({name} skipped: no tile of at least 256x256)")
-                continue
-            figures["watermark"][name] = watermark_figures(usable, name, args.watermark_robust_n, args.seed)
-            print_watermark(figures["watermark"][name])
-    if not args.skip_detector:
-        fake_dirs = {}
-        for item in args.fake:
-            name, _, folder = item.partition("=") if "=" in item else (Path(item).name, "", item)
-            fake_dirs[name] = Path(folder)
-        if args.generate:
-            fake_dirs.update(generate_sets(args))
-        args.fake_dirs = fake_dirs
-        real = load_image_folders(args.real, args.max_images, args.seed)
-        fakes = {
-            name: match_jpeg(load_image_folders([folder], args.max_images, args.seed), args.fake_jpeg)
-            for name, folder in fake_dirs.items()
-        }
-        print(
-            f"\nsets: real {len(real)} ({', '.join(args.real)}); "
-            + "; ".join(f"{n} {len(v)} ({fake_dirs[n]})" for n, v in fakes.items())
-            + (f"; synthetic images re-encoded as JPEG q{args.fake_jpeg}" if args.fake_jpeg else "")
-        )
-        figures["detector"] = detector_figures(args, real, fakes)
-        for method, result in figures["detector"].items():
-            print_detector(method, result)
+    with open(args.sets, newline="") as handle:
+        rows = [{**row, "label": int(row["label"])} for row in csv.DictReader(handle)]
+    config = DetectorConfig(
+        method="probe",
+        input_size=args.input_size,
+        max_tiles=args.max_tiles,
+        probe_c=args.probe_c,
+        seed=args.seed,
+        trained_on={"sets": str(args.sets), "protocol": "benchmarks/detection.py"},
+    )
+    cache = FeatureCache(build_detector(config), Path(args.cache))
+    sets = split_sets(args, rows)
+    counts = {f: sum(r["family"] == f for r in sets["fake_train"] + sets["fake_test"]) for f in sets["families"]}
+    print(
+        f"sets: real train {len(sets['real_train'])}, calibration {len(sets['real_cal'])}, test "
+        f"{len(sets['real_test'])} ({', '.join(sets['sources'])}); synthetic {counts}"
+    )
+    start = time.perf_counter()
+    figures = {
+        "config": dataclasses.asdict(config),
+        "leave_one_generator_out": leave_one_generator_out(args, config, cache, sets),
+        "leave_one_source_out": leave_one_source_out(args, config, cache, sets),
+    }
+    print_table(
+        "leave-one-generator-out (test: side-b real tiles vs the held-out family)",
+        figures["leave_one_generator_out"],
+        args.perturbations,
+    )
+    print_table(
+        "leave-one-source-out (test: the held-out source's real tiles vs all side-b fakes)",
+        figures["leave_one_source_out"],
+        args.perturbations,
+    )
+    composite = figures["leave_one_generator_out"].get("composite", {})
+    for key in ("localisation", "localisation_strict"):
+        if key in composite:
+            loc = composite[key]
+            print(
+                f"\n{key}: IoU mean {loc['iou_mean']:.3f}, area >= 25 %: {loc['iou_mean_area_25']:.3f} (n {loc['n']})"
+            )
+    print_targets(figures["leave_one_generator_out"], figures["leave_one_source_out"])
+    if args.save_detector:
+        print(f"\nsaved the shipped detector: {save_shipped(args, config, cache, sets)}")
+    print(f"\ntime: {time.perf_counter() - start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return figures

@@ -1,108 +1,82 @@
-"""benchmarks/detection.py end to end on tiny fake sets: both detectors, every perturbation, the cross-generator
-matrix, and the watermark figures."""
+"""benchmarks/detection.py end to end on a tiny manifest made in code: leave-one-generator-out and
+leave-one-source-out rows under every test perturbation, localisation on composites, the shipped detector."""
+
+import csv
 
 import numpy as np
-from benchmarks.detection import main
 from PIL import Image
-from tests.detect.fake_tiles import make_sets, write_set
+from tests.benchmark_scripts import load_benchmark
+from tests.detect.fake_tiles import smooth_field, upsampled_noise
+
+from terrasynth.detect.detector import load_detector
+
+
+def bilinear_noise(rng, size=64):
+    small = rng.integers(0, 256, (size // 2, size // 2, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def write_manifest(root, n=24, size=64):
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def add(image, label, family, generator, source, index, mask=""):
+        path = root / family / generator / f"{index:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        side = "a" if index % 2 == 0 else "b"
+        rows.append(dict(path=path, label=label, family=family, generator=generator, source=source, side=side,
+                         mask=mask))  # fmt: skip
+
+    for i in range(n * 3):
+        add(smooth_field(rng, size, noise=2.0), 0, "real", "one", "one", i)
+        add(smooth_field(rng, size, noise=3.0, cell=16), 0, "real", "two", "two", i)
+    for i in range(n):
+        add(upsampled_noise(rng, size), 1, "nearest", "x2", "one", i)
+        add(bilinear_noise(rng, size), 1, "bilinear", "x2", "two", i)
+        image = smooth_field(rng, size, noise=2.0)
+        mask = np.zeros((size, size), np.uint8)
+        mask[:, size // 2 :] = 255
+        image[:, size // 2 :] = upsampled_noise(rng, size)[:, size // 2 :]
+        mask_path = root / "composite" / "masks" / f"{i:03d}.png"
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(mask_path)
+        add(image, 1, "composite", "half", "one", i, str(mask_path))
+    manifest = root / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
 
 
 def test_detection_benchmark_runs_end_to_end(tmp_path, capsys):
-    real, fake = make_sets(16)
-    rng = np.random.default_rng(3)
-    bilinear = [
-        np.asarray(Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).resize((64, 64), Image.BILINEAR))
-        for _ in range(16)
-    ]
-    write_set(tmp_path / "real", real)
-    write_set(tmp_path / "nearest", fake)
-    write_set(tmp_path / "bilinear", bilinear)
-    figures = main(
-        [
-            "--real",
-            str(tmp_path / "real"),
-            "--fake",
-            f"nearest={tmp_path / 'nearest'}",
-            "--fake",
-            str(tmp_path / "bilinear"),
-            "--input-size",
-            "32",
-            "--epochs",
-            "1",
-            "--no-pretrained",
-            "--watermark-n",
-            "6",
-            "--watermark-robust-n",
-            "3",
-            "--json",
-            str(tmp_path / "figures.json"),
-            "--save-detectors",
-            str(tmp_path / "detectors"),
-            "-q",
-        ]
-    )
+    manifest = write_manifest(tmp_path / "sets")
+    benchmark = load_benchmark("detection")
+    figures = benchmark.main(
+        ["--sets", str(manifest), "--cache", str(tmp_path / "cache"), "--input-size", "32", "--max-tiles", "4",
+         "--max-real", "60", "--max-real-test", "20", "--max-fake", "12", "--max-fake-test", "12",
+         "--save-detector", str(tmp_path / "probe"), "--json", str(tmp_path / "figures.json"), "-q"]
+    )  # fmt: skip
     out = capsys.readouterr().out
-    assert out.startswith("command: python benchmarks/detection.py --real")
-    assert set(figures["detector"]) == {"spectral", "cnn"}
-    spectral = figures["detector"]["spectral"]
-    assert set(spectral["table"]) >= {
-        "clean",
-        "jpeg95",
-        "jpeg75",
-        "jpeg50",
-        "resize0.5",
-        "resize0.75",
-        "blur1",
-        "crop0.8",
-    }
-    assert set(spectral["cross_generator_auc"]) == {"nearest", "bilinear"}
-    assert set(spectral["cross_generator_auc"]["nearest"]) == {"nearest", "bilinear"}
-    assert spectral["table"]["clean"]["auc"] > 0.9
-    watermark = figures["watermark"]["ts-dct-iss-v1"]
-    assert watermark["perturbations"]["clean"]["bit_accuracy"] == 1.0
-    assert watermark["false_positives"]["clean"]["hits"] == 0
-    assert "cross-generator AUC" in out and "target detector AUC clean >= 0.99" in out
+    assert out.startswith("command: python benchmarks/detection.py --sets")
+    logo, loso = figures["leave_one_generator_out"], figures["leave_one_source_out"]
+    assert set(logo) == {"nearest", "bilinear", "composite"} and set(loso) == {"one", "two"}
+    for rows in list(logo.values()) + list(loso.values()):
+        assert {"clean", "jpeg75", "resize0.5", "crop0.5"} <= set(rows)
+        for row in (rows[v] for v in ("clean", "jpeg75", "resize0.5", "crop0.5")):
+            assert 0 <= row["fpr"] <= 1 and row["n_real"] > 0 and row["n_fake"] > 0
+    # a family is scored only by a detector that never saw it, yet up-sampling traces carry over
+    assert logo["nearest"]["clean"]["n_fake"] == 12 and logo["nearest"]["clean"]["auc"] > 0.8
+    assert 0 <= logo["composite"]["localisation"]["iou_mean_area_25"] <= 1
+    assert "localisation_strict" in logo["composite"]
+    assert "worst held-out family AUC, clean" in out and "worst held-out source FPR, clean" in out
     assert (tmp_path / "figures.json").is_file()
-    assert "re-encoded as JPEG q95" in out
-    # The saved pooled detectors are the ones the table describes: same scores on the same images.
-    from terrasynth.detect.detector import load_detector
-
-    saved = load_detector(tmp_path / "detectors" / "spectral")
-    assert saved.config.trained_on["fake_jpeg"] == 95
-    assert set(saved.config.trained_on["fake"]) == {"nearest", "bilinear"}
-    assert saved.threshold == figures["detector"]["spectral"]["threshold"]
-
-
-def test_detection_benchmark_generates_unwatermarked_sets(tmp_path, capsys, monkeypatch):
-    from tests.fake_models import FakeTextEncoder, save_tiny_model
-    from tests.fakes import make_paired_tiles
-
-    from terrasynth.generate.provenance import read_provenance
-
-    monkeypatch.setattr("terrasynth.models.text.default_text_encoder", lambda: FakeTextEncoder())
-    model = save_tiny_model(tmp_path / "tiny")
-    pairs = make_paired_tiles(tmp_path / "pairs", n=8, size=32)
-    figures = main(
-        [
-            "--real",
-            str(pairs / "images"),
-            "--generate",
-            "--generate-spec",
-            f"{model}:ddim:2",
-            "--layouts",
-            str(pairs),
-            "--generate-dir",
-            str(tmp_path / "sets"),
-            "--generate-limit",
-            "5",
-            "--methods",
-            "spectral",
-            "--input-size",
-            "16",
-            "--skip-watermark",
-            "-q",
-        ]
-    )
-    generated = sorted((tmp_path / "sets" / "tiny-ddim-2-nowm").glob("*.png"))
-    assert len(generated) == 5 and read_provenance(generated[0]).watermark == "none"
-    assert list(figures["detector"]["spectral"]["cross_generator_auc"]) == ["tiny-ddim-2"]
+    # the cache is used: a second run computes no feature set again
+    before = len(list((tmp_path / "cache").glob("*.npy")))
+    benchmark.main(["--sets", str(manifest), "--cache", str(tmp_path / "cache"), "--input-size", "32",
+                    "--max-tiles", "4", "--max-real", "60", "--max-real-test", "20", "--max-fake", "12",
+                    "--max-fake-test", "12", "--perturbations", "clean", "--no-localise", "-q"])  # fmt: skip
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == before
+    shipped = load_detector(tmp_path / "probe")
+    assert shipped.config.method == "probe" and len(shipped.calibration) > 0

@@ -47,7 +47,8 @@ def test_scan_reports_every_file_and_never_stops(tmp_path):
     }
     with open(tmp_path / "scan.csv") as handle:
         written = list(csv.DictReader(handle))
-    assert len(written) == 8 and set(written[0]) == {"file", "status", "score", "verdict", "threshold", "detail"}
+    assert len(written) == 8
+    assert set(written[0]) == {"file", "status", "score", "p_value", "verdict", "threshold", "detail"}
     verdicts = {r["file"].split("/in/")[1]: r["verdict"] for r in written if r["status"] == "ok"}
     assert verdicts["000.png"] == "real" and verdicts["001.png"] == "synthetic"
     assert all(r["detail"] for r in written if r["status"] != "ok")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..errors import InputError
 from .overrides import load_or_default
@@ -65,6 +66,42 @@ def cmd_detect_scan(args) -> int:
     return 0
 
 
+def localize_paths(out: str) -> tuple[Path, Path]:
+    """(binary mask, probability map) for ``--out MASK.png``: the map is written beside it as MASK-probability.png."""
+    mask = Path(out)
+    return mask, mask.with_name(f"{mask.stem}-probability{mask.suffix}")
+
+
+def cmd_detect_localize(args) -> int:
+    import numpy as np
+
+    from ..data.grids import write_png
+    from ..detect.detector import read_rgb, resolve_detector
+
+    mask_path, map_path = localize_paths(args.out)
+    if mask_path.suffix.lower() != ".png":
+        raise InputError(mask_path, "--out must be a .png file", "e.g. --out mask.png")
+    if not mask_path.parent.is_dir():
+        raise InputError(mask_path.parent, "output folder not found", "create it first")
+    for path in (mask_path, map_path):
+        if path.exists() and not args.overwrite:
+            raise InputError(path, "already exists", "pass --overwrite or choose another --out")
+    image = read_rgb(args.image)
+    detector = resolve_detector(args.detector)
+    if not hasattr(detector, "localize"):
+        raise InputError(
+            args.detector, f"the {detector.config.method} detector cannot localise", "use a probe detector (default)"
+        )
+    detector.check_size(image.shape[1], image.shape[0], args.image)
+    probability = detector.localize(image)
+    write_png(map_path, np.clip(np.rint(probability * 255), 0, 255).astype(np.uint8))
+    write_png(mask_path, np.where(probability > 0.5, 255, 0).astype(np.uint8))
+    share = float((probability > 0.5).mean())
+    print(f"{args.image}: {share:.1%} of the pixels synthetic at the operating point")
+    print(f"mask: {mask_path}; probability map: {map_path}")
+    return 0
+
+
 def cmd_verify(args) -> int:
     from ..detect.detector import resolve_detector, shipped_detector_or_none
     from ..detect.verify import verify_file
@@ -97,10 +134,15 @@ def cmd_verify(args) -> int:
     elif "error" in detector_result:
         print(f"detector ({detector_result['method']}): {detector_result['error']}")
     else:
+        calibrated = f", p-value {detector_result['p_value']:.4g}" if "p_value" in detector_result else ""
         print(
-            f"detector ({detector_result['method']}): score {detector_result['score']:.4f} -> "
+            f"detector ({detector_result['method']}): score {detector_result['score']:.4f}{calibrated} -> "
             f"{detector_result['verdict']} [{detector_result['operating_point']}]"
         )
+        if "domain_detail" in detector_result:
+            print(f"  outside the calibrated domain: {detector_result['domain_detail']}")
+        if "localize" in detector_result:
+            print(f"  where: {detector_result['localize']}")
     print(f"summary: {result['summary']}")
     return 0
 
@@ -136,7 +178,7 @@ def add_commands(commands, common) -> None:
     detect = commands.add_parser("detect", help="real-vs-synthetic detector: train, evaluate, scan a folder")
     detect_commands = detect.add_subparsers(dest="detect_command", required=True)
     dtrain = detect_commands.add_parser("train", help="train a detector (spectral or CNN) on real and synthetic tiles")
-    dtrain.add_argument("--method", choices=["spectral", "cnn"], help="default spectral")
+    dtrain.add_argument("--method", choices=["spectral", "cnn", "probe"], help="default spectral")
     dtrain.add_argument("--real", action="append", required=True, help="folder of real tiles (repeatable)")
     dtrain.add_argument("--fake", action="append", required=True, help="folder of synthetic tiles (repeatable)")
     dtrain.add_argument("--out", required=True, help="detector folder to write")
@@ -166,6 +208,15 @@ def add_commands(commands, common) -> None:
     dscan.add_argument("--out", required=True, help="CSV to write (file,status,score,verdict,threshold,detail)")
     dscan.add_argument("--no-recursive", action="store_true", help="only the folder's own files")
     dscan.set_defaults(func=cmd_detect_scan)
+
+    dlocal = detect_commands.add_parser(
+        "localize", help="where in an image the synthetic pixels are: a probability map and a binary mask"
+    )
+    dlocal.add_argument("image")
+    dlocal.add_argument("--out", required=True, help="binary mask PNG (the probability map goes beside it)")
+    dlocal.add_argument("--detector", default="default", help="detector folder or shipped name (probe)")
+    dlocal.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    dlocal.set_defaults(func=cmd_detect_localize)
 
     verify = commands.add_parser(
         "verify", help="provenance metadata, Content Credentials, watermark and detector score of one file"

@@ -22,7 +22,7 @@ from ..files import atomic_path, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-METHODS = ("spectral", "cnn")
+METHODS = ("spectral", "cnn", "probe")
 CONFIG_NAME = "detector.json"
 WEIGHTS_NAME = "model.safetensors"
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 × 8000
@@ -48,6 +48,11 @@ class DetectorConfig:
     batch_size: int = 32
     learning_rate: float = 3e-4
     trainable_blocks: int = 4
+    # probe: L2 strength of the logistic regression, the p-values of the verdicts, the domain check's limit
+    probe_c: float = 0.05
+    synthetic_p: float = 0.01
+    uncertain_p: float = 0.05
+    domain_z: float = 6.0
     trained_on: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -57,6 +62,8 @@ class DetectorConfig:
             raise ValueError(f"input_size must be at least 16, got {self.input_size}")
         if self.max_tiles < 1 or self.max_pixels < self.input_size**2:
             raise ValueError("max_tiles must be >= 1 and max_pixels at least one tile")
+        if not 0 < self.synthetic_p <= self.uncertain_p < 1:
+            raise ValueError("need 0 < synthetic_p <= uncertain_p < 1")
 
 
 class Detector:
@@ -181,6 +188,10 @@ def build_detector(config: DetectorConfig, pretrained: bool | None = None) -> De
         from .spectral import SpectralDetector
 
         return SpectralDetector(config)
+    if config.method == "probe":
+        from .probe import ProbeDetector
+
+        return ProbeDetector(config)
     from .cnn import CNNDetector
 
     return CNNDetector(config, pretrained)

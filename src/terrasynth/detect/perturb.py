@@ -50,6 +50,60 @@ def crop(image: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(image[top : top + h, left : left + w])
 
 
+def sharpen(image: np.ndarray, amount: float) -> np.ndarray:
+    """Unsharp mask (radius 1.5 px, ``amount`` in per cent), as photo editors and many viewers apply."""
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.UnsharpMask(1.5, int(amount), 2)))
+
+
+def adjust_colour(image: np.ndarray, contrast: float, saturation: float, gamma: float) -> np.ndarray:
+    """Contrast and saturation scaled about the image's mean, then a gamma curve: everyday colour edits."""
+    x = image.astype(np.float32) / 255.0
+    grey = x.mean(axis=2, keepdims=True)
+    x = grey + (x - grey) * saturation
+    x = x.mean() + (x - x.mean()) * contrast
+    x = np.clip(x, 0, 1) ** gamma
+    return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+
+
+def screenshot(image: np.ndarray, scale: float) -> np.ndarray:
+    """A screenshot of the image shown at ``scale``: bilinear resampling, then stored losslessly."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+EVERYDAY = ("jpeg", "resize", "down-up", "sharpen", "colour", "screenshot")
+
+
+def everyday_processing(image: np.ndarray, rng: np.random.Generator, min_size: int = 64) -> tuple[np.ndarray, str]:
+    """One random everyday edit of an image, and its name: JPEG 30–95, resizing ×0.5–1.5, down- and up-sampling,
+    sharpening, colour and contrast changes, a screenshot. Real images stay real after any of them, so a detector
+    trained with them cannot learn "processed means synthetic". Sizes never fall below ``min_size``."""
+    kind = EVERYDAY[int(rng.integers(len(EVERYDAY)))]
+    floor = min_size / min(image.shape[:2])
+    if kind == "jpeg":
+        quality = int(rng.integers(30, 96))
+        return jpeg(image, quality), f"jpeg{quality}"
+    if kind == "resize":
+        scale = float(max(floor, rng.uniform(0.5, 1.5)))
+        return resize(image, scale), f"resize{scale:.2f}"
+    if kind == "down-up":
+        scale = float(max(floor, rng.uniform(0.4, 0.8)))
+        small = resize(image, scale)
+        height, width = image.shape[:2]
+        return np.asarray(
+            Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+        ), f"downup{scale:.2f}"
+    if kind == "sharpen":
+        amount = float(rng.uniform(50, 200))
+        return sharpen(image, amount), f"sharpen{amount:.0f}"
+    if kind == "colour":
+        contrast, saturation, gamma = rng.uniform(0.7, 1.3), rng.uniform(0.6, 1.4), rng.uniform(0.7, 1.4)
+        return adjust_colour(image, contrast, saturation, gamma), "colour"
+    scale = float(max(floor, rng.uniform(0.6, 1.25)))
+    return jpeg(screenshot(image, scale), 90) if rng.random() < 0.5 else screenshot(image, scale), "screenshot"
+
+
 PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "clean": lambda x: x,
     "jpeg95": lambda x: jpeg(x, 95),

@@ -2,6 +2,8 @@
 
 Statuses: ``ok``; ``not_an_image`` (not an image format); ``unreadable`` (truncated or damaged image);
 ``too_large`` (above the detector's stated pixel limit); ``too_small`` (smaller than the detector input).
+Verdicts: ``synthetic``, ``real``, and with a calibrated detector (``probe``) also ``uncertain`` and
+``outside calibrated domain``, with the image's p-value against held-out real imagery.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .detector import Detector, read_rgb
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("file", "status", "score", "verdict", "threshold", "detail")
+COLUMNS = ("file", "status", "score", "p_value", "verdict", "threshold", "detail")
 
 
 def _status(error: InputError) -> str:
@@ -32,6 +34,15 @@ def _status(error: InputError) -> str:
     return "unreadable"
 
 
+def assess(detector: Detector, image) -> dict:
+    """A detector's answer for one image: ``score`` and ``verdict``, plus ``p_value`` and the domain check where the
+    detector is calibrated (``probe``); others answer by their threshold alone."""
+    if hasattr(detector, "assess"):
+        return detector.assess(image)
+    score = float(detector.score([image])[0])
+    return {"score": score, "verdict": "synthetic" if score > detector.threshold else "real"}
+
+
 def scan_files(detector: Detector, files: list[Path]) -> Iterator[dict]:
     """One row per file, in order."""
     threshold = detector.threshold
@@ -40,6 +51,7 @@ def scan_files(detector: Detector, files: list[Path]) -> Iterator[dict]:
             "file": str(path),
             "status": "ok",
             "score": "",
+            "p_value": "",
             "verdict": "",
             "threshold": f"{threshold:.6g}",
             "detail": "",
@@ -47,9 +59,12 @@ def scan_files(detector: Detector, files: list[Path]) -> Iterator[dict]:
         try:
             image = read_rgb(path, detector.config.max_pixels)
             detector.check_size(image.shape[1], image.shape[0], path)
-            score = float(detector.score([image])[0])
-            row["score"] = f"{score:.6f}"
-            row["verdict"] = "synthetic" if score > threshold else "real"
+            answer = assess(detector, image)
+            row["score"] = f"{answer['score']:.6f}"
+            row["verdict"] = answer["verdict"]
+            if "p_value" in answer:
+                row["p_value"] = f"{answer['p_value']:.6f}"
+            row["detail"] = answer.get("domain_detail", "")
         except InputError as error:
             row["status"] = _status(error)
             row["detail"] = error.problem

@@ -24,6 +24,7 @@ from ..generate.watermark import (
     split_payload,
 )
 from .detector import Detector, read_rgb
+from .scan import assess
 
 
 def verify_file(path: str | Path, detector: Detector | None = None) -> dict[str, Any]:
@@ -82,13 +83,13 @@ def verify_file(path: str | Path, detector: Detector | None = None) -> dict[str,
     else:
         try:
             detector.check_size(image.shape[1], image.shape[0], path)
-            score = float(detector.score([image])[0])
             result["detector"] = {
                 "method": detector.config.method,
-                "score": score,
-                "verdict": "synthetic" if score > detector.threshold else "real",
+                **assess(detector, image),
                 "operating_point": detector.config.operating_point,
             }
+            if hasattr(detector, "localize"):
+                result["detector"]["localize"] = f"terrasynth detect localize {path} --out MASK.png"
         except InputError as error:
             result["detector"] = {"method": detector.config.method, "error": error.problem}
 
@@ -112,7 +113,8 @@ def _summary(result: dict) -> str:
         parts.append("no valid watermark")
     detector = result.get("detector")
     if detector and "verdict" in detector:
-        parts.append(f"detector: {detector['verdict']} ({detector['score']:.3f})")
+        calibrated = f", p = {detector['p_value']:.3g}" if "p_value" in detector else ""
+        parts.append(f"detector: {detector['verdict']} ({detector['score']:.3f}{calibrated})")
     return "; ".join(parts)
 
 

@@ -1,0 +1,128 @@
+"""Forensic features of native-resolution tiles, for detectors that must generalise to generators never seen.
+
+Two kinds of evidence, both computed on the tile as it is (no resampling, which would erase the traces):
+
+* **frozen ImageNet features at several depths** (UnivFD, Ojha et al., CVPR 2023: a linear probe on frozen features
+  generalises across generators better than a fine-tuned network). EfficientNet-Lite0 is the offline backbone here;
+  the channel means of blocks from stride 2 to 32 keep low-level texture statistics beside semantic ones.
+* **high-pass residual statistics**, the traces of up-sampling and re-sampling that every decoder and GAN leaves
+  (Durall et al., CVPR 2020; NPR, Tan et al., CVPR 2024): the residual's azimuthal power spectrum, the energy of
+  first differences at each phase of periods 2, 4 and 8 (up-sampling and block grids), chroma-to-luma residual
+  energy and the residual's correlation between colour channels (a camera's demosaicing couples them; a decoder
+  does not in the same way).
+
+Tiles are uint8 ``size×size×3`` arrays; ``tile_features`` returns one row per tile.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+# Blocks of EfficientNet-Lite0 whose channel means are kept (24, 40, 80, 112, 192, 320 channels).
+PROBE_BLOCKS = (2, 4, 7, 10, 14, 15)
+SPECTRUM_BINS = 16
+PERIODS = (2, 4, 8)  # up-sampling by 2 and 4, and the JPEG block grid
+RESIDUAL_WIDTH = 16 + 1 + 2 * sum(PERIODS) + 2 + 3
+FEATURE_WIDTH = 768 + RESIDUAL_WIDTH
+
+
+@functools.lru_cache(maxsize=1)
+def _backbone():
+    from ..models.features import EffNetFeatures
+
+    return EffNetFeatures(pretrained=True)
+
+
+@torch.no_grad()
+def deep_features(tiles: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Channel means of the ``PROBE_BLOCKS`` outputs for N×H×W×3 uint8 tiles: N × 768."""
+    model = _backbone()
+    out = []
+    for start in range(0, len(tiles), batch_size):
+        batch = torch.from_numpy(tiles[start : start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
+        maps = model.endpoints(batch, PROBE_BLOCKS)
+        out.append(torch.cat([m.mean((2, 3)) for m in maps], 1).numpy())
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 768), np.float32)
+
+
+def _box3(x: np.ndarray) -> np.ndarray:
+    """3×3 mean over the last two axes, edges replicated."""
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    h, w = x.shape[-2:]
+    total = sum(padded[..., i : i + h, j : j + w] for i in range(3) for j in range(3))
+    return total / 9.0
+
+
+@functools.lru_cache(maxsize=4)
+def _rings(size: int, bins: int):
+    freq = np.fft.fftfreq(size)
+    fy, fx = np.meshgrid(freq, freq, indexing="ij")
+    radius = np.sqrt(fx**2 + fy**2) / 0.5
+    index = np.minimum((radius * bins).astype(int), bins - 1).ravel()
+    counts = np.bincount(index, minlength=bins)
+    return index, counts, np.outer(np.hanning(size), np.hanning(size))
+
+
+def residual_features(tiles: np.ndarray) -> np.ndarray:
+    """Residual statistics of N×S×S×3 uint8 tiles: N × ``RESIDUAL_WIDTH`` (50): the residual's spectrum (16) and
+    energy (1), phase energies of first differences at periods 2, 4, 8 across and down (28), chroma-to-luma
+    residual energy (2), residual correlation between colour channels (3)."""
+    x = tiles.astype(np.float32).transpose(0, 3, 1, 2)  # N×3×S×S
+    luma = x[:, 0] * 0.299 + x[:, 1] * 0.587 + x[:, 2] * 0.114
+    residual = x - _box3(x)
+    r_luma = luma - _box3(luma)
+    n, size = len(tiles), luma.shape[-1]
+    eps = 1e-3
+    index, counts, window = _rings(size, SPECTRUM_BINS)
+    power = np.abs(np.fft.fft2(r_luma * window)) ** 2
+    rings = np.stack([np.bincount(index, weights=p.ravel(), minlength=SPECTRUM_BINS) for p in power]) / counts
+    log_rings = np.log(rings + eps)
+    total = np.log(np.mean(r_luma**2, axis=(1, 2)) + eps)
+    spectrum = log_rings - log_rings.mean(1, keepdims=True)
+    mean_energy = (r_luma**2).mean((1, 2))[:, None] + eps
+    # energy of the first differences across each column (down each row) phase of a period, sorted: the phase of
+    # a tile on an up-sampling or block grid is unknown, its inequality is the trace
+    across = np.diff(luma, axis=2) ** 2
+    down = np.diff(luma, axis=1) ** 2
+    scale = (across.mean((1, 2)) + down.mean((1, 2)))[:, None] / 2 + eps
+    phases = []
+    for period in PERIODS:
+        for energy, axis in ((across, 2), (down, 1)):
+            if axis == 2:
+                columns = [energy[:, :, j::period].mean((1, 2)) for j in range(period)]
+            else:
+                columns = [energy[:, j::period, :].mean((1, 2)) for j in range(period)]
+            phases.append(np.sort(np.log((np.stack(columns, 1) + eps) / scale), 1))
+    chroma_b = residual[:, 2] - r_luma
+    chroma_r = residual[:, 0] - r_luma
+    chroma = np.stack([np.log((c**2).mean((1, 2)) + eps) - np.log(mean_energy[:, 0]) for c in (chroma_b, chroma_r)], 1)
+    flat = residual.reshape(n, 3, -1)
+    flat = flat - flat.mean(2, keepdims=True)
+    norm = np.sqrt((flat**2).sum(2)) + eps
+    corr = np.stack(
+        [(flat[:, a] * flat[:, b]).sum(1) / (norm[:, a] * norm[:, b]) for a, b in ((0, 1), (1, 2), (0, 2))], 1
+    )
+    return np.concatenate([spectrum, total[:, None], *phases, chroma, corr], 1).astype(np.float32)
+
+
+def tile_features(tiles: np.ndarray) -> np.ndarray:
+    """Deep and residual features of N×S×S×3 uint8 tiles, side by side: N × ``FEATURE_WIDTH`` (818)."""
+    tiles = np.ascontiguousarray(tiles)
+    if len(tiles) == 0:
+        return np.zeros((0, FEATURE_WIDTH), np.float32)
+    return np.concatenate([deep_features(tiles), residual_features(tiles)], 1)
+
+
+def tile_grid(height: int, width: int, size: int, stride: int) -> list[tuple[int, int]]:
+    """Top-left corners of ``size`` tiles every ``stride`` pixels, the last row and column flush with the edge."""
+
+    def starts(n: int) -> list[int]:
+        if n <= size:
+            return [0]
+        points = list(range(0, n - size + 1, stride))
+        return points if points[-1] == n - size else points + [n - size]
+
+    return [(r, c) for r in starts(height) for c in starts(width)]

@@ -1,0 +1,154 @@
+"""The probe detector: forensic tile features, a linear probe, split-conformal p-values, the domain check and
+localisation, on fake tiles made in code (smooth fields are "real", nearest-up-sampled noise is "synthetic")."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.detect.fake_tiles import make_sets, smooth_field, upsampled_noise
+
+from terrasynth.detect.detector import DetectorConfig, build_detector, load_detector
+from terrasynth.detect.evaluate import roc_auc
+from terrasynth.detect.features import residual_features, tile_features, tile_grid
+from terrasynth.detect.perturb import EVERYDAY, everyday_processing
+
+
+def config(**overrides):
+    return DetectorConfig(method="probe", input_size=32, max_tiles=4, **overrides)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    real, fake = make_sets(40, size=64, seed=1)
+    detector = build_detector(config()).fit(real, fake)
+    calibration = make_sets(150, size=64, seed=2)[0]
+    return detector.calibrate(calibration)
+
+
+def test_features_have_fixed_width_and_are_finite():
+    real, fake = make_sets(3, size=32)
+    features = tile_features(np.stack(real + fake))
+    assert features.shape == (6, 818) and np.isfinite(features).all()
+    assert residual_features(np.stack(real)).shape == (3, 50)
+
+
+def test_residual_features_see_the_upsampling_grid():
+    real, fake = make_sets(8, size=32, seed=4)
+    # columns 17, 18: sorted log energies of horizontal differences at the two phases of period 2
+    spread_real = np.ptp(residual_features(np.stack(real))[:, 17:19], 1).mean()
+    spread_fake = np.ptp(residual_features(np.stack(fake))[:, 17:19], 1).mean()
+    assert spread_fake > 2 + spread_real  # nearest ×2 up-sampling: no change inside a 2×2 block
+
+
+def test_tile_grid_reaches_every_edge():
+    corners = tile_grid(100, 70, 32, 32)
+    assert (0, 0) in corners and (68, 38) in corners
+    assert tile_grid(32, 32, 32, 8) == [(0, 0)]
+
+
+def test_probe_separates_and_round_trips(trained, tmp_path):
+    real, fake = make_sets(20, size=64, seed=3)
+    scores = trained.score(real + fake)
+    assert roc_auc(np.r_[np.zeros(20), np.ones(20)], scores) > 0.95
+    trained.save(tmp_path / "probe")
+    loaded = load_detector(tmp_path / "probe")
+    assert np.allclose(loaded.score(real[:4]), scores[:4])
+    assert loaded.assess(fake[0]) == trained.assess(fake[0])
+    assert "split conformal" in loaded.config.operating_point
+
+
+def test_p_values_are_conformal(trained):
+    fresh = make_sets(120, size=64, seed=7)[0]
+    p_values = np.array([trained.assess(x)["p_value"] for x in fresh])
+    assert ((p_values > 0) & (p_values <= 1)).all()
+    # exchangeable real images: P(p <= a) <= a, up to sampling error on 120 images
+    for level in (0.05, 0.2, 0.5):
+        assert np.mean(p_values <= level) <= level + 0.1
+    assert np.mean(p_values <= 0.01) <= 0.05
+    fakes = make_sets(20, size=64, seed=8)[1]
+    answers = [trained.assess(x) for x in fakes]
+    assert sum(a["p_value"] <= 0.01 for a in answers) >= 18
+    assert not any(a["verdict"] == "real" for a in answers)
+
+
+def test_p_value_threshold_matches_the_operating_point(trained):
+    threshold = trained.logit_at_p(trained.config.synthetic_p)
+    assert trained.p_value(threshold) <= trained.config.synthetic_p
+    assert trained.p_value(threshold - 1e-6) > trained.config.synthetic_p or threshold == -np.inf
+
+
+def test_images_unlike_the_calibration_set_are_outside_the_domain(trained):
+    rng = np.random.default_rng(0)
+    flat = np.full((64, 64, 3), 128, np.uint8)  # no texture at all: a residual energy never seen in calibration
+    noisy = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for image in (flat, noisy):
+        answer = trained.assess(image)
+        assert answer["verdict"] == "outside calibrated domain" and not answer["in_domain"]
+        assert "robust s.d." in answer["domain_detail"]
+    assert trained.assess(smooth_field(rng, 64))["in_domain"]
+
+
+def test_localisation_finds_a_synthetic_region(trained):
+    rng = np.random.default_rng(5)
+    image = smooth_field(rng, 128)
+    image[:, 64:] = upsampled_noise(rng, 128)[:, 64:]
+    probability = trained.localize(image, stride=16)
+    assert probability.shape == (128, 128) and probability.dtype == np.float32
+    truth = np.zeros((128, 128), bool)
+    truth[:, 64:] = True
+    predicted = probability > 0.5
+    assert (predicted & truth).sum() / (predicted | truth).sum() > 0.6
+
+
+@pytest.mark.parametrize("seed", range(len(EVERYDAY) * 2))
+def test_everyday_processing_keeps_a_usable_image(seed):
+    image = smooth_field(np.random.default_rng(seed), 96)
+    processed, name = everyday_processing(image, np.random.default_rng(seed), min_size=64)
+    assert processed.dtype == np.uint8 and processed.ndim == 3 and processed.shape[2] == 3
+    assert min(processed.shape[:2]) >= 64 and name
+
+
+def test_localize_command_writes_mask_and_map(trained, tmp_path, capsys):
+    from terrasynth.cli import main
+
+    trained.save(tmp_path / "probe")
+    rng = np.random.default_rng(6)
+    image = smooth_field(rng, 96)
+    Image.fromarray(image).save(tmp_path / "tile.png")
+    code = main(["detect", "localize", str(tmp_path / "tile.png"), "--out", str(tmp_path / "mask.png"),
+                 "--detector", str(tmp_path / "probe")])  # fmt: skip
+    assert code == 0
+    for name in ("mask.png", "mask-probability.png"):
+        assert Image.open(tmp_path / name).size == (96, 96)
+    assert set(np.unique(np.asarray(Image.open(tmp_path / "mask.png")))) <= {0, 255}
+    assert "of the pixels synthetic" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["not-an-image", "missing", "no-folder", "exists", "spectral"],
+)
+def test_localize_command_refuses_bad_input(trained, tmp_path, capsys, case):
+    from terrasynth.cli import main
+
+    trained.save(tmp_path / "probe")
+    Image.fromarray(smooth_field(np.random.default_rng(0), 64)).save(tmp_path / "tile.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "taken.png").write_bytes(b"")
+    image, out, detector = tmp_path / "tile.png", tmp_path / "mask.png", tmp_path / "probe"
+    if case == "not-an-image":
+        image = tmp_path / "notes.png"
+    elif case == "missing":
+        image = tmp_path / "nothing.png"
+    elif case == "no-folder":
+        out = tmp_path / "absent" / "mask.png"
+    elif case == "exists":
+        out = tmp_path / "taken.png"
+    elif case == "spectral":
+        real, fake = make_sets(8)
+        build_detector(DetectorConfig(input_size=32, bins=16)).fit(real, fake).save(tmp_path / "spectral")
+        detector = tmp_path / "spectral"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["detect", "localize", str(image), "--out", str(out), "--detector", str(detector)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
