@@ -142,6 +142,7 @@ def summarise(real: list[dict], fake: list[dict]) -> dict:
     return {
         "auc": roc_auc(labels, scores) if len(fake) and len(real) else float("nan"),
         "tpr": share(fake, "synthetic"),
+        "flagged": share(fake, "synthetic") + share(fake, "uncertain"),
         "fake_uncertain": share(fake, "uncertain"),
         "fake_outside": share(fake, "outside calibrated domain"),
         "fpr": share(real, "synthetic"),
@@ -176,15 +177,15 @@ def split_sets(args, rows: list[dict]) -> dict:
         real_test += subsample(b, args.max_real_test, args.seed + 10 + index)
     families = sorted({r["family"] for r in fakes})
     fake_train, fake_test = [], []
-    for index, family in enumerate(families):
+    for family in families:
         # an even share of each family's members (model versions, autoencoders, strengths), up to the cap
         for side, out, cap in (("a", fake_train, args.max_fake), ("b", fake_test, args.max_fake_test)):
             members = [r for r in fakes if r["family"] == family and r["side"] == side]
             generators = sorted({r["generator"] for r in members})
             per = max(1, cap // max(1, len(generators)))
-            for k, generator in enumerate(generators):
+            for generator in generators:
                 own = [r for r in members if r["generator"] == generator]
-                out += subsample(own, per, args.seed + 100 * index + k)
+                out += subsample(own, per, args.seed + _seed(f"{family}/{generator}", "subsample") % 1000)
     return {
         "sources": sources,
         "families": families,
@@ -211,7 +212,7 @@ def leave_one_generator_out(args, config, cache, sets) -> dict:
             for variant in args.perturbations
         }
         if args.localise and family == "composite":
-            results[family]["localisation"] = localisation(detector, held_out)
+            results[family]["localisation"] = localisation(detector, held_out, sets["real_test"][::15])
         log(args, f"held out {family}: {time.perf_counter() - start:.0f} s, {cache.computed} feature sets computed")
     if args.localise:
         # stricter: never saw a composite nor the families whose pixels were spliced in (aligned, sdedit)
@@ -219,7 +220,7 @@ def leave_one_generator_out(args, config, cache, sets) -> dict:
         train = sets["real_train"] + [r for r in sets["fake_train"] if r["family"] not in excluded]
         detector = train_fold(config, cache, train, sets["real_cal"])
         composites = [r for r in sets["fake_test"] if r["family"] == "composite"]
-        results["composite"]["localisation_strict"] = localisation(detector, composites)
+        results["composite"]["localisation_strict"] = localisation(detector, composites, sets["real_test"][::15])
     return results
 
 
@@ -242,7 +243,10 @@ def leave_one_source_out(args, config, cache, sets) -> dict:
     return results
 
 
-def localisation(detector, composites: list[dict]) -> dict:
+def localisation(detector, composites: list[dict], reals: list[dict]) -> dict:
+    """IoU of the mask at 0.5 with the true synthetic region of each composite, and the share of a genuine tile's
+    area the mask marks (mean over ``reals``)."""
+    false_area = [float((detector.localize(load_variant(row, "clean")) > 0.5).mean()) for row in reals]
     ious, ious_large = [], []
     for row in composites:
         image = load_variant(row, "clean")
@@ -253,7 +257,13 @@ def localisation(detector, composites: list[dict]) -> dict:
         ious.append(iou)
         if truth.mean() >= 0.25:
             ious_large.append(iou)
-    return {"iou_mean": float(np.mean(ious)), "iou_mean_area_25": float(np.mean(ious_large)), "n": len(ious)}
+    return {
+        "iou_mean": float(np.mean(ious)),
+        "iou_mean_area_25": float(np.mean(ious_large)),
+        "n": len(ious),
+        "real_false_area": float(np.mean(false_area)),
+        "n_real": len(reals),
+    }
 
 
 def log(args, text: str) -> None:
@@ -263,13 +273,17 @@ def log(args, text: str) -> None:
 
 def print_table(title: str, results: dict, perturbations) -> None:
     print(f"\n{title}")
-    print(f"  {'held out':<14}{'test':<11}{'AUC':>7}{'TPR':>7}{'FPR':>7}{'FP':>6}{'unc.':>7}{'outside':>9}{'n':>11}")
+    print(
+        f"  {'held out':<14}{'test':<11}{'AUC':>7}{'TPR':>7}{'flag':>7}{'FPR':>7}{'FP':>6}{'unc.':>7}{'outside':>9}"
+        f"{'n':>11}"
+    )
     for name, rows in results.items():
         for variant in perturbations:
             r = rows[variant]
             n = f"{r['n_real']}/{r['n_fake']}"
             print(
-                f"  {name:<14}{variant:<11}{r['auc']:7.3f}{r['tpr']:7.3f}{r['fpr']:7.3f}{r['false_positives']:6d}"
+                f"  {name:<14}{variant:<11}{r['auc']:7.3f}{r['tpr']:7.3f}{r['flagged']:7.3f}{r['fpr']:7.3f}"
+                f"{r['false_positives']:6d}"
                 f"{r['real_uncertain']:7.3f}{r['real_outside']:9.3f}{n:>11}"
             )
 
@@ -309,7 +323,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", required=True, help="manifest.csv of benchmarks/detection_sets.py")
     parser.add_argument("--cache", default="runs/detection-features", help="tile features, computed once")
-    parser.add_argument("--max-real", type=int, default=300, help="side-a real tiles per source (train + calibration)")
+    parser.add_argument("--max-real", type=int, default=600, help="side-a real tiles per source (train + calibration)")
     parser.add_argument("--max-real-test", type=int, default=150, help="side-b real tiles per source")
     parser.add_argument("--max-fake", type=int, default=120, help="side-a synthetic images per family (train)")
     parser.add_argument("--max-fake-test", type=int, default=60, help="side-b synthetic images per family (test)")
@@ -370,7 +384,8 @@ def main(argv=None) -> dict:
         if key in composite:
             loc = composite[key]
             print(
-                f"\n{key}: IoU mean {loc['iou_mean']:.3f}, area >= 25 %: {loc['iou_mean_area_25']:.3f} (n {loc['n']})"
+                f"\n{key}: IoU mean {loc['iou_mean']:.3f}, area >= 25 %: {loc['iou_mean_area_25']:.3f} (n {loc['n']}); "
+                f"area marked on genuine tiles {loc['real_false_area']:.3f} (n {loc['n_real']})"
             )
     print_targets(figures["leave_one_generator_out"], figures["leave_one_source_out"])
     if args.save_detector:

@@ -86,9 +86,13 @@ def test_shipped_detectors_load_and_score():
     from terrasynth.detect.detector import SHIPPED_DETECTORS, resolve_detector
 
     image = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
-    assert resolve_detector("default").config.method == "cnn"
+    assert resolve_detector("default").config.method == "probe"
     for name in SHIPPED_DETECTORS:
         detector = resolve_detector(name)
-        assert detector.config.trained_on["fake_jpeg"] == 95
+        assert (
+            "protocol" in detector.config.trained_on
+            if name == "probe"
+            else detector.config.trained_on["fake_jpeg"] == 95
+        )
         score = detector.score([image])
         assert score.shape == (1,) and 0.0 <= float(score[0]) <= 1.0

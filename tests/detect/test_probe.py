@@ -10,6 +10,7 @@ from terrasynth.detect.detector import DetectorConfig, build_detector, load_dete
 from terrasynth.detect.evaluate import roc_auc
 from terrasynth.detect.features import residual_features, tile_features, tile_grid
 from terrasynth.detect.perturb import EVERYDAY, everyday_processing
+from terrasynth.detect.probe import conformal_p, two_means, value_at_p
 
 
 def config(**overrides):
@@ -58,7 +59,7 @@ def test_probe_separates_and_round_trips(trained, tmp_path):
 
 def test_p_values_are_conformal(trained):
     fresh = make_sets(120, size=64, seed=7)[0]
-    p_values = np.array([trained.assess(x)["p_value"] for x in fresh])
+    p_values = np.array([trained.assess(x)["p_value"] for x in fresh])  # the trace probe's
     assert ((p_values > 0) & (p_values <= 1)).all()
     # exchangeable real images: P(p <= a) <= a, up to sampling error on 120 images
     for level in (0.05, 0.2, 0.5):
@@ -70,10 +71,19 @@ def test_p_values_are_conformal(trained):
     assert not any(a["verdict"] == "real" for a in answers)
 
 
-def test_p_value_threshold_matches_the_operating_point(trained):
-    threshold = trained.logit_at_p(trained.config.synthetic_p)
-    assert trained.p_value(threshold) <= trained.config.synthetic_p
-    assert trained.p_value(threshold - 1e-6) > trained.config.synthetic_p or threshold == -np.inf
+def test_conformal_p_values_and_thresholds_agree():
+    calibration = np.sort(np.random.default_rng(0).normal(size=199))
+    for p in (0.01, 0.05, 0.5):
+        threshold = value_at_p(calibration, p)
+        assert conformal_p(calibration, threshold) <= p < conformal_p(calibration, threshold - 1e-6)
+    assert conformal_p(calibration, 10.0) == 1 / 200 and conformal_p(calibration, -10.0) == 1.0
+    assert value_at_p(calibration, 0.001) == np.inf  # below 1 / (n + 1): no statistic reaches it
+
+
+def test_two_means_splits_two_groups():
+    values = np.r_[np.zeros(50), np.full(30, 4.0)] + np.random.default_rng(0).normal(0, 0.1, 80)
+    split, low, high = two_means(values)
+    assert 1 < split < 3 and abs(low) < 0.1 and abs(high - 4) < 0.1
 
 
 def test_images_unlike_the_calibration_set_are_outside_the_domain(trained):

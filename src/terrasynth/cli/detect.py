@@ -178,7 +178,9 @@ def add_commands(commands, common) -> None:
     detect = commands.add_parser("detect", help="real-vs-synthetic detector: train, evaluate, scan a folder")
     detect_commands = detect.add_subparsers(dest="detect_command", required=True)
     dtrain = detect_commands.add_parser("train", help="train a detector (spectral or CNN) on real and synthetic tiles")
-    dtrain.add_argument("--method", choices=["spectral", "cnn", "probe"], help="default spectral")
+    dtrain.add_argument(
+        "--method", choices=["spectral", "cnn", "probe"], help="default spectral; probe is the shipped kind"
+    )
     dtrain.add_argument("--real", action="append", required=True, help="folder of real tiles (repeatable)")
     dtrain.add_argument("--fake", action="append", required=True, help="folder of synthetic tiles (repeatable)")
     dtrain.add_argument("--out", required=True, help="detector folder to write")
@@ -193,7 +195,9 @@ def add_commands(commands, common) -> None:
     _add_fake_jpeg(dtrain)
     dtrain.set_defaults(func=cmd_detect_train)
     deval = detect_commands.add_parser("eval", help="AUC, accuracy, TPR at 1%% FPR, F1, clean and perturbed")
-    deval.add_argument("--detector", default="default", help="detector folder or shipped name (spectral, cnn)")
+    deval.add_argument(
+        "--detector", default="default", help="detector folder or shipped name (probe, the default; spectral, cnn)"
+    )
     deval.add_argument("--real", action="append", required=True, help="held-out real tiles (repeatable)")
     deval.add_argument("--fake", action="append", required=True, help="held-out synthetic tiles (repeatable)")
     deval.add_argument("--perturb", action="append", help="perturbation name (repeatable; default all)")
@@ -204,7 +208,9 @@ def add_commands(commands, common) -> None:
     deval.set_defaults(func=cmd_detect_eval)
     dscan = detect_commands.add_parser("scan", help="score every file in a folder; write a CSV with verdicts")
     dscan.add_argument("folder")
-    dscan.add_argument("--detector", default="default", help="detector folder or shipped name (spectral, cnn)")
+    dscan.add_argument(
+        "--detector", default="default", help="detector folder or shipped name (probe, the default; spectral, cnn)"
+    )
     dscan.add_argument("--out", required=True, help="CSV to write (file,status,score,verdict,threshold,detail)")
     dscan.add_argument("--no-recursive", action="store_true", help="only the folder's own files")
     dscan.set_defaults(func=cmd_detect_scan)

@@ -272,12 +272,12 @@ def load_image_folders(folders: list[str | Path], limit: int | None = None, seed
 # training and the shipped detectors -----------------------------------------------------------------------------
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights" / "detectors"
-SHIPPED_DETECTORS = ("spectral", "cnn")
+SHIPPED_DETECTORS = ("probe", "spectral", "cnn")  # probe is the default; spectral and cnn are the early ones
 
 
 def resolve_detector(name_or_path: str | Path) -> Detector:
-    """A shipped detector (``spectral``, ``cnn``; ``default`` is ``cnn``) or a detector folder."""
-    text = "cnn" if str(name_or_path) == "default" else str(name_or_path)
+    """A shipped detector (``probe``, ``spectral``, ``cnn``; ``default`` is ``probe``) or a detector folder."""
+    text = "probe" if str(name_or_path) == "default" else str(name_or_path)
     if text in SHIPPED_DETECTORS:
         path = SHIPPED_DIR / text
         if not (path / CONFIG_NAME).is_file():
