@@ -1,6 +1,10 @@
 """The probe detector: forensic tile features, a linear probe, split-conformal p-values, the domain check and
 localisation, on fake tiles made in code (smooth fields are "real", nearest-up-sampled noise is "synthetic")."""
 
+import struct
+import time
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,6 +15,17 @@ from terrasynth.detect.evaluate import roc_auc
 from terrasynth.detect.features import residual_features, tile_features, tile_grid
 from terrasynth.detect.perturb import EVERYDAY, everyday_processing
 from terrasynth.detect.probe import conformal_p, two_means, value_at_p
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` × ``height`` pixels but holds no pixel data: opening it costs nothing, decoding
+    it would take gigabytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
 def config(**overrides):
@@ -135,7 +150,7 @@ def test_localize_command_writes_mask_and_map(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "case",
-    ["not-an-image", "missing", "no-folder", "exists", "spectral"],
+    ["not-an-image", "missing", "no-folder", "exists", "spectral", "1x1", "20000x20000", "truncated"],
 )
 def test_localize_command_refuses_bad_input(trained, tmp_path, capsys, case):
     from terrasynth.cli import main
@@ -153,12 +168,23 @@ def test_localize_command_refuses_bad_input(trained, tmp_path, capsys, case):
         out = tmp_path / "absent" / "mask.png"
     elif case == "exists":
         out = tmp_path / "taken.png"
+    elif case == "1x1":
+        image = tmp_path / "dot.png"
+        Image.new("RGB", (1, 1)).save(image)
+    elif case == "20000x20000":
+        image = tmp_path / "huge.png"
+        image.write_bytes(png_header(20000, 20000))
+    elif case == "truncated":
+        image = tmp_path / "cut.png"
+        image.write_bytes((tmp_path / "tile.png").read_bytes()[:300])
     elif case == "spectral":
         real, fake = make_sets(8)
         build_detector(DetectorConfig(input_size=32, bins=16)).fit(real, fake).save(tmp_path / "spectral")
         detector = tmp_path / "spectral"
     before = sorted(p.name for p in tmp_path.iterdir())
+    started = time.perf_counter()
     code = main(["detect", "localize", str(image), "--out", str(out), "--detector", str(detector)])
+    assert time.perf_counter() - started < 30  # refused from the header, never decoded
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -31,11 +31,21 @@ def test_generated_files_carry_the_watermark_named_in_their_record(tmp_path):
     paths = write_generated(images(2), [record(1), record(2)], tmp_path)
     for path in paths:
         rec = read_provenance(path)
-        assert rec.watermark == f"ts-dct-iss-v1:{record_payload(rec):010x}"
+        assert rec.watermark == f"ts-sync-v2:{record_payload(rec):010x}"
         reading = read_watermark(np.asarray(Image.open(path).convert("RGB")))
         assert reading.payload == record_payload(rec)
     first, second = (read_provenance(p).watermark for p in paths)
     assert first != second  # the payload hashes each record
+
+
+def test_images_too_small_for_the_default_mark_carry_the_earlier_one(tmp_path):
+    path = write_generated(images(1, size=64), [record(3, size=64)], tmp_path)[0]
+    rec = read_provenance(path)
+    assert rec.watermark == f"ts-dct-iss-v1:{record_payload(rec):010x}"
+    stripped = tmp_path / "stripped.png"
+    Image.open(path).convert("RGB").save(stripped)  # no metadata: verify tries the schemes the size allows
+    result = verify_file(stripped)
+    assert result["watermark"]["valid"] and result["watermark"]["scheme"] == "ts-dct-iss-v1"
 
 
 def test_the_same_record_gives_the_same_pixels_whatever_the_time(tmp_path):

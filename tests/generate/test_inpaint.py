@@ -3,12 +3,11 @@ provenance naming the mask; the same seed, the same image; bad masks refused nam
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.detect.fake_tiles import smooth_field
 from tests.fake_models import FakeTextEncoder, save_tiny_model, tiny_model
 from tests.fakes import random_mask, write_geotiff, write_mask_png
 
@@ -18,7 +17,7 @@ from terrasynth.generate.api import generate_images, read_inpaint_mask
 from terrasynth.generate.pipeline import LayoutToImagePipeline, feather_inward
 from terrasynth.generate.provenance import read_provenance
 from terrasynth.generate.schedulers import SCHEDULERS
-from terrasynth.generate.watermark import apply_watermark, read_watermark, record_payload
+from terrasynth.generate.watermark import read_watermark, record_payload
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +30,15 @@ def model_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny", seed=2)
 
 
-def write_tile(folder, size: int = 32, box=(8, 24, 4, 20)):
-    """(layout PNG, init image PNG, mask PNG, init pixels, bool mask): a random tile, white over rows
-    box[0]:box[1] and columns box[2]:box[3] of the mask."""
+def write_tile(folder, size: int = 32, box=(8, 24, 4, 20), natural: bool = False):
+    """(layout PNG, init image PNG, mask PNG, init pixels, bool mask): a random tile (white noise, or with
+    ``natural`` a smooth field with fine noise, as aerial texture), white over rows box[0]:box[1] and columns
+    box[2]:box[3] of the mask."""
     layout = write_mask_png(folder / "layout.png", random_mask(np.random.default_rng(0), size))
-    pixels = np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    if natural:
+        pixels = smooth_field(np.random.default_rng(1), size, noise=2.0, cell=16)
+    else:
+        pixels = np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(folder / "tile.png")
     redraw = np.zeros((size, size), bool)
     redraw[box[0] : box[1], box[2] : box[3]] = True
@@ -105,20 +108,26 @@ def test_a_mask_too_small_to_carry_the_watermark_is_recorded_and_no_kept_pixel_c
     *_, init, redraw = write_tile(tmp_path, box=(10, 14, 10, 14))
     (path,) = inpaint(model_dir, tmp_path, tmp_path / "out", num_images=1)
     record = read_provenance(path)
-    assert record.watermark == "none" and "narrower than" in record.extra["watermark_skipped"]
+    assert record.watermark == "none" and "smaller than 16 px" in record.extra["watermark_skipped"]
     assert np.array_equal(pixels_of(path)[~redraw], init[~redraw])
 
 
-@pytest.mark.skipif(
-    "region" not in inspect.signature(apply_watermark).parameters, reason="apply_watermark(region=) not there yet"
-)
-def test_the_watermark_reads_back_from_an_inpainted_tile_when_the_mask_covers_40_percent(model_dir, tmp_path):
-    *_, init, redraw = write_tile(tmp_path, size=64, box=(0, 64, 0, 26))  # 40.6 % of the tile
+def test_the_watermark_reads_back_from_an_inpainted_region(model_dir, tmp_path):
+    *_, init, redraw = write_tile(tmp_path, size=256, box=(0, 256, 0, 128), natural=True)
     (path,) = inpaint(model_dir, tmp_path, tmp_path / "out", num_images=1)
     image, record = pixels_of(path), read_provenance(path)
     assert np.array_equal(image[~redraw], init[~redraw])
+    assert record.watermark.startswith("ts-sync-v2:")
     reading = read_watermark(image)
     assert reading.valid and reading.payload == record_payload(record)
+
+
+def test_a_region_too_narrow_for_the_mark_is_left_unmarked_and_recorded(model_dir, tmp_path):
+    *_, init, redraw = write_tile(tmp_path, size=64, box=(0, 64, 0, 26), natural=True)
+    (path,) = inpaint(model_dir, tmp_path, tmp_path / "out", num_images=1)
+    record = read_provenance(path)
+    assert np.array_equal(pixels_of(path)[~redraw], init[~redraw])
+    assert record.watermark == "none" and "narrower than 128 px" in record.extra["watermark_skipped"]
 
 
 @pytest.mark.parametrize(

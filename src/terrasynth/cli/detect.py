@@ -125,6 +125,8 @@ def cmd_verify(args) -> int:
     else:
         found = f"payload {mark['payload']}" if mark["valid"] else "no valid payload"
         line = f"watermark ({mark['scheme']}): {found}"
+        if "marked_share" in mark:
+            line += f", covering {mark['marked_share']:.0%} of the image"
         if "bit_accuracy" in mark:
             line += f", bit accuracy {mark['bit_accuracy']:.3f} vs the record, matches record: {mark['matches_record']}"
         print(line)

@@ -17,8 +17,11 @@ from ..generate.provenance import read_provenance
 from ..generate.watermark import (
     BASELINE_SCHEME,
     DEFAULT_SCHEME,
+    MIN_WATERMARK_SIZE,
     SCHEMES,
+    V1_SCHEME,
     encode_word,
+    locate_watermark,
     read_watermark,
     record_payload,
     split_payload,
@@ -51,25 +54,36 @@ def verify_file(path: str | Path, detector: Detector | None = None) -> dict[str,
     except InputError as error:  # c2pa-python is missing, or the manifest is unreadable
         result["content_credentials"] = {"present": None, "error": str(error)}
 
-    # 3. watermark
-    scheme = DEFAULT_SCHEME
+    # 3. watermark: the scheme the record declares, else the default where the image is large enough for it, then
+    # the earlier scheme (small images and older files carry that one)
     if declared and declared.split(":")[0] in SCHEMES:
-        scheme = declared.split(":")[0]
-    watermark: dict[str, Any] = {"scheme": scheme, "declared": declared}
+        candidates = [declared.split(":")[0]]
+    else:
+        candidates = [DEFAULT_SCHEME, V1_SCHEME] if min(image.shape[:2]) >= MIN_WATERMARK_SIZE else [V1_SCHEME]
+    watermark: dict[str, Any] = {"scheme": candidates[0], "declared": declared}
     if min(image.shape[:2]) < 16:
         watermark["error"] = "image too small to carry a watermark"
     else:
-        try:
-            reading = read_watermark(image, scheme)
-        except InputError as error:  # the baseline's package is missing
-            watermark["error"] = error.problem
-            reading = None
+        reading = None
+        for scheme in candidates:
+            try:
+                reading = read_watermark(image, scheme)
+            except (InputError, ValueError) as error:  # the baseline's package is missing; too small for it
+                watermark["error"] = getattr(error, "problem", str(error))
+                continue
+            watermark.pop("error", None)
+            watermark["scheme"] = scheme
+            if reading.valid:
+                break
         if reading is not None:
             watermark["valid"] = reading.valid
             watermark["payload"] = reading.payload_hex()
             if reading.valid:
                 model_hash, record_hash = split_payload(reading.payload)
                 watermark["model_hash"], watermark["record_hash"] = model_hash, record_hash
+                if watermark["scheme"] == DEFAULT_SCHEME:
+                    located = locate_watermark(image, DEFAULT_SCHEME)
+                    watermark["marked_share"] = float((located > 0.5).mean())
             if record is not None and declared not in (None, "none"):
                 expected = record_payload(record)
                 watermark["expected_payload"] = f"{expected:010x}"
@@ -107,6 +121,8 @@ def _summary(result: dict) -> str:
     mark = result["watermark"]
     if mark.get("valid"):
         parts.append("watermark found" + (" and matches the record" if mark.get("matches_record") else ""))
+        if mark.get("marked_share", 1.0) < 0.9:
+            parts.append(f"the mark covers {mark['marked_share']:.0%} of the image (a composite?)")
     elif record and record.get("watermark") == "none":
         parts.append("generated without a watermark (--no-watermark)")
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import inspect
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,33 +120,36 @@ def _signed(path: Path, record: ProvenanceRecord, signer: SignerConfig | None) -
 
 def _watermarked(array, record: ProvenanceRecord, enabled: bool, region: np.ndarray | None = None):
     """(image, record) with the watermark applied and named in the record, or the record marked "none". With a
-    bool H×W ``region``, only pixels inside it may change."""
+    bool H×W ``region``, only pixels inside it change.
+
+    The crop-proof default scheme needs ``MIN_WATERMARK_SIZE`` pixels a side; a smaller whole image gets the
+    earlier scheme, which survives JPEG and resizing but not cropping, so every image of 16 px or more is marked and
+    the record names the scheme that marked it. A redrawn region narrower than that is left unmarked, and the
+    record says why."""
+    from .watermark import DEFAULT_SCHEME, MIN_WATERMARK_SIZE, V1_SCHEME, apply_watermark, record_payload
+
     if not enabled:
         return array, dataclasses.replace(record, watermark="none")
-    if min(array.shape[:2]) < 16:
-        return array, _skipped(record, "image smaller than 16 px")
-    from . import watermark as marks
-    from .watermark import apply_watermark, record_payload
-
-    if region is None:
-        marked, label = apply_watermark(array, record_payload(record))
-        return marked, dataclasses.replace(record, watermark=label)
-    # Transitional: MIN_WATERMARK_SIZE and apply_watermark(region=...) are landing in watermark.py; until then a
-    # region is left unmarked (and recorded so), never marked beyond its edge.
-    minimum = getattr(marks, "MIN_WATERMARK_SIZE", 16)
-    region = np.asarray(region, dtype=bool)
-    rows, columns = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
-    if len(rows) == 0 or min(rows[-1] - rows[0], columns[-1] - columns[0]) + 1 < minimum:
-        return array, _skipped(record, f"region redrawn narrower than {minimum} px")
-    if region.sum() < minimum**2:
-        return array, _skipped(record, f"region redrawn smaller than {minimum}x{minimum} px")
-    if "region" not in inspect.signature(apply_watermark).parameters:
-        return array, _skipped(record, "this watermark version cannot confine its mark to a region")
+    if region is not None:
+        region = np.asarray(region, dtype=bool)
+        rows, columns = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+        if len(rows) == 0:
+            return array, _skipped(record, "no pixel was redrawn")
+        extent = min(rows[-1] - rows[0], columns[-1] - columns[0]) + 1
+    else:
+        extent = min(array.shape[:2])
+    if extent < 16:
+        return array, _skipped(record, "image or region redrawn smaller than 16 px")
+    if region is not None and extent < MIN_WATERMARK_SIZE:
+        # the earlier scheme spreads its mark over the whole image: confined to a small region it does not read back
+        return array, _skipped(record, f"region redrawn narrower than {MIN_WATERMARK_SIZE} px, too small for the mark")
+    scheme = DEFAULT_SCHEME if extent >= MIN_WATERMARK_SIZE else V1_SCHEME
     try:
-        marked, label = apply_watermark(array, record_payload(record), region=region)
+        marked, label = apply_watermark(array, record_payload(record), scheme=scheme, region=region)
     except ValueError as error:  # the scheme's own judgement that the region cannot carry the mark
         return array, _skipped(record, f"region redrawn cannot carry the mark ({error})")
-    marked = np.where(region[..., None], marked, array)  # the kept pixels stay the init image's, whatever the scheme
+    if region is not None:
+        marked = np.where(region[..., None], marked, array)  # kept pixels stay the init image's, whatever the scheme
     return marked, dataclasses.replace(record, watermark=label)
 
 
