@@ -67,14 +67,18 @@ def verify_file(path: str | Path, detector: Detector | None = None) -> dict[str,
         reading = None
         for scheme in candidates:
             try:
-                reading = read_watermark(image, scheme)
+                attempt = read_watermark(image, scheme)
             except (InputError, ValueError) as error:  # the baseline's package is missing; too small for it
                 watermark["error"] = getattr(error, "problem", str(error))
                 continue
             watermark.pop("error", None)
-            watermark["scheme"] = scheme
-            if reading.valid:
+            if reading is None or attempt.valid:
+                reading = attempt
+                watermark["scheme"] = scheme
+            if attempt.valid:
                 break
+        if reading is not None and not reading.valid and len(candidates) > 1:
+            watermark["scheme"] = " or ".join(candidates)
         if reading is not None:
             watermark["valid"] = reading.valid
             watermark["payload"] = reading.payload_hex()
