@@ -74,10 +74,29 @@ def test_detect_cli_train_eval_scan(tmp_path, capsys):
 
 
 def test_detect_cli_errors_are_one_line(tmp_path, capsys):
-    assert main(["detect", "scan", str(tmp_path), "--detector", str(tmp_path / "missing"), "--out", "x.csv"]) == 2
+    images = write_set(tmp_path / "in", make_sets(1)[0])
+    assert main(["detect", "scan", str(images), "--detector", str(tmp_path / "missing"), "--out", "x.csv"]) == 2
     assert "not a detector folder" in capsys.readouterr().err
     assert main(["detect", "scan", str(tmp_path / "nope"), "--detector", str(trained(tmp_path)), "--out", "x.csv"]) == 2
-    assert "folder not found" in capsys.readouterr().err
+    assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "empty.csv"
+    assert (
+        main(["detect", "scan", str(tmp_path / "empty"), "--detector", str(tmp_path / "detector"), "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no files to scan" in err[0] and not out.exists()
+
+
+def test_scan_of_one_file_scores_it(tmp_path, capsys):
+    images = write_set(tmp_path / "in", make_sets(2)[0])
+    out = tmp_path / "one.csv"
+    one = images / "000.png"
+    assert main(["detect", "scan", str(one), "--detector", str(trained(tmp_path)), "--out", str(out)]) == 0
+    with open(out) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["file"] for r in rows] == [str(one)] and rows[0]["status"] == "ok"
     assert (
         main(
             [

@@ -182,6 +182,23 @@ def test_read_scores_matches_by_path_id_and_name(tmp_path, study_db, study_sets)
     assert list(read_scores(ambiguous, images).values()) == [2.0]
 
 
+def test_read_scores_skips_the_rows_detect_scan_could_not_score(tmp_path, study_db, study_sets):
+    real, fake = study_sets
+    _, images = load_study(study_db)
+    one = sorted(fake.iterdir())[0]
+    header = ["file", "status", "score", "p_value", "verdict", "threshold", "detail"]
+    rows = [
+        [str(one), "ok", 0.9, 0.01, "synthetic", 0.5, ""],
+        [str(tmp_path / "notes.txt"), "not_an_image", "", "", "", 0.5, "x"],
+    ]
+    scores = read_scores(_write_csv(tmp_path / "scan.csv", header, rows), images)
+    assert scores == {file_sha256(one): 0.9}
+    # a row that claims ok but has no score is still an error
+    rows[1][1] = "ok"
+    with pytest.raises(InputError, match="line 3: score '' is not a number"):
+        read_scores(_write_csv(tmp_path / "scan2.csv", header, rows), images)
+
+
 @pytest.mark.parametrize(
     "header, rows, message",
     [

@@ -53,8 +53,9 @@ def cmd_detect_scan(args) -> int:
     from collections import Counter
 
     from ..detect.detector import resolve_detector
-    from ..detect.scan import scan_folder
+    from ..detect.scan import list_files, scan_folder
 
+    list_files(args.folder, recursive=not args.no_recursive)  # a missing or empty folder fails before any model loads
     detector = resolve_detector(args.detector)
     rows = scan_folder(detector, args.folder, args.out, recursive=not args.no_recursive)
     counts = Counter(row["status"] for row in rows)
@@ -209,7 +210,7 @@ def add_commands(commands, common) -> None:
     deval.add_argument("--json", action="store_true")
     deval.set_defaults(func=cmd_detect_eval)
     dscan = detect_commands.add_parser("scan", help="score every file in a folder; write a CSV with verdicts")
-    dscan.add_argument("folder")
+    dscan.add_argument("folder", help="folder of images (recursive), or one image")
     dscan.add_argument(
         "--detector", default="default", help="detector folder or shipped name (probe, the default; spectral, cnn)"
     )

@@ -76,14 +76,22 @@ def scan_files(detector: Detector, files: list[Path]) -> Iterator[dict]:
 
 
 def list_files(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Every visible regular file under ``folder`` (images or not: non-images get their own line)."""
+    """Every visible regular file under ``folder`` (images or not: non-images get their own line); a file given
+    instead of a folder is scanned alone. A folder with no file in it is an error: there is nothing to vouch for."""
     folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    if not folder.exists():
+        raise InputError(folder, "no such file or folder")
     if not folder.is_dir():
-        raise InputError(folder, "folder not found")
+        raise InputError(folder, "not a file or folder")
     pattern = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
+    files = sorted(
         p for p in pattern if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
+    if not files:
+        raise InputError(folder, "the folder has no files to scan", "point it at a folder of images, or at one image")
+    return files
 
 
 def scan_folder(detector: Detector, folder: str | Path, out_csv: str | Path, recursive: bool = True) -> list[dict]:

@@ -100,7 +100,8 @@ def read_scores(path: str | Path, images: Mapping[str, ImageRecord]) -> dict[str
     or relative to the CSV's folder) is matched by its content, so it must be the very file the study showed;
     otherwise it is matched by file name, with an optional ``truth`` column (real/synthetic) to tell apart
     same-named files of the two sets. Rows that match no study image are skipped with a warning. The score's
-    direction: higher means "more synthetic" (a detector's probability, a distance to real data).
+    direction: higher means "more synthetic" (a detector's probability, a distance to real data). Rows of a
+    ``detect scan`` CSV whose ``status`` is not ``ok`` and that have no score (files it could not read) are skipped.
     """
     from ..files import file_sha256
 
@@ -124,8 +125,13 @@ def read_scores(path: str | Path, images: Mapping[str, ImageRecord]) -> dict[str
         by_name[(image.file_name, image.truth)].append(image.id)
     scores: dict[str, float] = {}
     unmatched = 0
+    skipped = 0
     for line, row in enumerate(rows, start=2):
         cell = (row.get(fields["score"]) or "").strip()
+        status = (row.get(fields["status"]) or "").strip() if "status" in fields else "ok"
+        if status != "ok" and not cell:  # a `detect scan` row for a file it could not score (not an image, ...)
+            skipped += 1
+            continue
         try:
             score = float(cell)
         except ValueError:
@@ -139,6 +145,8 @@ def read_scores(path: str | Path, images: Mapping[str, ImageRecord]) -> dict[str
         if image_id in scores:
             raise InputError(path, f"line {line}: a second score for the same image ({image_id[:12]})")
         scores[image_id] = score
+    if skipped:
+        log.warning("%s: %d rows without a score (status other than ok) skipped", path, skipped)
     if unmatched:
         log.warning("%s: %d of %d rows match no study image", path, unmatched, len(rows))
     if not scores:
