@@ -79,23 +79,9 @@ def resolve_steps(generator, steps: int | None) -> int:
     return int(steps)
 
 
-def check_init_latents(init_latents: torch.Tensor, num_images: int, shape: tuple[int, int, int]) -> torch.Tensor:
-    """``init_latents`` as num_images×C×h×w (one latent is repeated); ValueError naming the shape expected."""
-    if init_latents.dim() == 3:
-        init_latents = init_latents[None]
-    if init_latents.dim() != 4 or tuple(init_latents.shape[1:]) != shape:
-        raise ValueError(f"init_latents must be N×{shape[0]}×{shape[1]}×{shape[2]}, got {tuple(init_latents.shape)}")
-    if len(init_latents) == 1:
-        init_latents = init_latents.expand(num_images, -1, -1, -1)
-    if len(init_latents) != num_images:
-        raise ValueError(f"{len(init_latents)} init_latents for {num_images} images")
-    return init_latents
-
-
 def check_per_image(tensor: torch.Tensor, name: str, num_images: int, channels: int, size: tuple[int, int]):
     """``tensor`` (C×H×W, or N×C×H×W with N 1 or ``num_images``; H×W too when ``channels`` is 1) as
-    num_images×C×H×W float; ValueError naming the shape expected."""
-    tensor = tensor.float()
+    num_images×C×H×W (one is repeated); ValueError naming the shape expected."""
     if tensor.dim() == 2 and channels == 1:
         tensor = tensor[None]
     if tensor.dim() == 3:
@@ -105,7 +91,8 @@ def check_per_image(tensor: torch.Tensor, name: str, num_images: int, channels: 
     if len(tensor) == 1:
         tensor = tensor.expand(num_images, -1, -1, -1)
     if len(tensor) != num_images:
-        raise ValueError(f"{len(tensor)} {name}s for {num_images} images")
+        plural = name if name.endswith("s") else f"{name}s"
+        raise ValueError(f"{len(tensor)} {plural} for {num_images} images")
     return tensor
 
 
@@ -291,7 +278,9 @@ class LayoutToImagePipeline:
         sampler = make_scheduler(scheduler or self.scheduler_name, self.training_scheduler)
         latent_h, latent_w = padded_h // config.downsampling, padded_w // config.downsampling
         if init_latents is not None:
-            init_latents = check_init_latents(init_latents, num_images, (config.image_channels, latent_h, latent_w))
+            init_latents = check_per_image(
+                init_latents, "init_latents", num_images, config.image_channels, (latent_h, latent_w)
+            )
         if init_image is not None:
             init_image = check_per_image(init_image, "init_image", num_images, 3, (height, width))
         latent_mask = None
