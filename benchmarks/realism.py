@@ -128,24 +128,15 @@ def generate_model_set(
     rescale: float = 0.0,
 ) -> torch.Tensor:
     from terrasynth.generate.batch import generate_for_layouts
+    from terrasynth.generate.sampling import Sampling
 
     # The cache key names everything that changes an image, so a new model or guidance never reuses old files.
     model_sha = bundle[2][:12]
     guidance_key = f"g{guidance:g}" + ("" if interval is None else f"i{interval[0]:g}-{interval[1]:g}")
     guidance_key += f"r{rescale:g}" if rescale else ""
     out = work / f"model-{model_sha}-{scheduler}-{steps}steps-{guidance_key}-seed{seed}-{size}px"
-    paths = generate_for_layouts(
-        bundle,
-        dataset,
-        out,
-        steps=steps,
-        scheduler=scheduler,
-        guidance_scale=guidance,
-        seed=seed,
-        progress=progress,
-        guidance_interval=interval,
-        guidance_rescale=rescale,
-    )
+    sampling = Sampling(steps, guidance, scheduler, guidance_interval=interval, guidance_rescale=rescale)
+    paths = generate_for_layouts(bundle, dataset, out, sampling, seed=seed, progress=progress)
     return resize_batch([read_image(p) for p in paths], size)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from tests.fake_models import FakeTextEncoder, save_tiny_model
@@ -14,6 +16,7 @@ from terrasynth.errors import InputError
 from terrasynth.generate.batch import generate_for_layouts, generate_for_scene_classes
 from terrasynth.generate.pipeline import LayoutToImagePipeline
 from terrasynth.generate.provenance import read_provenance
+from terrasynth.generate.sampling import Sampling
 
 
 def _bundle(tmp_path):
@@ -26,12 +29,12 @@ def test_one_file_per_layout_named_by_id_and_cached(tmp_path):
     pipeline._text_encoder = FakeTextEncoder()
     root = make_paired_tiles(tmp_path / "pairs", n=3, size=32)
     data = PairedTiles(root, "all")
-    written = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "out", steps=2, progress=False)
+    written = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "out", Sampling(steps=2), progress=False)
     assert [p.name for p in written] == [f"{i}-000.png" for i in data.ids]
     record = read_provenance(written[0])
     assert record.synthetic and record.prompt == data[0]["caption"] and record.layout_sha256
     before = [p.stat().st_mtime_ns for p in written]
-    again = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "out", steps=2, progress=False)
+    again = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "out", Sampling(steps=2), progress=False)
     assert [p.stat().st_mtime_ns for p in again] == before
 
 
@@ -43,7 +46,7 @@ def test_scene_classes_make_a_scene_folder(tmp_path):
         ["forest", "river_lake"],
         tmp_path / "scenes",
         3,
-        steps=2,
+        Sampling(steps=2),
         size=32,
         batch_size=2,
         progress=False,
@@ -57,9 +60,13 @@ def test_guidance_interval_reaches_the_sampler_and_the_provenance(tmp_path):
     pipeline, model_id, sha = _bundle(tmp_path)
     pipeline._text_encoder = FakeTextEncoder()
     data = PairedTiles(make_paired_tiles(tmp_path / "pairs", n=1, size=32), "all")
-    plain = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "plain", steps=2, progress=False)
+    plain = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "plain", Sampling(steps=2), progress=False)
     interval = generate_for_layouts(
-        (pipeline, model_id, sha), data, tmp_path / "interval", steps=2, progress=False, guidance_interval=(0.5, 1)
+        (pipeline, model_id, sha),
+        data,
+        tmp_path / "interval",
+        Sampling(steps=2, guidance_interval=(0.5, 1)),
+        progress=False,
     )
     assert "guidance_interval" not in read_provenance(plain[0]).extra
     assert read_provenance(interval[0]).extra["guidance_interval"] == [0.5, 1.0]
@@ -70,10 +77,14 @@ def test_guidance_rescale_reaches_the_sampler_and_the_provenance(tmp_path):
     pipeline, model_id, sha = _bundle(tmp_path)
     pipeline._text_encoder = FakeTextEncoder()
     data = PairedTiles(make_paired_tiles(tmp_path / "pairs", n=1, size=32), "all")
-    kwargs = {"steps": 2, "progress": False, "guidance_scale": 5.0}
-    plain = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "plain", **kwargs)
+    sampling = Sampling(steps=2, guidance_scale=5.0)
+    plain = generate_for_layouts((pipeline, model_id, sha), data, tmp_path / "plain", sampling, progress=False)
     rescaled = generate_for_layouts(
-        (pipeline, model_id, sha), data, tmp_path / "rescaled", guidance_rescale=0.7, **kwargs
+        (pipeline, model_id, sha),
+        data,
+        tmp_path / "rescaled",
+        dataclasses.replace(sampling, guidance_rescale=0.7),
+        progress=False,
     )
     assert "guidance_rescale" not in read_provenance(plain[0]).extra
     assert read_provenance(rescaled[0]).extra["guidance_rescale"] == 0.7
@@ -91,9 +102,9 @@ def test_a_signer_signs_every_file_of_a_set(tmp_path):
     signer = SignerConfig(*make_chain(tmp_path / "c2pa"))
     data = PairedTiles(make_paired_tiles(tmp_path / "pairs", n=2, size=32), "all")
     bundle = (pipeline, model_id, sha)
-    written = generate_for_layouts(bundle, data, tmp_path / "out", steps=2, progress=False, signer=signer)
+    written = generate_for_layouts(bundle, data, tmp_path / "out", Sampling(steps=2), progress=False, signer=signer)
     scenes = generate_for_scene_classes(
-        bundle, ["forest"], tmp_path / "scenes", 2, steps=2, size=32, progress=False, signer=signer
+        bundle, ["forest"], tmp_path / "scenes", 2, Sampling(steps=2), size=32, progress=False, signer=signer
     )
     for path in written + sorted((scenes / "forest").glob("*.png")):
         credentials = read_credentials(path)
@@ -106,7 +117,7 @@ def test_a_signer_signs_every_file_of_a_set(tmp_path):
             bundle,
             data,
             tmp_path / "bad",
-            steps=2,
+            Sampling(steps=2),
             progress=False,
             signer=SignerConfig(signer.cert_chain_path, tmp_path / "bad.pem"),
         )

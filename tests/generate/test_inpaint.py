@@ -13,9 +13,10 @@ from tests.fakes import random_mask, write_geotiff, write_mask_png
 
 from terrasynth.errors import InputError
 from terrasynth.files import file_sha256
-from terrasynth.generate.api import generate_images, read_inpaint_mask
+from terrasynth.generate.api import GenerationRequest, LayoutSpec, OutputOptions, generate_images, read_inpaint_mask
 from terrasynth.generate.pipeline import LayoutToImagePipeline, feather_inward
 from terrasynth.generate.provenance import read_provenance
+from terrasynth.generate.sampling import Sampling
 from terrasynth.generate.schedulers import SCHEDULERS
 from terrasynth.generate.watermark import read_watermark, record_payload
 
@@ -46,12 +47,14 @@ def write_tile(folder, size: int = 32, box=(8, 24, 4, 20), natural: bool = False
     return layout, folder / "tile.png", folder / "edit.png", pixels, redraw
 
 
+def generate(model_dir, layout, out, init_image, inpaint_mask, num_images=2, seed=0, steps=3):
+    request = GenerationRequest(layout=LayoutSpec(layout), init_image=init_image, inpaint_mask=inpaint_mask)
+    return generate_images(model_dir, request, Sampling(steps=steps), OutputOptions(out), seed, num_images)
+
+
 def inpaint(model_dir, folder, out, **kwargs):
     layout, tile, mask = folder / "layout.png", folder / "tile.png", folder / "edit.png"
-    kwargs = {"num_images": 2, "seed": 0, "steps": 3, **kwargs}
-    return generate_images(
-        model_dir, layout_path=layout, out_dir=out, init_image_path=tile, inpaint_mask_path=mask, **kwargs
-    )
+    return generate(model_dir, layout, out, tile, mask, **kwargs)
 
 
 def pixels_of(path) -> np.ndarray:
@@ -95,8 +98,7 @@ def test_a_georeferenced_layout_gives_a_geotiff_on_its_grid_with_the_kept_pixels
 
     _, tile, mask, init, redraw = write_tile(tmp_path)
     layout = write_geotiff(tmp_path / "layout.tif", random_mask(np.random.default_rng(3), 32))
-    kwargs = {"num_images": 1, "seed": 0, "steps": 2, "init_image_path": tile, "inpaint_mask_path": mask}
-    (path,) = generate_images(model_dir, layout_path=layout, out_dir=tmp_path / "out", **kwargs)
+    (path,) = generate(model_dir, layout, tmp_path / "out", tile, mask, num_images=1, steps=2)
     assert path.suffix == ".tif"
     with rasterio.open(path) as written, rasterio.open(layout) as source:
         assert written.crs == source.crs and written.transform == source.transform
@@ -154,9 +156,8 @@ def test_bad_masks_are_refused_naming_the_file_before_anything_is_written(model_
         mask.unlink()
     elif change == "layout":
         layout = write_mask_png(tmp_path / "small.png", random_mask(np.random.default_rng(0), 16))
-    kwargs = {"layout_path": layout, "out_dir": tmp_path / "out", "steps": 1, "inpaint_mask_path": mask}
     with pytest.raises(InputError, match=problem) as error:
-        generate_images(model_dir, init_image_path=None if change == "no-init" else tile, **kwargs)
+        generate(model_dir, layout, tmp_path / "out", None if change == "no-init" else tile, mask, steps=1)
     assert error.value.path == (layout if change == "layout" else mask)
     assert not (tmp_path / "out").exists()
 

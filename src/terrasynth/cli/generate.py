@@ -49,25 +49,6 @@ def _parse_grid(text: str | None, crs: str | None, size: int, layout: str | None
         ) from None
 
 
-def load_layout_argument(args, class_table):
-    from ..data.layouts import load_layout
-
-    class_map = None
-    if args.class_map:
-        from ..files import read_json
-
-        class_map = read_json(args.class_map)
-    grid = _parse_grid(args.grid, args.grid_crs, args.size, args.layout)
-    return load_layout(
-        args.layout,
-        class_table,
-        grid=grid,
-        class_property=args.class_property,
-        class_map=class_map,
-        size=args.size,
-    )
-
-
 def parse_guidance_interval(text: str | None) -> tuple[float, float] | None:
     from ..generate.pipeline import check_guidance_interval
 
@@ -88,39 +69,42 @@ def parse_guidance_rescale(value: float) -> float:
         raise InputError(None, f"--guidance-rescale: {error}", "give a number from 0 (off) to 1") from None
 
 
+def sampling_from(args):
+    """The ``Sampling`` of the sampling flags ``add_sampling_arguments`` adds (checked here: exit 2 before any
+    model loads)."""
+    from ..generate.sampling import Sampling
+
+    return Sampling(
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        scheduler=args.scheduler,
+        guidance_interval=parse_guidance_interval(args.guidance_interval),
+        guidance_rescale=parse_guidance_rescale(args.guidance_rescale),
+        strength=args.strength,
+        use_mean_prior=not args.no_mean_prior,
+    )
+
+
 def cmd_generate(args) -> int:
     from ..generate.content_credentials import signer_config_from
 
     signer = signer_config_from(args.c2pa_cert, args.c2pa_key)  # before the model: a bad certificate fails fast
-    from ..generate.api import generate_images
+    sampling = sampling_from(args)
+    from ..generate.api import GenerationRequest, LayoutSpec, OutputOptions, generate_images
 
-    written = generate_images(
-        model=args.model,
-        prompt=args.prompt,
-        layout_path=args.layout,
-        out_dir=args.out,
-        num_images=args.n,
-        seed=args.seed,
-        steps=args.steps,
-        guidance_scale=args.guidance,
-        guidance_interval=parse_guidance_interval(args.guidance_interval),
-        guidance_rescale=parse_guidance_rescale(args.guidance_rescale),
-        scheduler=args.scheduler,
-        height=args.height,
-        width=args.width,
-        class_table_path=args.class_table,
-        grid=_parse_grid(args.grid, args.grid_crs, args.size, args.layout),
-        class_property=args.class_property,
-        class_map_path=args.class_map,
-        size=args.size,
-        progress=not args.quiet,
-        watermark=not args.no_watermark,
-        signer=signer,
-        init_image_path=args.init_image,
-        strength=args.strength,
-        mean_prior=False if args.no_mean_prior else None,
-        inpaint_mask_path=args.inpaint_mask,
-    )
+    layout = None
+    if args.layout is not None:
+        layout = LayoutSpec(
+            args.layout,
+            class_table=args.class_table,
+            grid=_parse_grid(args.grid, args.grid_crs, args.size, args.layout),
+            class_property=args.class_property,
+            class_map=args.class_map,
+            size=args.size,
+        )
+    request = GenerationRequest(args.prompt, layout, args.init_image, args.inpaint_mask, args.height, args.width)
+    output = OutputOptions(args.out, watermark=not args.no_watermark, signer=signer, progress=not args.quiet)
+    written = generate_images(args.model, request, sampling, output, seed=args.seed, count=args.n)
     for path in written:
         print(path)
     return 0
@@ -152,24 +136,19 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def add_commands(commands, common) -> None:
-    generate = commands.add_parser("generate", help="make images from a layout and/or a prompt")
-    generate.add_argument("--model", default="default", help="model folder or shipped model name (default)")
-    generate.add_argument("--layout", help="mask PNG/GeoTIFF, colour-coded map image, or GeoJSON")
-    generate.add_argument("--prompt", default="", help="text prompt (empty: unconditional on text)")
-    generate.add_argument("--n", type=int, default=4, help="number of images")
-    generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
-    generate.add_argument("--steps", type=int, help="sampling steps (default: the model's own; 20 for SD)")
-    generate.add_argument(
+def add_sampling_arguments(parser) -> None:
+    """The sampling flags of ``generate`` and ``synthesize`` (``sampling_from`` reads them)."""
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own; 20 for SD)")
+    parser.add_argument(
         "--guidance", type=float, help="classifier-free guidance scale (default: the model's own; 7.5 for SD)"
     )
-    generate.add_argument(
+    parser.add_argument(
         "--guidance-interval",
         metavar="LOW,HIGH",
         help="guide only at noise levels LOW <= t/T <= HIGH (1 = pure noise); e.g. 0.5,1 guides where the layout "
         "is placed and leaves fine texture unguided",
     )
-    generate.add_argument(
+    parser.add_argument(
         "--guidance-rescale",
         type=float,
         default=0.0,
@@ -177,12 +156,34 @@ def add_commands(commands, common) -> None:
         help="rescale the guided prediction towards the conditional one's std (Lin et al. 2024), 0 to 1; "
         "counters over-saturation at high --guidance (default: %(default)s, off)",
     )
-    generate.add_argument(
+    parser.add_argument(
         "--scheduler",
         default=DEFAULT_SCHEDULER,
         choices=list(SCHEDULERS),
         help="sampler; dpm++sde, euler-a and ddpm add fresh noise at every step (default: %(default)s)",
     )
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help="with --init-image: share of the sampler's steps redrawn, in (0, 1]; low keeps more of the image "
+        "(default: 0.3; 1 with --inpaint-mask, drawing the region from noise)",
+    )
+    parser.add_argument(
+        "--no-mean-prior",
+        action="store_true",
+        help="start from pure noise even if the model has a mean prior (its draw of each tile's global colour)",
+    )
+
+
+def add_commands(commands, common) -> None:
+    generate = commands.add_parser("generate", help="make images from a layout and/or a prompt")
+    generate.add_argument("--model", default="default", help="model folder or shipped model name (default)")
+    generate.add_argument("--layout", help="mask PNG/GeoTIFF, colour-coded map image, or GeoJSON")
+    generate.add_argument("--prompt", default="", help="text prompt (empty: unconditional on text)")
+    generate.add_argument("--n", type=int, default=4, help="number of images")
+    generate.add_argument("--seed", type=int, default=None, help="seed of the first image; image i uses seed+i")
+    add_sampling_arguments(generate)
     generate.add_argument("--height", type=int, default=None, help="output height without a layout")
     generate.add_argument("--width", type=int, default=None, help="output width without a layout")
     generate.add_argument("--class-table", help="classes.json of the layout (default: the model's)")
@@ -196,22 +197,10 @@ def add_commands(commands, common) -> None:
         help="start from this image (e.g. a real tile) instead of pure noise and redraw it (SDEdit; embedded models)",
     )
     generate.add_argument(
-        "--strength",
-        type=float,
-        default=None,
-        help="with --init-image: share of the sampler's steps redrawn, in (0, 1]; low keeps more of the image "
-        "(default: 0.3; 1 with --inpaint-mask, drawing the region from noise)",
-    )
-    generate.add_argument(
         "--inpaint-mask",
         metavar="MASK",
         help="with --init-image: redraw only where this PNG/TIFF mask (init image's size) is nonzero, to the "
         "--layout's classes; every other pixel stays the init image's, bit for bit",
-    )
-    generate.add_argument(
-        "--no-mean-prior",
-        action="store_true",
-        help="start from pure noise even if the model has a mean prior (its draw of each tile's global colour)",
     )
     generate.add_argument("--out", required=True, help="output folder")
     generate.add_argument(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from ..data.classes import ClassTable
 from ..data.images import GEOTIFF_SUFFIXES, _open_pil, read_image
-from ..data.layouts import TileGrid, load_layout
+from ..data.layouts import Layout, TileGrid, load_layout
 from ..errors import InputError
 from ..files import file_sha256, read_json
 from ..models.embedded import model_fingerprint
@@ -19,157 +20,176 @@ from ..models.registry import SHIPPED_MODELS, resolve_model_path
 from ..models.stable_diffusion import is_stable_diffusion_model
 from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_contact_grid, write_generated
-from .pipeline import LayoutToImagePipeline, resolve_guidance_scale, resolve_steps
+from .pipeline import LayoutToImagePipeline, prompts_and_seeds
 from .pix2pix_generator import Pix2PixGenerator, is_pix2pix_model
+from .sampling import Generator, LoadedGenerator, Sampling, check_sampling
 from .schedulers import DEFAULT_SCHEDULER
 
 log = logging.getLogger(__name__)
 
 
-def load_pipeline(model: str | Path, scheduler: str = DEFAULT_SCHEDULER) -> tuple[LayoutToImagePipeline, str, str]:
-    """(pipeline, model id, model sha256) for a shipped model name or a model folder (embedded, pix2pix, or Stable
-    Diffusion: a diffusers folder, or LoRA / textual-inversion weights from ``terrasynth finetune``)."""
+def load_pipeline(model: str | Path, scheduler: str = DEFAULT_SCHEDULER) -> LoadedGenerator:
+    """(generator, model id, model sha256) for a shipped model name or a model folder: the embedded
+    ``LayoutToImagePipeline``, a ``Pix2PixGenerator``, or a ``StableDiffusionGenerator`` (a diffusers folder, or
+    LoRA / textual-inversion weights from ``terrasynth finetune``)."""
     if is_stable_diffusion_model(model):
         from .sd_pipeline import load_sd_generator
 
         return load_sd_generator(model, scheduler)
     path = resolve_model_path(model)
     if is_pix2pix_model(path):
-        pipeline = Pix2PixGenerator.from_pretrained(path)
+        generator: Generator = Pix2PixGenerator.from_pretrained(path)
     else:
-        pipeline = LayoutToImagePipeline.from_pretrained(path, scheduler=scheduler)
+        generator = LayoutToImagePipeline.from_pretrained(path, scheduler=scheduler)
     model_id = str(model) if str(model) in SHIPPED_MODELS else str(path)
-    return pipeline, model_id, model_fingerprint(path)
+    return LoadedGenerator(generator, model_id, model_fingerprint(path))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutSpec:
+    """A layout file and how to read it (``load_layout``'s arguments); the class table defaults to the model's.
+    ``class_map``: a JSON file mapping GeoJSON class values to class names, or that mapping."""
+
+    path: str | Path
+    class_table: str | Path | None = None
+    grid: TileGrid | None = None
+    class_property: str = "class"
+    class_map: str | Path | dict | None = None
+    size: int = 256
+
+    def load(self, model_classes: ClassTable | None) -> Layout:
+        """The layout in ``model_classes`` (InputError when the model takes none, or the table differs)."""
+        table = ClassTable.from_json(self.class_table) if self.class_table else model_classes
+        if table is None:
+            raise InputError(self.path, "this model takes no layout", "generate from --prompt alone")
+        if model_classes is not None and table.names != model_classes.names:
+            raise InputError(self.class_table, f"classes {table.names} differ from the model's {model_classes.names}")
+        class_map = read_json(self.class_map) if isinstance(self.class_map, (str, Path)) else self.class_map
+        return load_layout(
+            self.path, table, grid=self.grid, class_property=self.class_property, class_map=class_map, size=self.size
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationRequest:
+    """What to draw: a prompt, a layout (a ``LayoutSpec`` to read with the model's classes, or a ``Layout``),
+    and optionally an init image to redraw (SDEdit) with an inpainting mask; ``height``/``width`` without a
+    layout."""
+
+    prompt: str = ""
+    layout: LayoutSpec | Layout | None = None
+    init_image: str | Path | None = None
+    inpaint_mask: str | Path | None = None
+    height: int | None = None
+    width: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.inpaint_mask is not None and self.init_image is None:
+            raise InputError(
+                self.inpaint_mask,
+                "--inpaint-mask needs --init-image",
+                "give the tile to inpaint with --init-image TILE",
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputOptions:
+    """Where and how images are written: ``out_dir/{stem}-NNN.png`` (or ``.tif`` on a georeferenced layout's
+    grid) and ``{stem}-grid.png``; ``stem`` None: the layout file's name, else "generated". ``watermark=False``:
+    no invisible watermark (recorded as "none"); ``signer``: signed C2PA Content Credentials."""
+
+    out_dir: str | Path = "generated"
+    stem: str | None = None
+    watermark: bool = True
+    signer: SignerConfig | None = None
+    progress: bool = False
 
 
 def generate_images(
-    model: str | Path = "default",
-    prompt: str = "",
-    layout_path: str | Path | None = None,
-    out_dir: str | Path = "generated",
-    num_images: int = 4,
+    model: LoadedGenerator | str | Path,
+    request: GenerationRequest,
+    sampling: Sampling = Sampling(),
+    output: OutputOptions = OutputOptions(),
     seed: int | None = None,
-    steps: int | None = None,
-    guidance_scale: float | None = None,
-    scheduler: str = DEFAULT_SCHEDULER,
-    height: int | None = None,
-    width: int | None = None,
-    class_table_path: str | Path | None = None,
-    grid: TileGrid | None = None,
-    class_property: str = "class",
-    class_map_path: str | Path | None = None,
-    size: int = 256,
-    progress: bool = False,
-    pipeline: tuple | None = None,
-    stem: str | None = None,
-    watermark: bool = True,
-    signer: SignerConfig | None = None,
-    guidance_interval: tuple[float, float] | None = None,
-    guidance_rescale: float = 0.0,
-    init_image_path: str | Path | None = None,
-    strength: float | None = None,
-    mean_prior: bool | None = None,
-    inpaint_mask_path: str | Path | None = None,
+    count: int = 4,
 ) -> list[Path]:
-    """Generate ``num_images`` images and write them (PNG, or GeoTIFF for a georeferenced layout) with
-    provenance and an invisible watermark (``watermark=False``: none, recorded in the metadata), plus
-    ``grid.png``. With a ``signer``, each image also carries signed C2PA Content Credentials. Returns the
-    written image paths. ``steps`` and ``guidance_scale`` None: the model's own defaults. ``init_image_path``:
-    an image (say a real tile) whose encoding the sampler starts from, redrawing the last ``strength`` share of
-    its steps (SDEdit; ``strength`` None: 0.3); its sha256 and the strength are recorded in the provenance.
-    ``inpaint_mask_path`` with ``init_image_path`` inpaints: a mask image of the init image's size (nonzero:
-    redraw, zero: keep) whose region is redrawn (``strength`` None: 1.0, from noise), every other pixel kept
-    exactly, watermark included; the output has the init image's size, as must the layout. The mask file's sha256
-    and the share of pixels redrawn are recorded. ``mean_prior``: None uses the model's mean prior where it
-    applies (``LayoutToImagePipeline``), False turns it off."""
-    if num_images < 1:
+    """Generate ``count`` images (image i with seed ``seed + i``; a random seed when None) and write them with
+    provenance, the watermark and, with a signer, Content Credentials (``OutputOptions``), plus a contact grid.
+    Returns the written image paths. ``model``: a shipped name or model folder, or ``load_pipeline``'s result.
+
+    ``request.init_image``: an image (say a real tile) whose encoding the sampler starts from, redrawing the last
+    ``sampling.strength`` share of its steps (SDEdit; None: 0.3); its sha256 and the strength are recorded.
+    ``request.inpaint_mask`` inpaints: a mask of the init image's size (nonzero: redraw, zero: keep) whose region
+    is redrawn (strength None: 1.0, from noise), every other pixel kept exactly, watermark included; the output
+    has the init image's size, as must the layout. The mask's sha256 and the share of pixels redrawn are recorded.
+    Every input and option is checked before any sampling; options the generator does not take are refused by
+    ``check_sampling``."""
+    if count < 1:
         raise InputError(None, "--n must be at least 1")
-    if steps is not None and steps < 1:
-        raise InputError(None, "--steps must be at least 1")
-    if inpaint_mask_path is not None and init_image_path is None:
-        raise InputError(
-            inpaint_mask_path, "--inpaint-mask needs --init-image", "give the tile to inpaint with --init-image TILE"
-        )
-    if strength is None:
-        strength = 1.0 if inpaint_mask_path is not None else 0.3
-    if init_image_path is not None and not 0 < strength <= 1:
-        raise InputError(None, f"--strength must be in (0, 1], got {strength}")
+    if sampling.strength is not None and request.init_image is None:
+        raise InputError(None, "--strength needs --init-image", "give the image to redraw, or drop --strength")
+    if request.init_image is not None and sampling.strength is None:
+        sampling = dataclasses.replace(sampling, strength=1.0 if request.inpaint_mask is not None else 0.3)
     inpaint = None
-    if inpaint_mask_path is not None:  # read and checked before the model loads
-        inpaint = _inpaint_inputs(init_image_path, inpaint_mask_path, height, width)
+    if request.inpaint_mask is not None:  # read and checked before the model loads
+        inpaint = _inpaint_inputs(request.init_image, request.inpaint_mask, request.height, request.width)
+    signer = output.signer
     if signer is not None:
-        load_credentials(signer)  # a bad certificate or key fails now, not after sampling
-    pipe, model_id, model_sha = pipeline or load_pipeline(model, scheduler)
-    guidance_scale, steps = resolve_guidance_scale(pipe, guidance_scale), resolve_steps(pipe, steps)
-    layout = None
-    if layout_path is not None:
-        table = ClassTable.from_json(class_table_path) if class_table_path else _layout_classes(pipe)
-        if table is None:
-            raise InputError(layout_path, "this model takes no layout", "generate from --prompt alone")
-        model_table = _layout_classes(pipe)
-        if model_table is not None and table.names != model_table.names:
-            raise InputError(class_table_path, f"classes {table.names} differ from the model's {model_table.names}")
-        class_map = read_json(class_map_path) if class_map_path else None
-        layout = load_layout(
-            layout_path, table, grid=grid, class_property=class_property, class_map=class_map, size=size
-        )
-    elif not prompt:
+        load_credentials(signer)  # a bad certificate or key fails now, not after sampling; read once per run
+    generator, model_id, model_sha = model if isinstance(model, tuple) else load_pipeline(model, sampling.scheduler)
+    check_sampling(generator, sampling, request.init_image)
+    sampling = sampling.resolve(generator)
+    layout = request.layout
+    if isinstance(layout, LayoutSpec):
+        layout = layout.load(generator.layout_classes)
+    elif layout is None and not request.prompt:
         log.warning("no layout and no prompt: sampling unconditionally")
-    guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
     extra, start, regions = {}, {}, None
-    if init_image_path is not None:
-        if not isinstance(pipe, LayoutToImagePipeline):
-            raise InputError(
-                init_image_path, "--init-image needs an embedded model", "use the default model or one from train"
-            )
-        extra = {
-            "init_image": str(init_image_path),
-            "init_image_sha256": file_sha256(init_image_path),
-            "strength": float(strength),
-        }
+    if request.init_image is not None:
+        extra = {"init_image": str(request.init_image), "init_image_sha256": file_sha256(request.init_image)}
         if inpaint is None:
-            shape = layout.classes.shape if layout is not None else (height or 256, width or 256)
-            start = {"init_image": _init_image(init_image_path, shape), "strength": strength}
+            shape = layout.classes.shape if layout is not None else (request.height or 256, request.width or 256)
+            start = {"init_image": _init_image(request.init_image, shape)}
         else:
             image, redraw = inpaint
             if layout is not None and tuple(layout.classes.shape) != tuple(redraw.shape):
                 raise InputError(
-                    layout_path,
-                    f"the layout is {_size(layout.classes.shape)} but the init image {init_image_path} is "
+                    _layout_path(request),
+                    f"the layout is {_size(layout.classes.shape)} but the init image {request.init_image} is "
                     f"{_size(redraw.shape)}",
                     "give a layout of the init image's size (for GeoJSON: --size, --grid)",
                 )
-            start = {"init_image": image, "inpaint_mask": torch.from_numpy(redraw).float(), "strength": strength}
+            start = {"init_image": image, "inpaint_mask": torch.from_numpy(redraw).float()}
             extra |= {
-                "inpaint_mask": str(inpaint_mask_path),
-                "inpaint_mask_sha256": file_sha256(inpaint_mask_path),
+                "inpaint_mask": str(request.inpaint_mask),
+                "inpaint_mask_sha256": file_sha256(request.inpaint_mask),
                 "inpaint_area": round(float(redraw.mean()), 6),
             }
-            regions = [redraw] * num_images
-    output = pipe(
-        prompt,
-        layout=None if layout is None else layout.classes,
-        num_images=num_images,
-        height=height,
-        width=width,
-        num_inference_steps=steps,
-        guidance_scale=guidance_scale,
-        seed=seed,
-        scheduler=scheduler,
-        progress=progress,
-        **guidance,
+            regions = [redraw] * count
+    prompts, seeds = prompts_and_seeds(request.prompt, count, seed)
+    result = generator.sample(
+        prompts,
+        None if layout is None else layout.classes,
+        sampling,
+        seeds,
+        height=request.height,
+        width=request.width,
+        progress=output.progress,
         **start,
-        **({} if mean_prior is None else {"mean_prior": mean_prior}),
     )
-    records = provenance_records(
-        output, model_id, model_sha, steps, guidance_scale, scheduler, layout, extra, **guidance
-    )
-    stem = stem or (Path(layout_path).stem if layout_path else "generated")
+    records = provenance_records(result, model_id, model_sha, sampling, layout, extra)
+    path = _layout_path(request)
+    stem = output.stem or (Path(path).stem if path else "generated")
     written = write_generated(
-        output.images, records, out_dir, stem, layout, watermark=watermark, signer=signer, regions=regions
+        result.images, records, output.out_dir, stem, layout, watermark=output.watermark, signer=signer, regions=regions
     )
-    write_contact_grid(output.images, Path(out_dir) / f"{stem}-grid.png", layout)
+    write_contact_grid(result.images, Path(output.out_dir) / f"{stem}-grid.png", layout)
     return written
+
+
+def _layout_path(request: GenerationRequest) -> Path | None:
+    """The layout's file, when the request names one."""
+    return Path(request.layout.path) if isinstance(request.layout, LayoutSpec) else None
 
 
 def _init_image(path: str | Path, shape: tuple[int, int]) -> torch.Tensor:
@@ -228,9 +248,12 @@ def _size(shape) -> str:
     return f"{shape[-1]}×{shape[-2]}"
 
 
-def _layout_classes(pipe) -> ClassTable | None:
-    """The model's layout classes (a Stable Diffusion generator has them itself)."""
-    return pipe.layout_classes if hasattr(pipe, "layout_classes") else pipe.model.config.layout_classes
-
-
-__all__ = ["generate_images", "load_pipeline", "read_inpaint_mask"]
+__all__ = [
+    "GenerationRequest",
+    "LayoutSpec",
+    "OutputOptions",
+    "Sampling",
+    "generate_images",
+    "load_pipeline",
+    "read_inpaint_mask",
+]

@@ -17,44 +17,39 @@ from ..data.captions import scene_paraphrases
 from ..data.layouts import Layout
 from .content_credentials import SignerConfig, load_credentials
 from .outputs import provenance_records, write_generated
-from .pipeline import resolve_guidance_scale, resolve_steps
-from .schedulers import DEFAULT_SCHEDULER
+from .sampling import LoadedGenerator, Sampling, check_sampling
 
 log = logging.getLogger(__name__)
 
 
 def generate_for_layouts(
-    pipeline_bundle: tuple,
+    pipeline_bundle: LoadedGenerator | tuple,
     dataset,
     out_dir: str | Path,
+    sampling: Sampling = Sampling(),
     images_per_layout: int = 1,
     seed: int = 0,
-    steps: int | None = None,
-    guidance_scale: float | None = None,
-    scheduler: str = DEFAULT_SCHEDULER,
     progress: bool = True,
     watermark: bool = True,
     indices: list[int] | None = None,
-    guidance_interval: tuple[float, float] | None = None,
-    guidance_rescale: float = 0.0,
     signer: SignerConfig | None = None,
 ) -> list[Path]:
     """For each sample of a paired dataset (or those at ``indices``): ``out_dir/<id>-000.png`` … generated from
     its layout and caption.
 
-    ``pipeline_bundle`` is ``(pipeline, model_id, model_sha256)`` as returned by ``generate.api.load_pipeline``.
+    ``pipeline_bundle`` is ``(generator, model_id, model_sha256)`` as returned by ``generate.api.load_pipeline``.
     Image k of the sample at index i uses seed ``seed + 1000 * i + k``, so a set is reproducible file by file.
     """
-    pipeline, model_id, model_sha = pipeline_bundle
-    guidance_scale, steps = resolve_guidance_scale(pipeline, guidance_scale), resolve_steps(pipeline, steps)
-    guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
+    generator, model_id, model_sha = pipeline_bundle
+    check_sampling(generator, sampling)
+    sampling = sampling.resolve(generator)
     if signer is not None:
         load_credentials(signer)  # a bad certificate or key fails now, not after sampling
     out_dir = Path(out_dir)
     written = []
     chosen = range(len(dataset)) if indices is None else [int(i) for i in indices]
     for index in tqdm(chosen, disable=not progress, desc="generating for layouts"):
-        sample_id = dataset.ids[index] if hasattr(dataset, "ids") else str(index)
+        sample_id = dataset.ids[index]
         stem = sample_id.replace("/", "_")
         targets = [out_dir / f"{stem}-{k:03d}.png" for k in range(images_per_layout)]
         if all(t.exists() for t in targets):
@@ -62,43 +57,31 @@ def generate_for_layouts(
             continue
         sample = dataset[index]
         layout = Layout(sample["layout"], dataset.class_table, None, f"{getattr(dataset, 'root', '')}:{sample_id}")
-        output = pipeline(
-            sample["caption"],
-            layout=sample["layout"],
-            num_images=images_per_layout,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            seed=seed + 1000 * index,
-            scheduler=scheduler,
-            **guidance,
-        )
-        records = provenance_records(output, model_id, model_sha, steps, guidance_scale, scheduler, layout, **guidance)
+        seeds = [seed + 1000 * index + k for k in range(images_per_layout)]
+        output = generator.sample([sample["caption"]] * images_per_layout, sample["layout"], sampling, seeds)
+        records = provenance_records(output, model_id, model_sha, sampling, layout)
         written += write_generated(output.images, records, out_dir, stem, None, watermark=watermark, signer=signer)
     return written
 
 
 def generate_for_scene_classes(
-    pipeline_bundle: tuple,
+    pipeline_bundle: LoadedGenerator | tuple,
     class_names: list[str],
     out_dir: str | Path,
     images_per_class: int,
+    sampling: Sampling = Sampling(),
     seed: int = 0,
-    steps: int | None = None,
-    guidance_scale: float | None = None,
-    scheduler: str = DEFAULT_SCHEDULER,
     size: int = 256,
     batch_size: int = 8,
     progress: bool = True,
     watermark: bool = True,
-    guidance_interval: tuple[float, float] | None = None,
-    guidance_rescale: float = 0.0,
     signer: SignerConfig | None = None,
 ) -> Path:
     """``out_dir/<class>/<class>-NNN.png``: a scene-folder set (readable by ``SceneFolder``) generated from the
     class name's caption paraphrases, cycling through them."""
-    pipeline, model_id, model_sha = pipeline_bundle
-    guidance_scale, steps = resolve_guidance_scale(pipeline, guidance_scale), resolve_steps(pipeline, steps)
-    guidance = {"guidance_interval": guidance_interval, "guidance_rescale": guidance_rescale}
+    generator, model_id, model_sha = pipeline_bundle
+    check_sampling(generator, sampling)
+    sampling = sampling.resolve(generator)
     if signer is not None:
         load_credentials(signer)
     out_dir = Path(out_dir)
@@ -113,20 +96,11 @@ def generate_for_scene_classes(
                 bar.update(count)
                 continue
             batch_prompts = [prompts[(start + k) % len(prompts)] for k in range(count)]
-            output = pipeline(
-                batch_prompts,
-                num_images=count,
-                height=size,
-                width=size,
-                num_inference_steps=steps,
-                guidance_scale=guidance_scale,
-                seed=seed + 100000 * class_index + start,
-                scheduler=scheduler,
-                batch_size=batch_size,
-                **guidance,
+            seeds = [seed + 100000 * class_index + start + k for k in range(count)]
+            output = generator.sample(
+                batch_prompts, None, sampling, seeds, height=size, width=size, batch_size=batch_size
             )
-            settings = (model_id, model_sha, steps, guidance_scale, scheduler, None)
-            records = provenance_records(output, *settings, **guidance)
+            records = provenance_records(output, model_id, model_sha, sampling, None)
             names = [p.stem for p in stems]
             write_generated(output.images, records, out_dir / name, names=names, watermark=watermark, signer=signer)
             bar.update(count)

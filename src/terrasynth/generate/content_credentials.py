@@ -50,6 +50,8 @@ class SignerConfig:
     private_key_path: Path
     algorithm: str = "es256"
     tsa_url: str | None = None
+    # (chain PEM, key PEM) once ``load_credentials`` has read and checked them: read once per run, not per file.
+    _credentials: tuple[bytes, bytes] | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("cert_chain_path", "private_key_path"):
@@ -107,7 +109,10 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def load_credentials(config: SignerConfig) -> tuple[bytes, bytes]:
-    """(certificate chain PEM, private key PEM), both parsed and checked to belong together."""
+    """(certificate chain PEM, private key PEM), both parsed and checked to belong together; read once per
+    ``config`` and kept on it."""
+    if config._credentials is not None:
+        return config._credentials
     _import_c2pa()  # cryptography comes with it
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -135,6 +140,7 @@ def load_credentials(config: SignerConfig) -> tuple[bytes, bytes]:
             f"private key does not match the first certificate in {config.cert_chain_path}",
             "the chain must start with the signing (end-entity) certificate",
         )
+    object.__setattr__(config, "_credentials", (chain_pem, key_pem))
     return chain_pem, key_pem
 
 

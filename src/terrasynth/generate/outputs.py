@@ -18,30 +18,27 @@ from ..data.layouts import Layout
 from .content_credentials import SignerConfig, sign_file
 from .provenance import ProvenanceRecord, layout_sha256, write_geotiff
 from .provenance import write_png as write_png_with_provenance
+from .sampling import Sampling, sampling_extra
 
 
 def provenance_records(
     output,
     model_id: str,
     model_sha256: str,
-    steps: int,
-    guidance_scale: float,
-    scheduler: str,
+    sampling: Sampling,
     layout: Layout | None,
     extra: dict | None = None,
-    guidance_interval: tuple[float, float] | None = None,
-    guidance_rescale: float = 0.0,
 ) -> list[ProvenanceRecord]:
-    extra = dict(extra or {})
-    # Recorded only when set, so plain records stay as they were.
-    if guidance_interval is not None:
-        extra["guidance_interval"] = [float(v) for v in guidance_interval]
-    if guidance_rescale:
-        extra["guidance_rescale"] = float(guidance_rescale)
+    """One record per image of ``output`` (a ``GenerationOutput``), made with ``sampling`` resolved against the
+    generator (steps and guidance scale set). The options set away from their defaults go into ``extra``, so plain
+    records stay as they were."""
+    if sampling.steps is None or sampling.guidance_scale is None:
+        raise ValueError("provenance needs the sampling resolved against its generator (Sampling.resolve)")
+    extra = {**(extra or {}), **sampling_extra(sampling)}
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     height, width = output.images.shape[-2:]
     # The mean prior's draw differs from image to image: the training tile and the latent mean it started from.
-    draws = getattr(output, "mean_prior_draws", None) or [None] * len(output.prompts)
+    draws = output.mean_prior_draws or [None] * len(output.prompts)
     return [
         ProvenanceRecord(
             synthetic=True,
@@ -51,9 +48,9 @@ def provenance_records(
             prompt=prompt,
             negative_prompt=None,
             seed=seed,
-            steps=steps,
-            guidance_scale=float(guidance_scale),
-            scheduler=scheduler,
+            steps=int(sampling.steps),
+            guidance_scale=float(sampling.guidance_scale),
+            scheduler=sampling.scheduler,
             layout_sha256=None if layout is None else layout_sha256(layout.classes),
             layout_source=None if layout is None else layout.source,
             width=int(width),

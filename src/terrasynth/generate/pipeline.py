@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data.classes import ClassTable
 from ..data.layouts import class_shares
 from ..errors import InputError
 from ..models.embedded import EmbeddedDiffusionModel
-from .schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS, make_scheduler
+from .sampling import Generator, Sampling
+from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +24,17 @@ OUTPUT_TYPES = ("image", "latent")
 INPAINT_FEATHER = 8
 
 
-def prompts_and_seeds(prompt: str | list[str], num_images: int, seed: int | None) -> tuple[list[str], list[int]]:
-    """The prompt per image (a list sets the image count) and the seed per image, ``seed + i``: image i is the
-    same whatever the batch size, and its seed (recorded in provenance) reproduces it alone. A random ``seed``
-    when None."""
+def prompts_and_seeds(
+    prompt: str | list[str], num_images: int, seed: int | list[int] | None
+) -> tuple[list[str], list[int]]:
+    """The prompt per image (a list sets the image count) and the seed per image, ``seed + i``, or ``seed[i]``
+    for a list of seeds: image i is the same whatever the batch size, and its seed (recorded in provenance)
+    reproduces it alone. A random ``seed`` when None."""
     prompts = [prompt] * num_images if isinstance(prompt, str) else list(prompt)
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != len(prompts):
+            raise ValueError(f"{len(seed)} seeds for {len(prompts)} images")
+        return prompts, [int(s) for s in seed]
     if seed is None:
         seed = int(torch.randint(0, 2**31 - 1 - len(prompts), ()).item())
     return prompts, [seed + i for i in range(len(prompts))]
@@ -62,18 +70,18 @@ def rescale_guided(guided: torch.Tensor, conditional: torch.Tensor, amount: floa
     return amount * rescaled + (1.0 - amount) * guided
 
 
-def resolve_guidance_scale(generator, guidance_scale: float | None) -> float:
+def resolve_guidance_scale(generator: Generator, guidance_scale: float | None) -> float:
     """``guidance_scale``, or the generator's own default (a model's ``guidance_scale``) when it is None."""
     if guidance_scale is None:
-        return float(getattr(generator, "default_guidance_scale", 2.0))
+        return float(generator.default_guidance_scale)
     return float(guidance_scale)
 
 
-def resolve_steps(generator, steps: int | None) -> int:
+def resolve_steps(generator: Generator, steps: int | None) -> int:
     """``steps``, or the generator's own default (a model's ``sampling_steps``) when it is None; ValueError
     below 1."""
     if steps is None:
-        steps = getattr(generator, "default_steps", DEFAULT_STEPS)
+        steps = generator.default_steps
     if isinstance(steps, bool) or int(steps) != steps or steps < 1:
         raise ValueError(f"num_inference_steps must be a whole number of at least 1, got {steps!r}")
     return int(steps)
@@ -171,7 +179,12 @@ class LayoutToImagePipeline:
     training tiles of the same class shares and starts from it, noised to the prior's ``start`` level, instead of
     from pure noise; ``mean_prior=False`` turns that off, and it is not used with ``init_latents`` or without a
     layout. Each draw is in ``GenerationOutput.mean_prior_draws``.
+    ``sample(prompts, layout, sampling, seeds)`` is the same call with a :class:`~.sampling.Sampling` (the
+    :class:`~.sampling.Generator` protocol).
     """
+
+    name = "the embedded model"
+    sampling_options = frozenset({"guidance_interval", "guidance_rescale", "strength", "use_mean_prior"})
 
     def __init__(
         self,
@@ -189,6 +202,10 @@ class LayoutToImagePipeline:
     @classmethod
     def from_pretrained(cls, directory: str | Path, scheduler: str = DEFAULT_SCHEDULER) -> LayoutToImagePipeline:
         return cls(EmbeddedDiffusionModel.from_pretrained(directory), scheduler, model_id=str(directory))
+
+    @property
+    def layout_classes(self) -> ClassTable | None:
+        return self.model.config.layout_classes
 
     @property
     def default_guidance_scale(self) -> float:
@@ -228,7 +245,7 @@ class LayoutToImagePipeline:
         width: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        seed: int | None = None,
+        seed: int | list[int] | None = None,
         scene_class: int | None = None,
         guidance_interval: tuple[float, float] | None = None,
         guidance_rescale: float = 0.0,
@@ -371,6 +388,41 @@ class LayoutToImagePipeline:
                 images.append(decoded)
         bar.close()
         return GenerationOutput(torch.cat(images), prompts, seeds, draws)
+
+    def sample(
+        self,
+        prompts: list[str],
+        layout: torch.Tensor | None,
+        sampling: Sampling,
+        seeds: list[int],
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        batch_size: int = 16,
+        progress: bool = False,
+        init_image: torch.Tensor | None = None,
+        inpaint_mask: torch.Tensor | None = None,
+    ) -> GenerationOutput:
+        """``__call__`` with the options of ``sampling``; ``strength`` applies with an ``init_image``."""
+        start = {}
+        if init_image is not None:
+            start = {"init_image": init_image, "inpaint_mask": inpaint_mask, "strength": sampling.strength or 0.3}
+        return self(
+            prompts,
+            layout=layout,
+            height=height,
+            width=width,
+            num_inference_steps=sampling.steps,
+            guidance_scale=sampling.guidance_scale,
+            seed=list(seeds),
+            guidance_interval=sampling.guidance_interval,
+            guidance_rescale=sampling.guidance_rescale,
+            scheduler=sampling.scheduler,
+            batch_size=batch_size,
+            progress=progress,
+            mean_prior=None if sampling.use_mean_prior else False,
+            **start,
+        )
 
     def encode_init_image(self, images: torch.Tensor, padded: tuple[int, int]) -> torch.Tensor:
         """Scaled latents of N×3×H×W images in [0, 1], replicate-padded to ``padded`` (a size the UNet takes)."""

@@ -17,6 +17,7 @@ from ..data.classes import ClassTable
 from ..errors import InputError
 from ..models.pix2pix import CLASSES_NAME, CONFIG_NAME, WEIGHTS_NAME, UNetGenerator, load_pix2pix
 from .pipeline import GenerationOutput, layouts_per_image, prompts_and_seeds
+from .sampling import Sampling
 
 
 def is_pix2pix_model(path: str | Path) -> bool:
@@ -27,8 +28,10 @@ def is_pix2pix_model(path: str | Path) -> bool:
 class Pix2PixGenerator:
     """``generator(prompt, layout=..., num_images=4, seed=0)`` → :class:`GenerationOutput`."""
 
+    name = "pix2pix"
     default_guidance_scale = 1.0  # pix2pix has no guidance: 1 is "unguided" in provenance records
     default_steps = 1  # one forward pass
+    sampling_options: frozenset[str] = frozenset()  # steps, guidance and scheduler are recorded, not used
 
     def __init__(self, generator: UNetGenerator, class_table: ClassTable, stochastic: bool = True):
         if len(class_table) != generator.config.num_classes:
@@ -52,8 +55,7 @@ class Pix2PixGenerator:
         num_images: int = 1,
         height: int | None = None,
         width: int | None = None,
-        seed: int | None = None,
-        **_unused,
+        seed: int | list[int] | None = None,
     ) -> GenerationOutput:
         if layout is None:
             raise InputError(None, "pix2pix draws an image from a layout only", "give --layout")
@@ -68,6 +70,25 @@ class Pix2PixGenerator:
                 images.append(self.generator.generate(layout[index], dropout=self.stochastic))
         self.generator.eval()
         return GenerationOutput(torch.stack(images).clamp(0, 1), prompts, seeds)
+
+    def sample(
+        self,
+        prompts: list[str],
+        layout: torch.Tensor | None,
+        sampling: Sampling,
+        seeds: list[int],
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+        init_image: torch.Tensor | None = None,
+        inpaint_mask: torch.Tensor | None = None,
+    ) -> GenerationOutput:
+        """One forward pass per seed; ``sampling`` has no option pix2pix uses."""
+        if init_image is not None or inpaint_mask is not None:
+            raise InputError(None, "pix2pix takes no init image", "use an embedded model")
+        return self(prompts, layout=layout, height=height, width=width, seed=list(seeds))
 
 
 __all__ = ["Pix2PixGenerator", "is_pix2pix_model"]

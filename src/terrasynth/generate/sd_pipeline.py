@@ -38,6 +38,7 @@ from .pipeline import (
     resolve_guidance_scale,
     resolve_steps,
 )
+from .sampling import LoadedGenerator, Sampling
 from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,16 @@ class StableDiffusionGenerator:
         self.resolution = resolution or int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
         self.scheduler_name = scheduler
         self.training_scheduler = pipe.scheduler
+
+    @property
+    def name(self) -> str:
+        return type(self.pipe).__name__
+
+    @property
+    def sampling_options(self) -> frozenset[str]:
+        """``guidance_rescale`` where the diffusers pipeline takes it (not ControlNet's)."""
+        takes_rescale = "guidance_rescale" in inspect.signature(self.pipe.__call__).parameters
+        return frozenset({"guidance_rescale"} if takes_rescale else ())
 
     @property
     def takes_layout(self) -> bool:
@@ -98,21 +109,17 @@ class StableDiffusionGenerator:
         width: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        seed: int | None = None,
+        seed: int | list[int] | None = None,
         scheduler: str | None = None,
         batch_size: int = 4,
         progress: bool = False,
-        guidance_interval: tuple[float, float] | None = None,
         guidance_rescale: float = 0.0,
-        **_unused,
     ) -> GenerationOutput:
         # 1. Check inputs.
         guidance_scale = resolve_guidance_scale(self, guidance_scale)
-        if guidance_interval is not None:
-            raise InputError(None, "a guidance interval is an option of the embedded model's sampler only")
         check_guidance_rescale(guidance_rescale)
-        if guidance_rescale and "guidance_rescale" not in inspect.signature(self.pipe.__call__).parameters:
-            raise InputError(None, f"{type(self.pipe).__name__} has no guidance rescale", "leave it at 0")
+        if guidance_rescale and "guidance_rescale" not in self.sampling_options:
+            raise InputError(None, f"{self.name} has no guidance rescale", "leave it at 0")
         prompts, seeds = prompts_and_seeds(prompt, num_images, seed)
         num_images = len(prompts)
         num_inference_steps = resolve_steps(self, num_inference_steps)
@@ -154,6 +161,37 @@ class StableDiffusionGenerator:
         if out_size is not None and tuple(images.shape[-2:]) != out_size:
             images = F.interpolate(images, out_size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
         return GenerationOutput(images, prompts, seeds)
+
+    def sample(
+        self,
+        prompts: list[str],
+        layout: torch.Tensor | None,
+        sampling: Sampling,
+        seeds: list[int],
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        batch_size: int = 4,
+        progress: bool = False,
+        init_image: torch.Tensor | None = None,
+        inpaint_mask: torch.Tensor | None = None,
+    ) -> GenerationOutput:
+        """``__call__`` with the options of ``sampling`` (``check_sampling`` has refused the others)."""
+        if init_image is not None or inpaint_mask is not None:
+            raise InputError(None, f"{self.name} takes no init image", "use an embedded model")
+        return self(
+            prompts,
+            layout=layout,
+            height=height,
+            width=width,
+            num_inference_steps=sampling.steps,
+            guidance_scale=sampling.guidance_scale,
+            seed=list(seeds),
+            scheduler=sampling.scheduler,
+            batch_size=batch_size,
+            progress=progress,
+            guidance_rescale=sampling.guidance_rescale,
+        )
 
 
 def load_sd_pipeline(directory: str | Path):
@@ -201,10 +239,10 @@ def sd_fingerprint(directory: str | Path) -> str:
     return hashlib.sha256(f"{base}:{own}".encode()).hexdigest()
 
 
-def load_sd_generator(model: str | Path, scheduler: str = DEFAULT_SCHEDULER):
-    """(generator, model id, model sha256), the triple ``generate.api.load_pipeline`` returns."""
+def load_sd_generator(model: str | Path, scheduler: str = DEFAULT_SCHEDULER) -> LoadedGenerator:
+    """(generator, model id, model sha256), as ``generate.api.load_pipeline`` returns it."""
     generator = StableDiffusionGenerator.from_pretrained(model, scheduler)
-    return generator, str(Path(str(model)).expanduser()), sd_fingerprint(model)
+    return LoadedGenerator(generator, str(Path(str(model)).expanduser()), sd_fingerprint(model))
 
 
 __all__ = ["StableDiffusionGenerator", "load_sd_generator", "load_sd_pipeline", "sd_fingerprint"]

@@ -132,6 +132,7 @@ def load_classification_data(
         else:
             from ..generate.api import load_pipeline
             from ..generate.batch import generate_for_scene_classes
+            from ..generate.sampling import Sampling
 
             folder = out_dir / "synthetic" / "classify"
             bundle = pipeline_bundle or load_pipeline(generator, config.scheduler)
@@ -140,9 +141,7 @@ def load_classification_data(
                 classes,
                 folder,
                 pool,
-                steps=config.generation_steps,
-                guidance_scale=config.guidance_scale,
-                scheduler=config.scheduler,
+                Sampling(config.generation_steps, config.guidance_scale, config.scheduler),
                 size=config.generation_size,
                 progress=progress,
             )
@@ -224,6 +223,7 @@ def load_segmentation_data(
         else:
             from ..generate.api import load_pipeline
             from ..generate.batch import generate_for_layouts
+            from ..generate.sampling import Sampling
 
             folder = out_dir / "synthetic" / "segment"
             bundle = pipeline_bundle or load_pipeline(generator, config.scheduler)
@@ -231,10 +231,8 @@ def load_segmentation_data(
                 bundle,
                 _Indexed(train, needed),
                 folder,
+                Sampling(config.generation_steps, config.guidance_scale, config.scheduler),
                 images_per_layout=per_layout,
-                steps=config.generation_steps,
-                guidance_scale=config.guidance_scale,
-                scheduler=config.scheduler,
                 progress=progress,
             )
         files = {p.stem: p for p in folder.iterdir() if is_image_file(p)}
