@@ -148,14 +148,14 @@ def test_generate_from_a_prompt_with_size(capsys, model_dir, tmp_path):
             "--height",
             "20",
             "--width",
-            "12",
+            "16",
             "--scheduler",
             "euler",
         ),
     )
     assert code == 0
     info = json.loads(run(capsys, "info", out / "generated-000.png", "--json")[1])
-    assert (info["width"], info["height"]) == (12, 20)
+    assert (info["width"], info["height"]) == (16, 20)
     assert info["provenance"]["scheduler"] == "euler"
 
 
@@ -628,3 +628,22 @@ def test_export_with_a_mean_prior_then_generate_records_each_draw(capsys, model_
         "--mean-prior-split", "all", "--mean-prior-start", "1.5",
     )  # fmt: skip
     assert code == 2 and "start must be in (0, 1)" in stderr and not (tmp_path / "bad").exists()
+
+
+def test_generate_into_the_same_out_refuses_unless_overwrite(capsys, model_dir, mask_png, tmp_path):
+    """A second run into --out would write the same names: it is refused, with the fix, and nothing changes; with
+    --overwrite it replaces them. Another layout (another stem) writes beside them."""
+    out = tmp_path / "out"
+    args = generate_args(model_dir, out, "--layout", mask_png, "--n", "1", "--seed", "0")
+    assert run(capsys, *args)[0] == 0
+    before = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
+    code, _, stderr = run(capsys, *args[:-1], "1")  # the same run again, seed 1
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert "layout-000.png" in stderr and "--overwrite" in stderr
+    assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == before
+    code, stdout, stderr = run(capsys, *args[:-1], "1", "--overwrite")
+    assert code == 0, stderr
+    assert read_provenance(out / "layout-000.png").seed == 1
+    other = write_mask_png(tmp_path / "other.png", random_mask(np.random.default_rng(1), 32))
+    assert run(capsys, *generate_args(model_dir, out, "--layout", other, "--n", "1"))[0] == 0
+    assert (out / "other-000.png").is_file()

@@ -1,6 +1,7 @@
 """``terrasynth <command>``: the command line over the whole toolkit.
 
 Errors a user can fix (missing files, bad layouts, wrong model folders) print one line and exit with status 2.
+Every command's arguments are checked first (``validation.validate``), before any model loads or file is written.
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ import sys
 
 from .. import __version__
 from ..errors import TerrasynthError
-from . import detect, evaluate, generate, study, train, utility
+from . import detect, evaluate, generate, study, train, utility, validation
 
 # In this order in ``terrasynth --help``: generate, info, demo, train-autoencoder, train, export, finetune, study,
 # detect, verify, evaluate, train-pix2pix, train-domain, train-segmenter, utility.
 AREAS = (generate, train, study, detect, evaluate, utility)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit status 2, like every other error a user can fix."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("terrasynth").strip() or "terrasynth"
+        self.exit(2, f"terrasynth: error: {command}: {message} (see {self.prog} --help)\n")
+
+
 def _with_parents(common: argparse.ArgumentParser):
-    class SubcommandParser(argparse.ArgumentParser):
+    class SubcommandParser(OneLineParser):
         def __init__(self, **kwargs):
             kwargs.setdefault("parents", [common])
             super().__init__(**kwargs)
@@ -28,7 +37,7 @@ def _with_parents(common: argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="terrasynth", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="terrasynth", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"terrasynth {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -36,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_with_parents(common))
     for area in AREAS:
         area.add_commands(commands, common)
+    validation.add_generate_options(commands.choices["generate"])
     return parser
 
 
@@ -46,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        validation.validate(args)
         return args.func(args)
     except TerrasynthError as error:
         print(f"terrasynth: error: {error}", file=sys.stderr)

@@ -22,13 +22,15 @@ K_DENSITY_COVERAGE = 5
 MIN_PER_SET = max(K_PRECISION_RECALL, K_DENSITY_COVERAGE) + 1  # k-NN radii need k other samples
 
 
-def check_set_size(count: int, what: str, minimum: int = MIN_PER_SET) -> None:
+def check_set_size(count: int, what: str, minimum: int = MIN_PER_SET, needed: int | None = None) -> None:
+    """Refuse a set of ``count`` images under ``minimum``; ``needed`` is how many the user must give for the set
+    to reach it (the real set is halved for the floor, so it needs twice the minimum)."""
     if count < minimum:
         raise InputError(
             None,
             f"{what}: {count} image(s), but the distribution metrics need at least {minimum} per set "
             f"(density/coverage uses k={K_DENSITY_COVERAGE} nearest neighbours)",
-            f"give at least {minimum} images",
+            f"give at least {minimum if needed is None else needed} images",
         )
 
 
@@ -191,7 +193,12 @@ def evaluate_folders(
         if note:
             notes.append(note)
     half = len(real_set) // 2
-    check_set_size(half, f"{real}: the real-vs-real floor splits the real set in two halves of {half}", MIN_PER_SET)
+    check_set_size(
+        half,
+        f"{real}: the real-vs-real floor splits the real set in two halves of {half}",
+        MIN_PER_SET,
+        needed=2 * MIN_PER_SET,
+    )
     check_set_size(len(fake_set), str(fake))
     generator = np.random.default_rng(seed)
     order = generator.permutation(len(real_set))

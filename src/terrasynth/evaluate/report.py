@@ -4,7 +4,6 @@ atomically; plots use matplotlib's Agg backend."""
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 
 from ..data.grids import image_grid, write_png
 from ..files import atomic_path, write_json_atomic, write_text_atomic
+from ..pages import render_page
 
 # Scores where lower is better (the rest: higher is better); shown in the table header.
 LOWER_IS_BETTER_PREFIXES = ("FD", "FID", "KID", "perceptual", "memorised")
@@ -87,23 +87,27 @@ def format_table(rows: dict[str, dict], ratios: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def _html_table(rows: dict[str, dict], ratios: dict | None, floor: str | None) -> str:
+def _table_context(rows: dict[str, dict], ratios: dict | None, floor: str | None) -> dict:
+    """The score table as the template shows it: columns with their better-direction arrow, rows of cells."""
     columns = table_columns(rows)
-    head = "".join(
-        f"<th>{html.escape(c)}{' ↓' if c.startswith(LOWER_IS_BETTER_PREFIXES) else ' ↑'}</th>" for c in columns
-    )
-    body = []
+    shown_rows = []
     for name, row in rows.items():
         cells = []
         for c in columns:
             entry = row.get(c)
-            title = html.escape(json.dumps({k: v for k, v in (entry or {}).items() if k not in ("value", "std")}))
             ratio = ratios.get(name, {}).get(c) if ratios else None
-            extra = f"<br><small>×{ratio:.3g} floor</small>" if ratio is not None and name != floor else ""
-            cells.append(f'<td title="{title}">{html.escape(_format(entry))}{extra}</td>')
-        style = ' class="floor"' if name == floor else ""
-        body.append(f"<tr{style}><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
-    return f"<table><tr><th></th>{head}</tr>{''.join(body)}</table>"
+            cells.append(
+                {
+                    "title": json.dumps({k: v for k, v in (entry or {}).items() if k not in ("value", "std")}),
+                    "text": _format(entry),
+                    "ratio": f"{ratio:.3g}" if ratio is not None and name != floor else None,
+                }
+            )
+        shown_rows.append({"name": name, "floor": name == floor, "cells": cells})
+    return {
+        "columns": [{"name": c, "arrow": "↓" if c.startswith(LOWER_IS_BETTER_PREFIXES) else "↑"} for c in columns],
+        "rows": shown_rows,
+    }
 
 
 def write_grid(path: Path, images: list, columns: int = 8) -> Path:
@@ -152,48 +156,32 @@ def write_report(
     results = _json_safe(results)
     write_json_atomic(out / "metrics.json", results)
     written = {"metrics": out / "metrics.json"}
-    images_html = []
-    for name, images in (grids or {}).items():
-        if len(images):
+    images = []
+    for name, grid_images in (grids or {}).items():
+        if len(grid_images):
             file_name = "grid-" + "".join(ch if ch.isalnum() else "-" for ch in name.lower()) + ".png"
-            write_grid(out / file_name, images)
-            images_html.append(f"<figure><img src='{file_name}'><figcaption>{html.escape(name)}</figcaption></figure>")
+            write_grid(out / file_name, grid_images)
+            images.append((name, file_name))
     plots = dict(plots or {})
     for key in [k for k in table_columns(rows) if k.startswith(("FD", "FID"))][:2]:
         path = write_bar_plot(out / f"plot-{key}.png", rows, key)
         if path is not None:
             plots.setdefault(key, path)
-    plots_html = [
-        f"<figure><img src='{Path(p).name}'><figcaption>{html.escape(n)}</figcaption></figure>"
-        for n, p in plots.items()
-        if p is not None
-    ]
-    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in results.get("notes", []))
-    extractors = "".join(
-        f"<li><b>{html.escape(n)}</b>: {html.escape(json.dumps(d))}</li>"
-        for n, d in results.get("extractors", {}).items()
+    page = render_page(
+        "evaluate/report.html",
+        title=title,
+        floor=str(floor),
+        **_table_context(rows, results.get("ratios"), floor),
+        extractors=[(n, json.dumps(d)) for n, d in results.get("extractors", {}).items()],
+        notes=[str(n) for n in results.get("notes", [])],
+        plots=[(n, Path(p).name) for n, p in plots.items() if p is not None],
+        images=images,
+        sections=[
+            (key, json.dumps(value, indent=1)[:20000])
+            for key, value in results.items()
+            if key not in ("rows", "ratios", "notes", "extractors", "floor", "sweep")
+        ],
     )
-    sections = []
-    for key, value in results.items():
-        if key in ("rows", "ratios", "notes", "extractors", "floor", "sweep"):
-            continue
-        sections.append(f"<h3>{html.escape(key)}</h3><pre>{html.escape(json.dumps(value, indent=1)[:20000])}</pre>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;
-padding:4px 8px;text-align:right}} tr.floor{{background:#eef}} figure{{display:inline-block;margin:8px}}
-img{{max-width:900px}} pre{{background:#f6f6f6;padding:8px;max-height:300px;overflow:auto}}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<h2>Scores</h2>
-<p>Floor row: <b>{html.escape(str(floor))}</b>; "×N floor" is each score divided by the floor's. Hover a cell for
-its extractor, input resize and N. ↓ lower is better, ↑ higher is better.</p>
-{_html_table(rows, results.get("ratios"), floor)}
-<h2>Feature extractors</h2><ul>{extractors}</ul>
-<h2>Notes</h2><ul>{notes}</ul>
-<h2>Plots</h2>{"".join(plots_html) or "<p>none</p>"}
-<h2>Samples</h2>{"".join(images_html) or "<p>none</p>"}
-<h2>Details</h2>{"".join(sections)}
-</body></html>
-"""
     write_text_atomic(out / "report.html", page)
     written["report"] = out / "report.html"
     return written

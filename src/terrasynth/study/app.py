@@ -21,26 +21,27 @@ they name dependencies local to ``create_app``.
 import csv
 import hashlib
 import hmac
-import html
 import io
 import logging
 import random
 import secrets
 import uuid
 from collections import Counter
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import InputError
+from ..pages import environment
 from .catalog import IMAGE_ID, ImageCatalog
 from .db import REAL, SYNTHETIC, Assignment, Rater, Rating, StudyImage, as_utc, open_database, transaction
 from .passwords import is_password_hash, verify_password
@@ -287,8 +288,7 @@ def _csv_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _static(name: str) -> str:
-    return resources.files("terrasynth.study").joinpath("static", name).read_text(encoding="utf-8")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(
@@ -312,11 +312,7 @@ def create_app(
     app = FastAPI(title="terrasynth study", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.study = study
     basic = HTTPBasic(auto_error=False, realm="terrasynth study admin")
-    pages = {
-        "index.html": _static("index.html").replace("{{title}}", html.escape(title)),
-        "study.js": _static("study.js"),
-        "study.css": _static("study.css"),
-    }
+    templates = Jinja2Templates(env=environment())
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -345,16 +341,10 @@ def create_app(
     # pages ------------------------------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse)
-    def index() -> HTMLResponse:
-        return HTMLResponse(pages["index.html"])
+    def index(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "study/index.html", {"title": title})
 
-    @app.get("/static/study.js")
-    def script() -> Response:
-        return Response(pages["study.js"], media_type="text/javascript; charset=utf-8")
-
-    @app.get("/static/study.css")
-    def style() -> Response:
-        return Response(pages["study.css"], media_type="text/css; charset=utf-8")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
@@ -434,9 +424,9 @@ def create_app(
     # admin ------------------------------------------------------------------------------------------------
 
     @app.get("/admin", response_class=HTMLResponse, dependencies=[Depends(admin)])
-    def admin_page() -> HTMLResponse:
+    def admin_page(request: Request) -> HTMLResponse:
         with transaction(study.sessions) as session:
-            return HTMLResponse(_admin_html(study, session, title))
+            return templates.TemplateResponse(request, "study/admin.html", _admin_context(study, session, title))
 
     @app.get("/admin/export.csv", dependencies=[Depends(admin)])
     def export() -> Response:
@@ -455,7 +445,8 @@ def create_app(
     return app
 
 
-def _admin_html(study: Study, session: Session, title: str) -> str:
+def _admin_context(study: Study, session: Session, title: str) -> dict:
+    """What the admin page shows: image counts, raters with their progress, ratings and accuracy so far."""
     counts = study.catalog.counts()
     raters = list(session.scalars(select(Rater).order_by(Rater.created_at)))
     ratings_by_rater = Counter(
@@ -468,28 +459,24 @@ def _admin_html(study: Study, session: Session, title: str) -> str:
         select(func.count()).select_from(Rating).join(StudyImage).where(Rating.answer == StudyImage.truth)
     )
     n_ratings = sum(ratings_by_rater.values())
-    complete = sum(1 for r in raters if totals[r.id] and ratings_by_rater[r.id] >= totals[r.id])
-    accuracy = f"{correct / n_ratings:.1%}" if n_ratings else "–"
-    rows = "\n".join(
-        f"<tr><td><code>{html.escape(r.id)}</code></td><td>{html.escape(str(as_utc(r.created_at))[:19])}</td>"
-        f"<td>{ratings_by_rater[r.id]} / {totals[r.id]}</td></tr>"
-        for r in raters
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Admin · {html.escape(title)}</title><link rel="stylesheet" href="/static/study.css"></head>
-<body><main class="admin">
-<h1>Study admin</h1>
-<ul id="summary">
-<li>images: {counts[REAL]} real, {counts[SYNTHETIC]} synthetic; {study.per_truth * 2} per rater</li>
-<li>raters: <span id="n-raters">{len(raters)}</span> ({complete} complete)</li>
-<li>ratings: <span id="n-ratings">{n_ratings}</span>; accuracy so far {accuracy}</li>
-</ul>
-<p><a id="export" href="/admin/export.csv">Export all ratings (CSV)</a></p>
-<table><thead><tr><th>rater</th><th>started (UTC)</th><th>answered</th></tr></thead>
-<tbody>{rows}</tbody></table>
-</main></body></html>
-"""
+    return {
+        "title": title,
+        "n_real": counts[REAL],
+        "n_synthetic": counts[SYNTHETIC],
+        "per_rater": study.per_truth * 2,
+        "raters": [
+            {
+                "id": r.id,
+                "started": str(as_utc(r.created_at))[:19],
+                "answered": ratings_by_rater[r.id],
+                "total": totals[r.id],
+            }
+            for r in raters
+        ],
+        "complete": sum(1 for r in raters if totals[r.id] and ratings_by_rater[r.id] >= totals[r.id]),
+        "n_ratings": n_ratings,
+        "accuracy": f"{correct / n_ratings:.1%}" if n_ratings else "–",
+    }
 
 
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:

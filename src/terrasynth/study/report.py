@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import html
 import logging
 import math
 from collections import defaultdict
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import atomic_path, write_json_atomic, write_text_atomic
+from ..pages import render_page
 from .db import REAL, SYNTHETIC
 
 log = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ def _fmt(value: Any, digits: int = 3, percent: bool = False) -> str:
         return "–"
     if percent:
         return f"{100 * value:.1f} %"
-    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def _interval(pair: Sequence[float], percent: bool = False, digits: int = 3) -> str:
@@ -530,65 +530,50 @@ def _html(report: dict[str, Any], plots: Sequence[str]) -> str:
         ("mean fooling rate, synthetic images", _fmt(o["mean_fooling_rate_synthetic"], percent=True)),
         ("mean fooling rate, real images", _fmt(o["mean_fooling_rate_real"], percent=True)),
     ]
-    summary_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in summary)
-    calibration_rows = "\n".join(
-        f"<tr><td>{row['confidence']}</td><td>{row['n']}</td><td>{_fmt(row['accuracy'], percent=True)}</td>"
-        f"<td>{_interval(row['wilson_95'], percent=True)}</td><td>{_fmt(row['expected'], percent=True)}</td></tr>"
-        for row in cal["levels"]
-    )
     rho = cal["confidence_vs_correct"]
-    agreement_rows = "\n".join(
-        f"<tr><td>{html.escape(a['name'])}</td><td>{a['images']}</td>"
-        f"<td>{_fmt(a['vs_people_all']['rho'])} (p {_p_value(a['vs_people_all']['p'])})</td>"
-        f"<td>{_fmt(a['vs_fooling_synthetic']['rho'])} (n {a['vs_fooling_synthetic']['n']})</td>"
-        f"<td>{_fmt(a['score_auc'])}</td><td>{_fmt(a['people_auc'])}</td></tr>"
-        for a in report["agreement"]
+    return render_page(
+        "study/report.html",
+        summary=summary,
+        plots=plots,
+        calibration=[
+            {
+                "confidence": row["confidence"],
+                "n": row["n"],
+                "accuracy": _fmt(row["accuracy"], percent=True),
+                "wilson": _interval(row["wilson_95"], percent=True),
+                "expected": _fmt(row["expected"], percent=True),
+            }
+            for row in cal["levels"]
+        ],
+        ece=_fmt(cal["expected_calibration_error"]),
+        rho={"rho": _fmt(rho["rho"]), "p": _p_value(rho["p"]), "n": rho["n"]},
+        agreement=[
+            {
+                "name": a["name"],
+                "images": a["images"],
+                "rho_all": _fmt(a["vs_people_all"]["rho"]),
+                "p_all": _p_value(a["vs_people_all"]["p"]),
+                "rho_synthetic": _fmt(a["vs_fooling_synthetic"]["rho"]),
+                "n_synthetic": a["vs_fooling_synthetic"]["n"],
+                "score_auc": _fmt(a["score_auc"]),
+                "people_auc": _fmt(a["people_auc"]),
+            }
+            for a in report["agreement"]
+        ],
+        per_image=[
+            {
+                "image_id": row["image_id"],
+                "file_name": row["file_name"],
+                "truth": row["truth"],
+                "n": row["n"],
+                "fooling_rate": _fmt(row["fooling_rate"], percent=True),
+                "mean_confidence": _fmt(row["mean_confidence"], 2),
+            }
+            for row in report["per_image"]
+        ],
+        bootstrap_samples=report["bootstrap_samples"],
+        seed=report["seed"],
     )
-    agreement = (
-        "<p>No automatic scores given (<code>--scores NAME=CSV</code>).</p>"
-        if not report["agreement"]
-        else f"""<p>Spearman's ρ between each score (higher = more synthetic) and the share of people who called the
-image synthetic; positive ρ means the score and people agree. The second column restricts to synthetic images
-(ρ against minus the fooling rate). AUCs: how well the score, and the people's vote, separate real from
-synthetic on the same images.</p>
-<table><thead><tr><th>score</th><th>images</th><th>ρ vs people (all)</th><th>ρ (synthetic only)</th>
-<th>score AUC</th><th>people AUC</th></tr></thead><tbody>{agreement_rows}</tbody></table>"""
-    )
-    image_rows = "\n".join(
-        f"<tr><td><code>{row['image_id'][:12]}</code></td><td>{html.escape(row['file_name'])}</td>"
-        f"<td>{row['truth']}</td><td>{row['n']}</td><td>{_fmt(row['fooling_rate'], percent=True)}</td>"
-        f"<td>{_fmt(row['mean_confidence'], 2)}</td></tr>"
-        for row in report["per_image"]
-    )
-    figures = "\n".join(f'<img src="{html.escape(name)}" alt="{html.escape(name[:-4])}">' for name in plots)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Human realism study</title>
-<style>body{{font:15px/1.45 system-ui,sans-serif;max-width:1000px;margin:1em auto;padding:0 1em;color:#1b1f24}}
-table{{border-collapse:collapse;margin:.5em 0 1.2em}}th,td{{border-bottom:1px solid #d0d7de;padding:3px 10px;
-text-align:left}}img{{max-width:100%;margin:.4em .4em .4em 0;vertical-align:top}}</style></head>
-<body>
-<h1>Human realism study</h1>
-<h2>Can people tell?</h2>
-<table id="summary">{summary_rows}</table>
-<p>d′ = z(hit rate) − z(false-alarm rate) with the log-linear correction (Hautus 1995); 0 means people cannot
-tell synthetic from real. Confidence intervals resample whole raters ({report["bootstrap_samples"]} samples,
-seed {report["seed"]}).</p>
-<h2>Plots</h2>
-{figures}
-<h2>Calibration of confidence</h2>
-<table id="calibration"><thead><tr><th>confidence</th><th>ratings</th><th>accuracy</th><th>95 % Wilson</th>
-<th>calibrated</th></tr></thead><tbody>{calibration_rows}</tbody></table>
-<p>Expected calibration error (1 = guessing → 50 %, 5 = certain → 100 %): {_fmt(cal["expected_calibration_error"])}.
-Spearman ρ of confidence with being right: {_fmt(rho["rho"])} (p {_p_value(rho["p"])}, n {rho["n"]}).</p>
-<h2>Agreement with automatic scores</h2>
-{agreement}
-<h2>Per image</h2>
-<table id="per-image"><thead><tr><th>image</th><th>file</th><th>truth</th><th>ratings</th><th>fooling rate</th>
-<th>mean confidence</th></tr></thead><tbody>{image_rows}</tbody></table>
-<p>Also in this folder: report.json (every number), per_image.csv, per_rater.csv.</p>
-</body></html>
-"""
 
 
 def make_report(
