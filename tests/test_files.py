@@ -61,3 +61,16 @@ def test_read_json_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match="bad.json: not valid JSON") as caught:
         read_json(bad)
     assert caught.value.path == bad
+
+
+def test_a_saved_model_folder_follows_the_umask_weights_included(tmp_path):
+    """diffusers writes weights 0600 through mkstemp; a model folder's files all get 0o666 less the umask, as its
+    JSON does, so other users of a shared folder can read the weights too."""
+    from tests.fake_models import save_tiny_model
+
+    from terrasynth.files import _UMASK
+
+    folder = save_tiny_model(tmp_path / "model")
+    modes = {path.name: path.stat().st_mode & 0o777 for path in folder.rglob("*") if path.is_file()}
+    assert any(name.endswith(".safetensors") for name in modes)
+    assert set(modes.values()) == {0o666 & ~_UMASK}, modes

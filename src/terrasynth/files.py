@@ -45,6 +45,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def follow_umask(folder: str | Path) -> None:
+    """Give every file under ``folder`` the permissions of a normally created file (``0o666`` less the umask).
+    Writers that stage through ``mkstemp`` (diffusers' and huggingface_hub's ``save_pretrained``) leave
+    owner-only 0600 files, which other users of a shared model folder cannot read."""
+    mode = 0o666 & ~_UMASK
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 != mode:
+            os.chmod(path, mode)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -172,6 +172,29 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
 
 
+def test_resume_removes_what_a_killed_run_left_and_logs_it(tmp_path, caplog):
+    run = TrainingRun(tmp_path / "run", {"lr": 1.0})
+    model = tiny_net(0)
+    run.checkpoint(3, {"model": model}, None)
+    partial = tmp_path / "run" / ".checkpoint-6.partial"  # killed while staging checkpoint 6
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"x" * 1000)
+    temporary = tmp_path / "run" / "samples" / ".step-6.png.abc123.tmp"  # killed inside an atomic write
+    temporary.parent.mkdir()
+    temporary.write_bytes(b"y" * 10)
+    kept = [tmp_path / "run" / "samples" / "step-3.png", tmp_path / "run" / "notes.tmp"]  # not ours: not hidden
+    for path in kept:
+        path.write_bytes(b"z")
+
+    resumed = TrainingRun(tmp_path / "run", {"lr": 1.0})
+    with caplog.at_level("WARNING", logger="terrasynth.train.checkpoints"):
+        assert resumed.resume("latest", {"model": model}, None) == 3
+    assert not partial.exists() and not temporary.exists()
+    assert all(path.exists() for path in kept) and (tmp_path / "run" / "checkpoint-3" / "state.json").is_file()
+    removed = [r.getMessage() for r in caplog.records if "interrupted run" in r.getMessage()]
+    assert len(removed) == 2 and any(".checkpoint-6.partial" in m for m in removed)
+
+
 def test_restart_before_the_first_checkpoint_drops_its_metrics(tmp_path):
     run = TrainingRun(tmp_path / "run", {"lr": 1.0})
     run.log_metrics(1, loss=1.0)

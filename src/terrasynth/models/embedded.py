@@ -34,7 +34,7 @@ from torch import nn
 from ..config import load_config, save_config
 from ..data.classes import LANDCOVER_AI, ClassTable
 from ..errors import InputError
-from ..files import read_json
+from ..files import follow_umask, read_json
 from .colour_correction import (
     COLOUR_CORRECTION_WEIGHTS_NAME,
     apply_colour_correction,
@@ -264,6 +264,7 @@ def save_part(module: ModelMixin, folder: Path) -> None:
     config = json.loads(config_path.read_text())
     if config.pop("_name_or_path", None) is not None:
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    follow_umask(folder)  # diffusers writes its weights owner-only (0600), its config.json 0644
 
 
 class EmbeddedDiffusionModel(nn.Module):

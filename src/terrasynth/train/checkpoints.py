@@ -14,6 +14,7 @@ Layout of a run folder::
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import shutil
@@ -27,6 +28,10 @@ from ..errors import InputError
 from ..files import read_json
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+PARTIAL_PATTERN = re.compile(r"^\.checkpoint-(\d+)\.partial$")
+TEMPORARY_PATTERN = re.compile(r"^\..+\.tmp$")  # files.atomic_path's temporary names
+
+log = logging.getLogger(__name__)
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -93,6 +98,27 @@ def save_checkpoint(
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_stale_files(run_dir: str | Path) -> list[Path]:
+    """Remove what a killed run leaves behind: ``.checkpoint-N.partial`` folders (a checkpoint being written)
+    and hidden ``.*.tmp`` files (an atomic write under way), anywhere in ``run_dir``. Call it only when this
+    process owns the run folder (training starting or resuming), never while another process writes there.
+    Returns the paths removed; each removal is logged with its size."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    stale = [p for p in run_dir.iterdir() if PARTIAL_PATTERN.match(p.name) and p.is_dir()]
+    stale += [p for p in run_dir.rglob(".*.tmp") if TEMPORARY_PATTERN.match(p.name) and p.is_file()]
+    for path in stale:
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        log.warning("removed %s (%.1f MB) left by an interrupted run", path, size / 1e6)
+    return stale
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -164,6 +190,7 @@ def _decode_numpy_random(data) -> tuple:
 __all__ = [
     "list_checkpoints",
     "load_checkpoint",
+    "remove_stale_files",
     "resolve_checkpoint",
     "save_checkpoint",
 ]

@@ -40,7 +40,7 @@ from ..data.paired_tiles import PairedTiles
 from ..data.scene_folder import SceneFolder
 from ..data.transforms import crop, dihedral
 from ..errors import InputError, TerrasynthError
-from ..files import write_json_atomic
+from ..files import follow_umask, write_json_atomic
 from ..models.stable_diffusion import (
     FINETUNE_INFO,
     LORA_WEIGHTS,
@@ -484,6 +484,7 @@ def save_finetuned(
     if info.get("class_table"):
         write_json_atomic(staging / "classes.json", info["class_table"])
     write_json_atomic(staging / FINETUNE_INFO, info)
+    follow_umask(staging)  # diffusers writes its weights owner-only (0600)
     if directory.exists():
         shutil.rmtree(directory)
     staging.rename(directory)

@@ -14,7 +14,7 @@ import torch
 from ..config import config_to_dict
 from ..errors import InputError
 from ..files import write_json_atomic
-from .checkpoints import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .checkpoints import list_checkpoints, load_checkpoint, remove_stale_files, resolve_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,15 @@ class TrainingRun:
         self.resumed_state: dict = {}  # the checkpoint's state.json after resume(), else empty
 
     def resume(self, resume: str | None, models: dict, optimizer) -> int:
-        """Restore the checkpoint named by ``resume`` ("latest" or a path); return the step to continue from."""
+        """Restore the checkpoint named by ``resume`` ("latest" or a path); return the step to continue from.
+        Partial checkpoints and temporary files a killed run left in the folder are removed first (and logged)."""
         if resume is None and list_checkpoints(self.dir):
             raise InputError(
                 self.dir,
                 "run folder already holds checkpoints",
                 "pass --resume latest to continue that run, or choose a new --out",
             )
+        remove_stale_files(self.dir)
         write_json_atomic(self.dir / "config.json", config_to_dict(self.config))
         checkpoint = resolve_checkpoint(self.dir, resume)
         if checkpoint is None:
