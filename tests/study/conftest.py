@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the study extra is not installed: pip install -e '.[test]'")
 
 from tests.study.helpers import ADMIN_PASSWORD, LiveServer, make_study_sets  # noqa: E402
+from tests.study.postgres import PostgresUnavailable, start_postgres  # noqa: E402
 
 from terrasynth.study import passwords  # noqa: E402
 
@@ -26,6 +27,17 @@ def study_sets(tmp_path) -> tuple[Path, Path]:
 @pytest.fixture
 def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the whole session (see tests/study/postgres.py); skips, saying why, without one."""
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as reason:
+        pytest.skip(f"no PostgreSQL server: {reason}")
+    yield server
+    server.stop()
 
 
 @pytest.fixture
