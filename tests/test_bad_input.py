@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from tests.fake_models import save_tiny_model
 from tests.fakes import (
+    ORIGIN_X,
+    ORIGIN_Y,
     UTM_33N,
     make_paired_tiles,
     make_scene_folder,
@@ -39,6 +41,7 @@ from terrasynth.cli import build_parser, main
 IN_PROCESS_S = 15.0  # generous for a loaded 2-core machine; a refusal takes milliseconds once imports are done
 SUBPROCESS_S = 60.0
 UNWRITABLE = "/proc/terrasynth-out"  # no one, root included, can create anything under /proc
+UTM_GRID = f"{ORIGIN_X},{ORIGIN_Y - 32},{ORIGIN_X + 32},{ORIGIN_Y}"  # a UTM 33N box, given for a WGS84 GeoJSON
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class Case:
 
 def generate(i, out, *extra):
     return ["generate", "--model", i.model, "--out", out, "--prompt", "fields", "--steps", "1", "-q", *extra]
+
+
+def synthesize(i, out, *extra):
+    return ["synthesize", i.paired, "--out", out, "--model", i.model, "--steps", "1", "-q", *extra]
 
 
 def train(command):
@@ -171,6 +178,7 @@ CASES: list[Case] = [
             "no feature falls inside",
         ),
         ("wrong CRS", ["--layout", lambda i, o: i.geojson, "--grid-crs", "EPSG:not-a-crs"], "is not a CRS"),
+        ("wrong CRS", ["--layout", lambda i, o: i.wgs84_geojson, "--grid", UTM_GRID], "CRS EPSG:4326"),
         ("nan/inf", ["--layout", lambda i, o: i.geojson, "--grid", "0,0,nan,64"], "--grid nan"),
         ("credentials", ["--c2pa-cert", lambda i, o: i.ca_cert, "--c2pa-key", lambda i, o: i.sec1_key], "pkcs8 -topk8"),
         ("credentials", ["--c2pa-cert", lambda i, o: i.self_signed, "--c2pa-key", lambda i, o: i.pkcs8_key], "self-"),
@@ -179,6 +187,20 @@ CASES: list[Case] = [
         ("unwritable output", with_out(generate, under_a_file), "is a file"),
         ("unwritable output", with_out(generate, unwritable), "cannot write"),
         ("existing output", with_out(generate, lambda i, o: i.earlier_run, "--n", "1"), "--overwrite"),
+    ),
+    *rows(
+        "synthesize",
+        synthesize,
+        ("bad path", lambda i, out: ["synthesize", "missing", "--out", out], "no such file or folder"),
+        ("wrong type", ["--per-layout", "x"], "invalid int value"),
+        ("out of range", ["--per-layout", "0"], "--per-layout 0"),
+        ("out of range", ["--seed", "-1"], "--seed -1"),
+        ("out of range", ["--batch-size", "0"], "--batch-size 0"),
+        ("nan/inf", ["--guidance", "nan"], "--guidance nan"),
+        ("corrupted weights", lambda i, out: synthesize(i, out)[:4] + ["--model", i.broken_model], "truncated"),
+        ("credentials", ["--c2pa-cert", lambda i, o: i.ca_cert, "--c2pa-key", lambda i, o: i.sec1_key], "pkcs8 -topk8"),
+        ("unwritable output", with_out(synthesize, existing_file), "an existing file"),
+        ("unwritable output", with_out(synthesize, unwritable), "cannot write"),
     ),
     *rows(
         "info",
@@ -216,6 +238,7 @@ CASES: list[Case] = [
             ("out of range", ["--checkpoint-every", "-1"], "--checkpoint-every -1"),
             ("unwritable output", with_out(train(command), existing_file), "an existing file"),
             ("unwritable output", with_out(train(command), unwritable), "cannot write"),
+            ("existing output", with_out(train(command), lambda i, o: i.run_with_checkpoint), "--resume latest"),
         )
     ],
     *rows(
@@ -312,7 +335,7 @@ CASES: list[Case] = [
             "no such file or folder",
             True,
         ),
-        ("unwritable output", lambda i, out: ["detect", "scan", i.real, "--out", i.real], "must end in .csv"),
+        ("unwritable output", lambda i, out: ["detect", "scan", i.real, "--out", i.real], "an existing folder"),
         ("unwritable output", lambda i, out: ["detect", "scan", i.real, "--out", f"{i.text_file}/s.csv"], "not exist"),
         ("unwritable output", lambda i, out: ["detect", "scan", i.real, "--out", f"{UNWRITABLE}.csv"], "cannot write"),
         ("corrupted weights", ["--detector", lambda i, o: i.broken_detector], "truncated"),
@@ -454,6 +477,9 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
     for folder, count in ((real, 4), (fake, 4), (many_real, 12), (many_fake, 6)):
         for index in range(count):
             write_rgb(folder / f"{index:04d}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    run_with_checkpoint = root / "run"
+    (run_with_checkpoint / "checkpoint-1").mkdir(parents=True)
+    (run_with_checkpoint / "checkpoint-1" / "state.json").write_text('{"step": 1}')
     earlier_run = root / "earlier-run"
     write_rgb(earlier_run / "generated-000.png", np.zeros((16, 16, 3), np.uint8))
     text_file = root / "notes.txt"
@@ -476,9 +502,11 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
         mask=write_mask_png(root / "layout.png", random_mask(rng, 32)),
         tiny_mask=write_mask_png(root / "tiny.png", random_mask(rng, 3)),
         geojson=write_geojson(root / "fields.geojson", sample_features(), crs=UTM_33N),
+        wgs84_geojson=write_geojson(root / "wgs84.geojson", sample_features(15.0, 50.0, 0.001)),
         paired=make_paired_tiles(root / "paired", n=2),
         scenes=make_scene_folder(root / "scenes", n=1),
         earlier_run=earlier_run,
+        run_with_checkpoint=run_with_checkpoint,
         text_file=text_file,
         study_db=study_db,
         **vars(_make_chain(root / "c2pa")),

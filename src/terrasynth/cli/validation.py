@@ -37,6 +37,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 # Integer options (argparse dest) that count something: at least 1.
 POSITIVE_INTS = {
     "n",
+    "per_layout",
     "steps",
     "max_steps",
     "batch_size",
@@ -466,8 +467,17 @@ def _out_from_config(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _check_resume(args: argparse.Namespace) -> None:
+def _check_resume(args: argparse.Namespace, out: str | None) -> None:
+    """``--resume`` a checkpoint folder or ``latest``; without it, a run folder holding checkpoints is refused
+    (as ``TrainingRun.resume`` would refuse it, but before any data or model loads)."""
     resume = getattr(args, "resume", None)
+    if resume is None and out is not None:
+        from ..train.checkpoints import list_checkpoints
+
+        if list_checkpoints(out):
+            raise InputError(
+                out, "run folder already holds checkpoints", "pass --resume latest to continue that run, or a new --out"
+            )
     if resume is not None and resume != "latest":
         folder = input_folder(resume, "--resume")
         if not (folder / "state.json").is_file():
@@ -634,6 +644,17 @@ def _check_generate(args: argparse.Namespace) -> None:
         )
 
 
+@checks("synthesize")
+def _check_synthesize(args: argparse.Namespace) -> None:
+    """INPUT there, OUT creatable (it may hold an earlier run's items: synthesize resumes), the model intact."""
+    source = Path(args.input).expanduser()
+    if not source.exists():
+        raise InputError(source, "no such file or folder", "INPUT: a layouts folder, a paired-tiles dataset or a CSV")
+    output_folder(args.out)
+    check_c2pa_credentials(args.c2pa_cert, args.c2pa_key)
+    check_model(args.model)
+
+
 @checks("info", "verify")
 def _check_file_command(args: argparse.Namespace) -> None:
     check_detector(getattr(args, "detector", None))
@@ -649,7 +670,7 @@ def _check_train(args: argparse.Namespace) -> None:
     out = _out_from_config(args)
     if out is not None:
         output_folder(out)
-    _check_resume(args)
+    _check_resume(args, out)
 
 
 @checks("train-domain", "train-segmenter")
@@ -685,7 +706,7 @@ def _check_finetune(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and (value.startswith((".", "/", "~")) or Path(value).expanduser().exists()):
             check_weights_folder(value, flag(name), f"{name} model folder")
-    _check_resume(args)
+    _check_resume(args, out)
 
 
 @checks("evaluate")
@@ -726,7 +747,7 @@ def _check_detect_scan(args: argparse.Namespace) -> None:
     path = Path(args.folder).expanduser()
     if not path.exists():
         raise InputError(path, "no such file or folder", "FOLDER: give a folder of images or one image")
-    output_file(args.out, "--out", (".csv",))
+    output_file(args.out, "--out")
     check_detector(args.detector)
 
 
