@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..models.features import effnet_normalize, load_efficientnet_lite0
-from .detector import Detector
+from .base import Detector
 
 log = logging.getLogger(__name__)
 

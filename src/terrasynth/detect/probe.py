@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .detector import Detector
+from .base import Detector
 from .features import FEATURE_WIDTH, tile_features, tile_grid
 
 # residual-feature columns (after the 768 deep ones) that describe capture and storage, not content

@@ -14,7 +14,7 @@ import functools
 import numpy as np
 import torch
 
-from .detector import Detector
+from .base import Detector
 
 
 @functools.lru_cache(maxsize=8)
