@@ -33,13 +33,13 @@ import numpy as np
 
 from terrasynth.detect.detector import load_image_folders
 from terrasynth.detect.perturb import blur, jpeg, resize
+from terrasynth.evaluate.paired import psnr_uint8
 from terrasynth.generate.watermark import (
     DEFAULT_SCHEME,
     V1_SCHEME,
     encode_word,
     get_scheme,
     locate_watermark,
-    psnr,
 )
 
 
@@ -125,7 +125,7 @@ def watermark_figures(images: list[np.ndarray], scheme_name: str, robust_n: int,
         except ValueError:  # too small for the scheme
             continue
         embed_times.append(time.process_time() - start)
-        psnrs.append(psnr(image, marked))
+        psnrs.append(psnr_uint8(image, marked))
         marked_tiles[index] = (marked, payload)
         for name, perturbation in PERTURBATIONS.items():
             attacked = perturbation(marked, np.random.default_rng([seed, int(index)]))

@@ -3,6 +3,7 @@ import pytest
 from tests.detect.fake_tiles import smooth_field
 
 from terrasynth.detect.perturb import blur, jpeg, perturb, resize
+from terrasynth.evaluate.paired import psnr_uint8
 from terrasynth.generate.watermark import (
     CODED_BITS,
     DEFAULT_SCHEME,
@@ -17,7 +18,6 @@ from terrasynth.generate.watermark import (
     get_scheme,
     locate_watermark,
     make_payload,
-    psnr,
     read_watermark,
     split_payload,
     viterbi_decode,
@@ -61,7 +61,7 @@ def test_the_default_is_the_sync_scheme(marked):
     image, result, label = marked
     assert DEFAULT_SCHEME == "ts-sync-v2" and label == f"ts-sync-v2:{PAYLOAD:010x}"
     assert isinstance(get_scheme(), SyncWatermark)
-    assert 40.0 <= psnr(image, result) <= 44.05
+    assert 40.0 <= psnr_uint8(image, result) <= 44.05
 
 
 ATTACKS = {
@@ -171,7 +171,7 @@ def test_psnr_stays_within_the_scheme_range_on_busy_and_flat_hosts():
         busy = smooth_field(np.random.default_rng(seed), 128, noise=40.0, cell=4)
         flat = np.full((128, 128, 3), 120, np.uint8)
         for host in (busy, flat):
-            value = psnr(host, scheme.embed(host, encode_word(seed + 1)))
+            value = psnr_uint8(host, scheme.embed(host, encode_word(seed + 1)))
             assert scheme.psnr_range[0] - 0.05 <= value <= scheme.psnr_range[1] + 0.3
 
 
@@ -192,7 +192,7 @@ def test_v1_psnr_never_falls_below_its_floor_even_on_busy_hosts():
     rng = np.random.default_rng(0)
     busy = smooth_field(rng, 128, noise=40.0, cell=4)
     scheme = SpreadSpectrumWatermark(min_psnr=40.5)
-    assert psnr(busy, scheme.embed(busy, encode_word(1))) >= scheme.min_psnr - 0.05
+    assert psnr_uint8(busy, scheme.embed(busy, encode_word(1))) >= scheme.min_psnr - 0.05
 
 
 def test_blur_then_jpeg_on_a_rotated_crop(marked):

@@ -8,9 +8,11 @@ import json
 import math
 from statistics import NormalDist
 
+import numpy as np
 import pytest
 
 from terrasynth.cli import main
+from terrasynth.detect.evaluate import roc_auc
 from terrasynth.errors import InputError
 from terrasynth.files import file_sha256
 from terrasynth.study.db import Rater, Rating, StudyImage, open_database, transaction
@@ -18,7 +20,6 @@ from terrasynth.study.report import (
     ImageRecord,
     RatingRecord,
     analyse_ratings,
-    auc,
     d_prime,
     load_study,
     make_report,
@@ -46,11 +47,24 @@ def test_d_prime_is_zero_at_chance_and_matches_the_formula():
 
 
 def test_auc_and_spearman():
-    assert auc([1, 2, 3, 4], [False, False, True, True]) == 1.0
-    assert auc([4, 3, 2, 1], [False, False, True, True]) == 0.0
-    assert auc([1, 1, 1, 1], [False, True, False, True]) == 0.5
+    assert roc_auc([False, False, True, True], [1, 2, 3, 4]) == 1.0
+    assert roc_auc([False, False, True, True], [4, 3, 2, 1]) == 0.0
+    assert roc_auc([False, True, False, True], [1, 1, 1, 1]) == 0.5
     assert spearman([1, 2, 3, 4], [10, 20, 25, 100])["rho"] == pytest.approx(1.0)
     assert math.isnan(spearman([1, 2], [1, 2])["rho"])
+
+
+def test_auc_is_the_mann_whitney_statistic_with_ties():
+    """The report's AUCs (sklearn's, through ``detect.evaluate.roc_auc``) equal U / (n₊ n₋) from scipy, the hand
+    formula the report used before, on rating-scale scores full of ties."""
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(0)
+    positive = rng.random(200) < 0.4
+    scores = rng.integers(-5, 6, 200) + positive  # a rating scale: many ties, a small shift
+    u = mannwhitneyu(scores[positive], scores[~positive]).statistic
+    assert roc_auc(positive, scores) == pytest.approx(u / (positive.sum() * (~positive).sum()), abs=1e-12)
+    assert math.isnan(roc_auc([True, True], [0.1, 0.2]))
 
 
 def _images(n_real=3, n_fake=3):

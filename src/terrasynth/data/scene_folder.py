@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -10,10 +9,7 @@ import torch
 from ..errors import InputError
 from .captions import SCENE_TEMPLATES, caption_for_scene
 from .images import is_image_file, read_image
-
-
-def _unit_hash(text: str) -> float:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / 16**12
+from .splits import unit_hash
 
 
 class SceneFolder(torch.utils.data.Dataset):
@@ -60,7 +56,7 @@ class SceneFolder(torch.utils.data.Dataset):
 
     @staticmethod
     def _split_of(path: Path, fractions) -> str:
-        u = _unit_hash(f"{path.parent.name}/{path.name}")
+        u = unit_hash(f"{path.parent.name}/{path.name}")
         return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
 
     @property
@@ -74,7 +70,7 @@ class SceneFolder(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         path, label = self.files[index]
         # Chosen by the file, not the position, so a file has one caption in every split.
-        choice = int(_unit_hash(f"template/{path.parent.name}/{path.name}") * len(self.caption_templates))
+        choice = int(unit_hash(f"template/{path.parent.name}/{path.name}") * len(self.caption_templates))
         template = self.caption_templates[min(choice, len(self.caption_templates) - 1)]
         sample = {
             "image": read_image(path),

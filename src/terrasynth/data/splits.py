@@ -14,7 +14,9 @@ import re
 SPLITS = ("train", "val", "test")
 
 
-def _unit_hash(text: str) -> float:
+def unit_hash(text: str) -> float:
+    """A number in [0, 1) fixed by ``text`` alone (the first 48 bits of its SHA-256): a split or a caption choice
+    that does not depend on which other items there are."""
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / float(16**12)
 
 
@@ -28,7 +30,7 @@ def _check_fractions(fractions) -> tuple[float, float, float]:
 def split_of(key: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
     """The split of a key, by a hash of the key alone."""
     fractions = _check_fractions(fractions)
-    u = _unit_hash(key)
+    u = unit_hash(key)
     if u < fractions[0]:
         return "train"
     if u < fractions[0] + fractions[1]:

@@ -73,7 +73,9 @@ class RandomDihedral:
         return dihedral(sample, k, flip)
 
 
-def _dihedral(value: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+def rotate_flip(value: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """``k`` quarter turns over the last two axes (``torch.rot90``), then a left-right mirror if ``flip``: the
+    element (k, flip) of the dihedral group D4 applied to an image, a layout or a batch of them."""
     value = torch.rot90(value, k, (-2, -1))
     return torch.flip(value, (-1,)) if flip else value
 
@@ -84,17 +86,17 @@ def dihedral(sample: dict, k: int, flip: bool) -> dict:
     out = dict(sample)
     for key in ("image", "layout"):
         if key in out:
-            out[key] = _dihedral(out[key], k, flip)
+            out[key] = rotate_flip(out[key], k, flip)
     if (k % 4 or flip) and isinstance(sample.get("georeference"), dict):
         from affine import Affine
 
         height, width = sample["image"].shape[-2:]
         rows = torch.arange(height).view(height, 1).expand(height, width)
         cols = torch.arange(width).view(1, width).expand(height, width)
-        new_rows, new_cols = _dihedral(rows, k, flip), _dihedral(cols, k, flip)
+        new_rows, new_cols = rotate_flip(rows, k, flip), rotate_flip(cols, k, flip)
         # The linear part does not depend on the size: read it off a 2×2 grid, then place the first pixel.
-        r2 = _dihedral(torch.tensor([[0, 0], [1, 1]]), k, flip)
-        c2 = _dihedral(torch.tensor([[0, 1], [0, 1]]), k, flip)
+        r2 = rotate_flip(torch.tensor([[0, 0], [1, 1]]), k, flip)
+        c2 = rotate_flip(torch.tensor([[0, 1], [0, 1]]), k, flip)
         m00, m01 = int(c2[0, 1] - c2[0, 0]), int(c2[1, 0] - c2[0, 0])
         m10, m11 = int(r2[0, 1] - r2[0, 0]), int(r2[1, 0] - r2[0, 0])
         # Pixel centres: new (0.5, 0.5) lands on old (col + 0.5, row + 0.5) of the first new pixel.

@@ -58,6 +58,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor, cap_db: float = PSNR_CAP_DB) -> torch
     return torch.tensor(values, dtype=torch.float32)
 
 
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`psnr` of two uint8 H×W×3 arrays (a watermarked image against its host, say)."""
+    return float(psnr(*(torch.from_numpy(np.asarray(x)).permute(2, 0, 1).double() / 255 for x in (a, b)))[0])
+
+
 @torch.no_grad()
 def paired_metrics(real: torch.Tensor, fake: torch.Tensor, perceptual_net=None, batch_size: int = 16) -> dict:
     """Mean ± std over pairs of SSIM, PSNR and (with an ``EffNetFeatures`` net) the perceptual distance on

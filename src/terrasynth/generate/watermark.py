@@ -997,9 +997,3 @@ def locate_watermark(image: np.ndarray, scheme: str = DEFAULT_SCHEME, key: bytes
         return marker.locate(image)
     image = _check_rgb(image)
     return np.full(image.shape[:2], 1.0 if marker.read(image).valid else 0.0, np.float32)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 images."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)

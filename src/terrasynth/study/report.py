@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..detect.evaluate import roc_auc
 from ..errors import InputError
 from ..files import atomic_path, write_json_atomic, write_text_atomic
 from ..pages import render_page
@@ -201,18 +202,6 @@ def d_prime(hits: int, signal_trials: int, false_alarms: int, noise_trials: int)
     return (z(hit_rate) - z(false_alarm_rate), -(z(hit_rate) + z(false_alarm_rate)) / 2)
 
 
-def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
-    """Area under the ROC curve (Mann–Whitney U / (n₊ n₋)), ties counted as one half."""
-    from scipy.stats import rankdata
-
-    scores, positive = np.asarray(scores, float), np.asarray(positive, bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def spearman(x: Sequence[float], y: Sequence[float]) -> dict[str, float | int]:
     """Spearman's ρ with its two-sided p-value; NaN with fewer than 3 pairs or a constant side."""
     from scipy.stats import spearmanr
@@ -287,7 +276,7 @@ def analyse_ratings(
     overall["images_rated"] = len(by_image)
     # rating-scale ROC: "synthetic, sure" > ... > "real, sure"
     signed = [r.confidence if r.answer == SYNTHETIC else -r.confidence for r in ratings]
-    overall["rating_auc"] = auc(signed, [r.truth == SYNTHETIC for r in ratings])
+    overall["rating_auc"] = roc_auc([r.truth == SYNTHETIC for r in ratings], signed)
 
     per_rater = []
     for rater_id, own in by_rater.items():
@@ -353,9 +342,9 @@ def analyse_ratings(
                 "vs_fooling_synthetic": spearman(
                     [values[i] for i in synthetic], [-rated[i]["fooling_rate"] for i in synthetic]
                 ),
-                "score_auc": auc([values[i] for i in common], [rated[i]["truth"] == SYNTHETIC for i in common]),
-                "people_auc": auc(
-                    [rated[i]["synthetic_rate"] for i in common], [rated[i]["truth"] == SYNTHETIC for i in common]
+                "score_auc": roc_auc([rated[i]["truth"] == SYNTHETIC for i in common], [values[i] for i in common]),
+                "people_auc": roc_auc(
+                    [rated[i]["truth"] == SYNTHETIC for i in common], [rated[i]["synthetic_rate"] for i in common]
                 ),
             }
         )

@@ -22,7 +22,7 @@ from ..data.captions import SCENE_TEMPLATES, caption_for_scene
 from ..data.grids import image_grid, write_png
 from ..data.paired_tiles import PairedTiles
 from ..data.scene_folder import SceneFolder
-from ..data.transforms import Resize
+from ..data.transforms import Resize, rotate_flip
 from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
 from ..models.embedded import (
@@ -208,11 +208,6 @@ def load_latent_cache(path: Path, fingerprint: str) -> LatentCache | None:
     return LatentCache(tensors["mean"], tensors["std"], tensors["layouts"], meta["captions"], tensors["labels"])
 
 
-def _dihedral(tensors: list[torch.Tensor], k: int, flip: bool) -> list[torch.Tensor]:
-    out = [torch.rot90(t, k, (-2, -1)) for t in tensors]
-    return [torch.flip(t, (-1,)) for t in out] if flip else out
-
-
 def _build_model(config: DiffusionTrainConfig) -> EmbeddedDiffusionModel:
     if config.init_from:
         # Weights come from init_from; everything else (noise schedule, name) from the training config, so a
@@ -296,9 +291,8 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
         layouts = cache.layouts[index].float()
         rotations = torch.randint(0, 4, (config.batch_size,), generator=generator).tolist()
         flips = (torch.rand(config.batch_size, generator=generator) < 0.5).tolist()
-        augmented = [_dihedral([latents[i], layouts[i]], rotations[i], flips[i]) for i in range(config.batch_size)]
-        latents = torch.stack([a[0] for a in augmented])
-        layouts = torch.stack([a[1] for a in augmented])
+        latents = torch.stack([rotate_flip(x, k, f) for x, k, f in zip(latents, rotations, flips)])
+        layouts = torch.stack([rotate_flip(x, k, f) for x, k, f in zip(layouts, rotations, flips)])
         if config.crop is not None and config.crop < config.resolution:
             latents, layouts = _random_crop(latents, layouts, config.crop // model.config.downsampling, generator)
         latents, layouts = latents.to(device), layouts.to(device)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data.transforms import rotate_flip
 from ..models.recognition import Classifier, Segmenter
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,6 @@ class SupervisedTrainConfig:
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
-
-
-def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    x = torch.rot90(x, k, (-2, -1))
-    return torch.flip(x, (-1,)) if flip else x
 
 
 def _optimizer(model, config: SupervisedTrainConfig):
@@ -100,9 +96,9 @@ def _train(model, images, targets, config, progress, name) -> list[float]:
         index = next(batches)
         x, y = _crop(images[index].float(), targets[index], config.crop, generator)
         k, flip = int(torch.randint(0, 4, (), generator=generator)), bool(torch.rand((), generator=generator) < 0.5)
-        x = _dihedral(x, k, flip)
+        x = rotate_flip(x, k, flip)
         if y.dim() == 3:
-            y = _dihedral(y, k, flip)
+            y = rotate_flip(y, k, flip)
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

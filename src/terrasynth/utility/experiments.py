@@ -237,7 +237,9 @@ def load_tensor_cache(path: Path, build: Callable[[], dict[str, torch.Tensor]]) 
     return tensors
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
+def quantize_images(images: torch.Tensor) -> torch.Tensor:
+    """A batch of float images in [0, 1] → uint8, same layout (a quarter of the memory; ``to_float`` undoes it).
+    For one image to show or save (H×W×3), ``data.grids.to_uint8``."""
     return (images * 255).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -253,7 +255,7 @@ def read_samples(dataset, size: int, key: str | None, progress: bool = False) ->
     images, targets = [], []
     for index in tqdm(range(len(dataset)), disable=not progress, desc=f"reading {getattr(dataset, 'root', '')}"):
         sample = dataset[index]
-        images.append(to_uint8(resize_images(sample["image"][None].float(), size))[0])
+        images.append(quantize_images(resize_images(sample["image"][None].float(), size))[0])
         if key == "label":
             targets.append(torch.tensor(sample["label"]))
         elif key == "layout":

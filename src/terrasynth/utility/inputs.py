@@ -17,6 +17,7 @@ import torch
 from ..data.images import is_image_file, read_image
 from ..data.paired_tiles import PairedTiles
 from ..data.scene_folder import SceneFolder
+from ..data.synthetic_tiles import is_synthetic_dataset
 from ..errors import InputError
 from .experiments import (
     ALL,
@@ -27,9 +28,9 @@ from .experiments import (
     fingerprint,
     load_tensor_cache,
     nested_take,
+    quantize_images,
     read_samples,
     resize_images,
-    to_uint8,
 )
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ def generator_kind(generator: str | Path, task: str) -> str:
     path = Path(str(generator)).expanduser()
     if not path.is_dir():
         return "model"  # a shipped name; load_pipeline names a missing folder
+    if is_synthetic_dataset(path):  # terrasynth synthesize's output: its images/ are named <layout id>-000.png
+        if task == "segment":
+            return "synthesized"
+        raise InputError(path, "a synthesized layout dataset serves the segmentation study", "use --task segment")
     if any(path.glob("*.json")) or any(path.glob("*.safetensors")) or any(path.glob("*/*.safetensors")):
         return "model"  # a terrasynth or diffusers model folder, or fine-tuned weights
     if task == "segment":
@@ -218,8 +223,9 @@ def load_segmentation_data(
     synthetic = torch.zeros((per_layout, len(train), 3, config.size, config.size), dtype=torch.uint8)
     present = torch.zeros((per_layout, len(train)), dtype=torch.bool)
     if needed:
-        if generator_kind(generator, "segment") == "folder":
-            folder = Path(generator)
+        kind = generator_kind(generator, "segment")
+        if kind in ("folder", "synthesized"):
+            folder = Path(generator) / "images" if kind == "synthesized" else Path(generator)
         else:
             from ..generate.api import load_pipeline
             from ..generate.batch import generate_for_layouts
@@ -252,7 +258,9 @@ def load_segmentation_data(
         tag = fingerprint(_files_fingerprint([p for _, _, p in found]), config.size)
 
         def build():
-            images = torch.stack([to_uint8(resize_images(read_image(p)[None], config.size))[0] for _, _, p in found])
+            images = torch.stack(
+                [quantize_images(resize_images(read_image(p)[None], config.size))[0] for _, _, p in found]
+            )
             return {"images": images}
 
         loaded = load_tensor_cache(cache / f"synthetic-segment-{config.size}px-{tag}.safetensors", build)["images"]
