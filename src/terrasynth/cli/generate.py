@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -110,6 +111,64 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_synthesize(args) -> int:
+    """Read and check every layout, then the model, then sample what is not yet on disk (see
+    ``generate.synthesize``); under ``accelerate launch`` every process runs this and the main one prints."""
+    from ..generate.content_credentials import signer_config_from
+
+    signer = signer_config_from(args.c2pa_cert, args.c2pa_key)
+    sampling = sampling_from(args)
+    if sampling.strength is not None:
+        raise InputError(None, "--strength needs an init image: synthesize draws from noise", "drop --strength")
+    if args.batch_size < 1:
+        raise InputError(None, f"--batch-size must be at least 1, got {args.batch_size}")
+    from ..files import read_json
+    from ..generate import synthesize as synth
+
+    class_map = read_json(args.class_map) if args.class_map else None
+    loaded = None
+    table = synth.input_class_table(args.input, args.class_table, args.model)
+    if table is None:  # a Stable Diffusion ControlNet: its classes come with the loaded model
+        from ..generate.api import load_pipeline
+
+        loaded = load_pipeline(args.model, sampling.scheduler)
+        table = loaded.generator.layout_classes
+        if table is None:
+            raise InputError(args.model, "this model takes no layout", "synthesize needs a layout-conditioned model")
+    entries, skipped = synth.read_layouts(
+        args.input,
+        table,
+        split=args.split,
+        size=args.size,
+        class_property=args.class_property,
+        class_map=class_map,
+        skip_bad=args.skip_bad,
+    )
+    class_swap = synth.read_class_swap(args.class_swap, table) if args.class_swap else None
+    items = synth.plan_items(entries, args.per_layout, args.seed, args.prompt, tuple(args.augment), class_swap)
+    result = synth.synthesize(
+        loaded or args.model,
+        items,
+        args.out,
+        sampling,
+        batch_size=args.batch_size,
+        watermark=not args.no_watermark,
+        signer=signer,
+        progress=not args.quiet,
+        skipped=skipped,
+    )
+    if result.is_main_process:
+        for source, problem in result.skipped:
+            print(f"skipped {source}: {problem}", file=sys.stderr)
+        kept = result.planned - result.written
+        print(f"{result.written} images written, {kept} already there, {result.planned} in {result.out_dir}")
+        print(
+            f"{result.images_per_second:.3f} images/s ({result.written} in {result.sample_seconds:.1f} s on "
+            f"{result.processes} process(es); model load {result.load_seconds:.1f} s apart)"
+        )
+    return 0
+
+
 def cmd_info(args) -> int:
     from ..generate.provenance import describe
 
@@ -211,6 +270,49 @@ def add_commands(commands, common) -> None:
     )
     generate.add_argument("--c2pa-key", help="PEM private key of --c2pa-cert (env TERRASYNTH_C2PA_KEY)")
     generate.set_defaults(func=cmd_generate)
+
+    synthesize = commands.add_parser(
+        "synthesize",
+        help="a labelled synthetic dataset from many layouts (accelerate launch shards it over processes)",
+        description="Images from every layout of INPUT, with the layouts as labels: OUT/images/, OUT/masks/, "
+        "OUT/classes.json, OUT/index.csv. Resumable: items already in OUT are kept. Shard over processes, GPUs or "
+        "machines with: accelerate launch --num_processes N -m terrasynth.cli synthesize ...",
+    )
+    synthesize.add_argument(
+        "input", help="a folder of layouts (mask PNG/GeoTIFF, colour maps, GeoJSON), a paired-tiles dataset, or a "
+        "CSV with columns layout,prompt"
+    )  # fmt: skip
+    synthesize.add_argument("--out", required=True, help="output dataset folder")
+    synthesize.add_argument("--model", default="default", help="model folder or shipped model name (default)")
+    synthesize.add_argument("--per-layout", type=int, default=1, metavar="K", help="images per layout (default: 1)")
+    synthesize.add_argument("--prompt", help="one prompt for all (default: the CSV's, else built from the layout)")
+    synthesize.add_argument(
+        "--seed", type=int, default=0, help="base seed; item k of layout L uses a hash of (seed, L, k) (default: 0)"
+    )
+    synthesize.add_argument("--batch-size", type=int, default=8, help="images sampled together (default: 8)")
+    synthesize.add_argument(
+        "--augment",
+        nargs="+",
+        default=[],
+        choices=["flip", "rot90"],
+        help="also make flipped (horizontal, vertical) and/or rotated (90, 180, 270°) copies of each layout",
+    )
+    synthesize.add_argument("--class-swap", metavar="JSON", help='also a copy with classes swapped: {"from": "to"}')
+    synthesize.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable layouts (listed in OUT/skipped.csv) instead of stopping before anything is written",
+    )
+    synthesize.add_argument("--split", default="all", help="the split of a paired-tiles INPUT (default: all)")
+    synthesize.add_argument("--class-table", help="classes.json of the layouts (default: the dataset's or model's)")
+    synthesize.add_argument("--size", type=int, default=256, help="GeoJSON raster size in pixels")
+    synthesize.add_argument("--class-property", default="class", help="GeoJSON property holding the class")
+    synthesize.add_argument("--class-map", help="JSON mapping GeoJSON class values to class names")
+    add_sampling_arguments(synthesize)
+    synthesize.add_argument("--no-watermark", action="store_true", help="no invisible watermark")
+    synthesize.add_argument("--c2pa-cert", help="sign C2PA Content Credentials with this PEM certificate chain")
+    synthesize.add_argument("--c2pa-key", help="PEM private key of --c2pa-cert")
+    synthesize.set_defaults(func=cmd_synthesize)
 
     info = commands.add_parser("info", help="show an image's provenance and georeference")
     info.add_argument("file")

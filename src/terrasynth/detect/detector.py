@@ -102,12 +102,15 @@ def read_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
 def load_image_folders(folders: list[str | Path], limit: int | None = None, seed: int = 0) -> list[np.ndarray]:
     """Every readable image under ``folders`` (recursively), or a seeded sample of ``limit`` of them."""
     from ..data.images import is_image_file
+    from ..data.synthetic_tiles import is_synthetic_dataset
 
     files = []
     for folder in folders:
         folder = Path(folder)
         if not folder.is_dir():
             raise InputError(folder, "folder not found")
+        if is_synthetic_dataset(folder):  # terrasynth synthesize's output: its images, not its masks
+            folder = folder / "images"
         found = sorted(p for p in folder.rglob("*") if is_image_file(p))
         if not found:
             raise InputError(folder, "no image files in folder")

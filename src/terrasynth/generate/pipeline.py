@@ -207,6 +207,10 @@ class LayoutToImagePipeline:
     def layout_classes(self) -> ClassTable | None:
         return self.model.config.layout_classes
 
+    def to(self, device: torch.device | str) -> LayoutToImagePipeline:
+        self.model.to(device)
+        return self
+
     @property
     def default_guidance_scale(self) -> float:
         return self.model.config.guidance_scale

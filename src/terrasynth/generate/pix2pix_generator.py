@@ -40,6 +40,10 @@ class Pix2PixGenerator:
         self.layout_classes = class_table
         self.stochastic = stochastic
 
+    def to(self, device: torch.device | str) -> Pix2PixGenerator:
+        self.generator.to(device)
+        return self
+
     @classmethod
     def from_pretrained(cls, directory: str | Path, stochastic: bool = True) -> Pix2PixGenerator:
         directory = Path(directory)
@@ -67,7 +71,8 @@ class Pix2PixGenerator:
         for index, image_seed in enumerate(seeds):
             with torch.random.fork_rng():
                 torch.manual_seed(image_seed)
-                images.append(self.generator.generate(layout[index], dropout=self.stochastic))
+                device = next(self.generator.parameters()).device
+                images.append(self.generator.generate(layout[index].to(device), dropout=self.stochastic).cpu())
         self.generator.eval()
         return GenerationOutput(torch.stack(images).clamp(0, 1), prompts, seeds)
 

@@ -106,6 +106,9 @@ class Generator(Protocol):
     default_guidance_scale: float
     sampling_options: frozenset[str]  # Sampling fields beyond RECORD_FIELDS this generator uses
 
+    def to(self, device: torch.device | str) -> Generator:
+        """The generator on ``device`` (one GPU per process under accelerate)."""
+
     def sample(
         self,
         prompts: list[str],

@@ -75,6 +75,10 @@ class StableDiffusionGenerator:
         takes_rescale = "guidance_rescale" in inspect.signature(self.pipe.__call__).parameters
         return frozenset({"guidance_rescale"} if takes_rescale else ())
 
+    def to(self, device: torch.device | str) -> StableDiffusionGenerator:
+        self.pipe.to(device)
+        return self
+
     @property
     def takes_layout(self) -> bool:
         return getattr(self.pipe, "controlnet", None) is not None
