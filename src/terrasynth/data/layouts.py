@@ -87,7 +87,8 @@ def _geojson_crs(data: dict) -> str | None:
     return None
 
 
-def _same_crs(a: str, b: str) -> bool:
+def same_crs(a: str, b: str) -> bool:
+    """Whether two CRS strings ("EPSG:32634", WKT, PROJ) name the same CRS; unreadable ones compare as text."""
     from rasterio.crs import CRS
 
     try:
@@ -217,7 +218,7 @@ def rasterize_geojson(
         half = max(right - left, top - bottom, 1e-9) / 2
         cx, cy = (left + right) / 2, (bottom + top) / 2
         grid = TileGrid((cx - half, cy - half, cx + half, cy + half), size, size, crs)
-    elif not _same_crs(crs, grid.crs):
+    elif not same_crs(crs, grid.crs):
         raise InputError(
             path,
             f"GeoJSON CRS {crs} does not match the grid CRS {grid.crs}",
