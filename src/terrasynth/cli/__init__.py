@@ -14,8 +14,8 @@ from .. import __version__
 from ..errors import TerrasynthError
 from . import detect, evaluate, generate, study, train, utility, validation
 
-# In this order in ``terrasynth --help``: generate, info, demo, train-autoencoder, train, export, finetune, study,
-# detect, verify, evaluate, train-pix2pix, train-domain, train-segmenter, utility.
+# In this order in ``terrasynth --help``: generate, synthesize, info, demo, train-autoencoder, train, export,
+# finetune, train-pix2pix, train-domain, train-segmenter, study, detect, verify, evaluate, utility.
 AREAS = (generate, train, study, detect, evaluate, utility)
 
 
