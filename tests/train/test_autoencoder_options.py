@@ -14,7 +14,8 @@ from terrasynth.errors import InputError
 from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder
 from terrasynth.train.autoencoder import train_autoencoder
 from terrasynth.train.checkpoints import list_checkpoints
-from terrasynth.train.diffusion import export_checkpoint, train_diffusion
+from terrasynth.train.diffusion import train_diffusion
+from terrasynth.train.export import export_checkpoint
 
 
 def parts(vae) -> tuple[dict, dict]:
@@ -404,7 +405,7 @@ def test_a_deeper_decoder_grows_from_the_trained_one_and_ships_its_moving_averag
 
 def test_a_grown_decoder_ships_in_a_model_and_the_model_still_loads(datasets, tmp_path):  # noqa: F811
     from terrasynth.models.embedded import decoder_depth, grow_decoder, save_autoencoder
-    from terrasynth.train.diffusion import reexport_model
+    from terrasynth.train.export import reexport_model
 
     model_dir = save_tiny_model(tmp_path / "model", conditioning="class", scene_classes=SCENE_CLASSES)
     vae = EmbeddedDiffusionModel.from_pretrained(model_dir).vae

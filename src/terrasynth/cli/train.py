@@ -83,7 +83,8 @@ def cmd_export(args) -> int:
 
     from ..config import load_config
     from ..train.checkpoints import resolve_checkpoint
-    from ..train.diffusion import DiffusionTrainConfig, export_checkpoint, reexport_model
+    from ..train.diffusion import DiffusionTrainConfig
+    from ..train.export import export_checkpoint, reexport_model
 
     dtype = torch.float16 if args.fp16 else None
     mean_prior, mean_prior_settings = _mean_prior_change(args)
@@ -133,7 +134,7 @@ def cmd_export(args) -> int:
 def _mean_prior_change(args):
     """(a source to fit a mean prior on, or None; the MeanPriorConfig fields given, or None). Without
     ``--mean-prior DATA``, a re-exported model's fitted prior keeps its table and only its settings change."""
-    from ..train.diffusion import MeanPriorSource
+    from ..train.export import MeanPriorSource
 
     given = {"neighbours": args.mean_prior_neighbours, "start": args.mean_prior_start}
     given = {name: value for name, value in given.items() if value is not None} or None
