@@ -99,7 +99,6 @@ INPUT_FOLDERS = {
     "train",
     "class_data",
     "mean_prior",
-    "run",
 }
 # Options naming a folder of weights (a path, where a name is not a shipped one).
 WEIGHT_FOLDERS = {"autoencoder", "init_from", "vae", "segmenter", "domain_encoder"}
@@ -680,10 +679,14 @@ def _check_train_recognition(args: argparse.Namespace) -> None:
 
 @checks("export")
 def _check_export(args: argparse.Namespace) -> None:
+    settings = args.mean_prior_neighbours is not None or args.mean_prior_start is not None
+    if settings and args.mean_prior is None and args.model is None:
+        raise InputError(None, "--mean-prior-neighbours and --mean-prior-start need --mean-prior DATA")
     output_folder(args.out)
     if args.model is not None:
         check_model(args.model)
     if args.run is not None:
+        input_folder(args.run, "--run")
         input_file(Path(args.run) / "config.json", "--run")
         if args.checkpoint != "latest":
             folder = input_folder(args.checkpoint, "--checkpoint")
