@@ -569,3 +569,30 @@ def test_evaluate_hint_counts_both_halves_of_the_real_set():
         check_set_size(4, "real halves", MIN_PER_SET, needed=2 * MIN_PER_SET)
     with pytest.raises(InputError, match=f"give at least {MIN_PER_SET} images"):
         check_set_size(4, "fake")
+
+
+def test_a_folder_the_user_cannot_write_is_named_with_the_reason(tmp_path, monkeypatch):
+    """As root (these tests' usual user) permissions do not bite, so the refusal of the probe file is simulated:
+    the error names the output, the folder tried and the reason, and leaves nothing behind."""
+    import tempfile
+
+    from terrasynth.cli import validation
+    from terrasynth.errors import InputError
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(InputError, match=r"out: --out: cannot write in .* \(Permission denied\)"):
+        validation.output_folder(tmp_path / "out")
+    with pytest.raises(InputError, match=r"scores\.csv: --out: cannot write in .* \(Permission denied\)"):
+        validation.output_file(tmp_path / "scores.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere; the simulated test above stands in")
+def test_a_read_only_folder_is_refused_for_a_normal_user(tmp_path, capsys):
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    code = main(["demo", "--out", str(folder / "out")])
+    assert code == 2 and "cannot write" in capsys.readouterr().err and list(folder.iterdir()) == []
