@@ -37,6 +37,9 @@ def parse_args(argv=None):
     parser.add_argument("--generate-calls", type=int, default=64, help="one-image generate calls (0: none)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads in all")
     parser.add_argument("--work", default="/tmp/terrasynth-bench-synthesize")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the pipeline's own batched speed (benchmarks/speed.py's way)"
+    )
     return parser.parse_args(argv)
 
 
@@ -92,6 +95,26 @@ def run_generate_calls(args, masks: list[Path], work: Path) -> float:
     return total
 
 
+def pipeline_images_per_second(args, masks: list[Path]) -> float:
+    """The embedded pipeline's own batched speed, in this process, as benchmarks/speed.py measures it: one batch
+    of ``--batch-size`` images of the first layout after a warm-up, ``--threads`` threads."""
+    import torch
+
+    from terrasynth.data.images import read_mask
+    from terrasynth.generate.api import load_pipeline
+
+    torch.set_num_threads(args.threads)
+    pipeline = load_pipeline(args.model).generator
+    layout = read_mask(masks[0])
+    pipeline("aerial image", layout=layout, num_images=2, num_inference_steps=2, seed=0)  # warm-up
+    start = time.perf_counter()
+    pipeline(
+        "aerial image", layout=layout, num_images=args.batch_size, num_inference_steps=args.steps, seed=1,
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    return args.batch_size / (time.perf_counter() - start)
+
+
 def max_pixel_difference(a: Path, b: Path) -> tuple[bool, int]:
     """(same file names, the largest difference of any pixel between same-named images)."""
     import numpy as np
@@ -120,6 +143,7 @@ def main(argv=None) -> None:
         name = f"synthesize, {processes} process(es), batch {args.batch_size}"
         rows.append((name, r["wall_s"], r["images_per_s"], r["load_s"]))
     generate_s = run_generate_calls(args, masks, work) if args.generate_calls else None
+    baseline = None if args.no_baseline else pipeline_images_per_second(args, masks)
     from PIL import Image
 
     with Image.open(masks[0]) as first:
@@ -129,6 +153,10 @@ def main(argv=None) -> None:
     print(f"{'run':<44} {'wall s':>8} {'images/s':>9} {'load s':>7}")
     for name, wall, rate, load in rows:
         print(f"{name:<44} {wall:>8.1f} {rate:>9.3f} {load:>7.1f}")
+    if baseline is not None:
+        print(f"{f'the pipeline alone, batch {args.batch_size} (speed.py)':<44} {'':>8} {baseline:>9.3f}")
+        if 1 in runs:
+            print(f"synthesize (1 process) / the pipeline alone: {runs[1]['images_per_s'] / baseline:.2f}")
     if generate_s is not None:
         calls = min(args.generate_calls, len(masks))
         print(f"{f'{calls} generate calls, one image each':<44} {generate_s:>8.1f} {calls / generate_s:>9.3f}")
