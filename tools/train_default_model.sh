@@ -19,7 +19,9 @@
 # commands run unchanged.
 #
 # Smoke test: TS_MAX_STEPS=2 TS_STOP_AFTER=3 bash tools/train_default_model.sh caps every training stage at 2
-# steps and stops after stage 3; delete runs/default-model afterwards, or the real run resumes from those steps.
+# steps and stops after stage 3 (each denoiser stage first encodes the 2,601 training tiles, about 9 min on 2 idle
+# threads, so this takes half an hour or more); delete runs/default-model afterwards, or the real run resumes from
+# those steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -x .venv/bin/terrasynth ]]; then PATH="$PWD/.venv/bin:$PATH"; fi
