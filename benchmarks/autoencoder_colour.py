@@ -23,7 +23,7 @@ import torch
 
 from terrasynth.data.paired_tiles import PairedTiles
 from terrasynth.data.transforms import Resize
-from terrasynth.models.embedded import decode_images, load_autoencoder
+from terrasynth.models.embedded import decode_images, load_autoencoder_and_correction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # realism.py, for the FD/KID helper
 
@@ -41,11 +41,11 @@ def parse_args(argv=None):
 
 
 @torch.no_grad()
-def round_trip(vae, images: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+def round_trip(vae, correction, images: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size] * 2 - 1
-        out.append(decode_images(vae, vae.encode(batch).latent_dist.mode()))
+        out.append(decode_images(vae, vae.encode(batch).latent_dist.mode(), correction))
     return torch.cat(out)
 
 
@@ -74,8 +74,8 @@ def main(argv=None) -> dict:
         fidelity = layout_fidelity(None if args.segmenter == "shipped" else args.segmenter, layouts)
         results["real"].update(fidelity(images))
     for folder in args.autoencoder:
-        vae = load_autoencoder(folder).eval()
-        reconstruction = round_trip(vae, images)
+        vae, correction = load_autoencoder_and_correction(folder)
+        reconstruction = round_trip(vae.eval(), correction, images)
         mse = (reconstruction - images).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
         results[folder] = {
             "psnr": float((10 * torch.log10(1 / mse)).mean()),

@@ -78,3 +78,21 @@ def test_the_shipped_domain_encoder_loads_and_scores():
     assert extractor.features(images).shape == (2, extractor.dim)
     probabilities = extractor.probabilities(images)
     assert probabilities.shape == (2, 7) and abs(probabilities.sum(1) - 1).max() < 1e-6
+
+
+def test_the_shipped_colour_correction_is_a_saved_part_of_the_model(pipeline):
+    """The decoder's colour correction is a registered submodule loaded from ``vae/colour_correction.*``, and
+    decoding is diffusers' ``vae.decode`` followed by it."""
+    from terrasynth.models.colour_correction import apply_colour_correction
+
+    model = pipeline.model
+    assert model.colour_correction is not None and model.colour_correction.kind == "local"
+    # an MLP on 4 × 5 features per latent pixel: 20·64 + 64 + 64·64 + 64 + 64·3 + 3 parameters
+    assert sum(p.numel() for n, p in model.named_parameters() if n.startswith("colour_correction.")) == 5699
+    latents = torch.randn(1, model.config.image_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        unscaled = latents / model.scaling_factor
+        plain = (model.vae.decode(unscaled).sample + 1) / 2
+        decoded = model.decode_latents(latents)
+    assert torch.equal(decoded, apply_colour_correction(model.colour_correction, unscaled, plain).clamp(0, 1))
+    assert (decoded - plain.clamp(0, 1)).abs().max() > 1e-3  # the correction acts

@@ -20,9 +20,14 @@ from terrasynth.models.colour_correction import (
     fit_colour_correction,
     fit_global_correction,
     fit_local_correction,
-    set_colour_correction,
 )
-from terrasynth.models.embedded import EmbeddedDiffusionModel, decode_images, load_autoencoder, save_autoencoder
+from terrasynth.models.embedded import (
+    EmbeddedDiffusionModel,
+    decode_images,
+    load_autoencoder,
+    load_autoencoder_and_correction,
+    save_autoencoder,
+)
 
 
 def coloured_tiles(count: int = 24, size: int = 16) -> torch.Tensor:
@@ -32,9 +37,9 @@ def coloured_tiles(count: int = 24, size: int = 16) -> torch.Tensor:
     return (colours + 0.05 * torch.randn(count, 3, size, size, generator=generator)).clamp(0, 1)
 
 
-def mean_colour_error(vae, images: torch.Tensor) -> float:
+def mean_colour_error(vae, images: torch.Tensor, correction=None) -> float:
     with torch.no_grad():
-        decoded = decode_images(vae, vae.encode(images * 2 - 1).latent_dist.mode())
+        decoded = decode_images(vae, vae.encode(images * 2 - 1).latent_dist.mode(), correction)
     return float((decoded.mean((2, 3)) - images.mean((2, 3))).abs().mean())
 
 
@@ -44,10 +49,10 @@ def test_fitted_correction_reduces_the_mean_colour_error_of_a_round_trip(tmp_pat
     before = mean_colour_error(vae, images)
     correction = fit_colour_correction(vae, images.split(8))
     assert correction.matrix.shape == (3, vae.config.latent_channels + 1)
-    set_colour_correction(vae, correction)
-    assert mean_colour_error(vae, images) < 0.8 * before  # an untrained autoencoder: latent means say little
-    set_colour_correction(vae, -correction.matrix)
-    assert mean_colour_error(vae, images) > before
+    assert (
+        mean_colour_error(vae, images, correction) < 0.8 * before
+    )  # an untrained autoencoder: latent means say little
+    assert mean_colour_error(vae, images, GlobalColourCorrection(-correction.matrix)) > before
 
 
 def test_offset_is_linear_in_the_latent_mean_plus_a_constant():
@@ -75,13 +80,14 @@ def test_model_folders_carry_the_correction_and_decoding_applies_it(tmp_path):
         plain = model.decode_latents(latents)
     correction = torch.zeros(3, model.config.image_channels + 1)
     correction[:, -1] = torch.tensor([0.2, -0.1, 0.05])
-    set_colour_correction(model.vae, correction)
+    model.colour_correction = GlobalColourCorrection(correction)
+    assert "colour_correction.matrix" in dict(model.named_buffers())  # a registered part of the model
     model.save_pretrained(tmp_path / "model")
     assert (tmp_path / "model" / "vae" / COLOUR_CORRECTION_NAME).is_file()
     for dtype in (None, torch.float16):
         model.save_pretrained(tmp_path / "saved", dtype=dtype)
         loaded = EmbeddedDiffusionModel.from_pretrained(tmp_path / "saved")
-        assert torch.equal(loaded.vae.colour_correction.matrix, correction)
+        assert torch.equal(loaded.colour_correction.matrix, correction)
         with torch.no_grad():
             corrected = loaded.decode_latents(latents)
         expected = plain + correction[:, -1][None, :, None, None]
@@ -94,12 +100,11 @@ def test_model_folders_carry_the_correction_and_decoding_applies_it(tmp_path):
 
 def test_saving_without_a_correction_removes_a_stale_file(tmp_path):
     vae = load_autoencoder(save_tiny_autoencoder(tmp_path / "ae"))
-    set_colour_correction(vae, torch.zeros(3, 5))
-    save_autoencoder(vae, tmp_path / "out")
+    save_autoencoder(vae, tmp_path / "out", GlobalColourCorrection(torch.zeros(3, 5)))
     assert (tmp_path / "out" / COLOUR_CORRECTION_NAME).is_file()
-    save_autoencoder(set_colour_correction(vae, None), tmp_path / "out")
+    save_autoencoder(vae, tmp_path / "out")
     assert not (tmp_path / "out" / COLOUR_CORRECTION_NAME).exists()
-    assert load_autoencoder(tmp_path / "out").colour_correction is None
+    assert load_autoencoder_and_correction(tmp_path / "out")[1] is None
 
 
 @pytest.mark.parametrize("content", [{"matrix": [[1, 2], [3, 4]]}, {"matrix": "abc"}, [1, 2, 3], {}])
@@ -107,7 +112,7 @@ def test_a_bad_correction_file_names_itself(tmp_path, content):
     folder = save_tiny_autoencoder(tmp_path / "ae")
     (folder / COLOUR_CORRECTION_NAME).write_text(json.dumps(content))
     with pytest.raises(InputError, match=COLOUR_CORRECTION_NAME):
-        load_autoencoder(folder)
+        load_autoencoder_and_correction(folder)
 
 
 def two_colour_tiles(count: int = 24, size: int = 16) -> torch.Tensor:
@@ -118,9 +123,9 @@ def two_colour_tiles(count: int = 24, size: int = 16) -> torch.Tensor:
     return (tiles + 0.05 * torch.randn(count, 3, size, size, generator=generator)).clamp(0, 1)
 
 
-def half_colour_error(vae, images: torch.Tensor) -> float:
+def half_colour_error(vae, images: torch.Tensor, correction=None) -> float:
     with torch.no_grad():
-        decoded = decode_images(vae, vae.encode(images * 2 - 1).latent_dist.mode())
+        decoded = decode_images(vae, vae.encode(images * 2 - 1).latent_dist.mode(), correction)
     halves = lambda x: torch.stack([h.mean((2, 3)) for h in x.chunk(2, dim=3)])  # noqa: E731
     return float((halves(decoded) - halves(images)).abs().mean())
 
@@ -148,8 +153,7 @@ def test_fitting_a_local_correction_on_round_trips_restores_each_half_of_two_col
     before = half_colour_error(vae, images)
     local = fit_colour_correction(vae, images.split(8), "local", steps=300)
     assert isinstance(local, LocalColourCorrection)
-    set_colour_correction(vae, local)
-    assert half_colour_error(vae, images) < 0.8 * before
+    assert half_colour_error(vae, images, local) < 0.8 * before
     with pytest.raises(ValueError, match="kind must be one of"):
         fit_colour_correction(vae, images.split(8), "cubic")
 
@@ -167,15 +171,15 @@ def test_a_local_correction_survives_saving_in_an_autoencoder_and_a_float16_mode
     correction = LocalColourCorrection(channels, hidden=8)
     torch.nn.init.normal_(correction.layers[-1].weight, std=0.1)  # a non-zero correction
     latents = torch.randn(2, channels, 8, 8, generator=torch.Generator().manual_seed(1))
-    set_colour_correction(model.vae, correction)
-    save_autoencoder(model.vae, tmp_path / "ae")
+    model.colour_correction = correction
+    save_autoencoder(model.vae, tmp_path / "ae", correction)
     saved = json.loads((tmp_path / "ae" / COLOUR_CORRECTION_NAME).read_text())
     assert saved["kind"] == "local" and "state" not in saved  # weights in safetensors, not in the JSON
     assert (tmp_path / "ae" / COLOUR_CORRECTION_WEIGHTS_NAME).is_file()
-    assert torch.equal(load_autoencoder(tmp_path / "ae").colour_correction(latents), correction(latents))
+    assert torch.equal(load_autoencoder_and_correction(tmp_path / "ae")[1](latents), correction(latents))
     model.save_pretrained(tmp_path / "model", dtype=torch.float16)
     loaded = EmbeddedDiffusionModel.from_pretrained(tmp_path / "model")
-    assert torch.equal(loaded.vae.colour_correction(latents), correction(latents))  # kept in float32
+    assert torch.equal(loaded.colour_correction(latents), correction(latents))  # kept in float32
     with torch.no_grad():
         uncorrected = (loaded.vae.decode(latents).sample + 1) / 2
         corrected = loaded.decode_latents(latents * loaded.scaling_factor)
@@ -199,7 +203,7 @@ def test_a_bad_local_correction_file_names_itself(tmp_path, content, message):
     folder = save_tiny_autoencoder(tmp_path / "ae")
     (folder / COLOUR_CORRECTION_NAME).write_text(json.dumps(content))
     with pytest.raises(InputError, match=message) as raised:
-        load_autoencoder(folder)
+        load_autoencoder_and_correction(folder)
     assert COLOUR_CORRECTION_NAME in str(raised.value)
 
 
@@ -214,28 +218,26 @@ def test_local_correction_weights_live_in_safetensors_and_old_json_weights_still
     legacy = {**correction.to_json(), "state": {k: v.tolist() for k, v in correction.state_dict().items()}}
     del legacy["weights"]
     (folder / COLOUR_CORRECTION_NAME).write_text(json.dumps(legacy))
-    loaded = load_autoencoder(folder)
-    assert torch.allclose(loaded.colour_correction(latents), correction(latents))
+    loaded, loaded_correction = load_autoencoder_and_correction(folder)
+    assert torch.allclose(loaded_correction(latents), correction(latents))
     # Saved again, it moves to the new layout; a global correction after it leaves no stale weights file.
-    save_autoencoder(loaded, folder)
+    save_autoencoder(loaded, folder, loaded_correction)
     assert "state" not in json.loads((folder / COLOUR_CORRECTION_NAME).read_text())
-    assert torch.allclose(load_autoencoder(folder).colour_correction(latents), correction(latents))
-    set_colour_correction(loaded, torch.zeros(3, channels + 1))
-    save_autoencoder(loaded, folder)
+    assert torch.allclose(load_autoencoder_and_correction(folder)[1](latents), correction(latents))
+    save_autoencoder(loaded, folder, GlobalColourCorrection(torch.zeros(3, channels + 1)))
     assert not (folder / COLOUR_CORRECTION_WEIGHTS_NAME).exists()
-    assert load_autoencoder(folder).colour_correction.kind == "global"
+    assert load_autoencoder_and_correction(folder)[1].kind == "global"
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage"])
 def test_a_missing_or_broken_correction_weights_file_names_itself(tmp_path, damage):
     folder = save_tiny_autoencoder(tmp_path / "ae")
     vae = load_autoencoder(folder)
-    set_colour_correction(vae, LocalColourCorrection(vae.config.latent_channels, hidden=8))
-    save_autoencoder(vae, folder)
+    save_autoencoder(vae, folder, LocalColourCorrection(vae.config.latent_channels, hidden=8))
     weights = folder / COLOUR_CORRECTION_WEIGHTS_NAME
     if damage == "missing":
         weights.unlink()
     else:
         weights.write_bytes(b"not safetensors")
     with pytest.raises(InputError, match=COLOUR_CORRECTION_WEIGHTS_NAME):
-        load_autoencoder(folder)
+        load_autoencoder_and_correction(folder)

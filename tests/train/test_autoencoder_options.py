@@ -11,7 +11,7 @@ from tests.fake_models import SCENE_CLASSES, save_tiny_model
 from tests.train.test_resume import autoencoder_config, datasets, diffusion_config  # noqa: F401
 
 from terrasynth.errors import InputError
-from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder
+from terrasynth.models.embedded import EmbeddedDiffusionModel, load_autoencoder, load_autoencoder_and_correction
 from terrasynth.train.autoencoder import train_autoencoder
 from terrasynth.train.checkpoints import list_checkpoints
 from terrasynth.train.diffusion import train_diffusion
@@ -69,18 +69,19 @@ def test_export_swaps_in_a_refined_decoder_but_refuses_a_different_encoder(datas
     )
     refined_dir = train_autoencoder(refine, progress=False)
     shipped = export_checkpoint(diffusion, checkpoint, tmp_path / "shipped", vae_path=str(refined_dir))
-    shipped_vae = EmbeddedDiffusionModel.from_pretrained(shipped).vae
+    shipped_model = EmbeddedDiffusionModel.from_pretrained(shipped)
+    shipped_vae, shipped_correction = shipped_model.vae, shipped_model.colour_correction
     assert torch.equal(
         shipped_vae.decoder.conv_out.weight, AutoencoderKL.from_pretrained(refined_dir).decoder.conv_out.weight
     )
     # The decoder's colour correction travels with it.
-    assert shipped_vae.colour_correction.matrix.shape == (3, 5)
-    assert torch.equal(shipped_vae.colour_correction.matrix, load_autoencoder(refined_dir).colour_correction.matrix)
+    assert shipped_correction.matrix.shape == (3, 5)
+    assert torch.equal(shipped_correction.matrix, load_autoencoder_and_correction(refined_dir)[1].matrix)
     # Refining that decoder again without a fit drops its correction, which belonged to the old decoder.
     again = dataclasses.replace(
         refine, init_from=str(refined_dir), colour_correction_size=0, output_dir=str(tmp_path / "again")
     )
-    assert load_autoencoder(train_autoencoder(again, progress=False)).colour_correction is None
+    assert load_autoencoder_and_correction(train_autoencoder(again, progress=False))[1] is None
     with pytest.raises(ValueError, match="colour_correction_size"):
         dataclasses.replace(refine, colour_correction_size=33)
 
@@ -169,8 +170,8 @@ def test_a_zero_step_refinement_refits_a_local_colour_correction_and_keeps_the_w
 
     pairs, scenes, autoencoder = datasets
     refit = decoder_refinement(datasets, tmp_path / "refit", 0, colour_correction_size=32, colour_correction="local")
-    vae = load_autoencoder(train_autoencoder(refit, progress=False))
-    assert isinstance(vae.colour_correction, LocalColourCorrection)
+    vae, correction = load_autoencoder_and_correction(train_autoencoder(refit, progress=False))
+    assert isinstance(correction, LocalColourCorrection)
     before = AutoencoderKL.from_pretrained(autoencoder).state_dict()
     assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items())
     with pytest.raises(ValueError, match="colour_correction must be one of"):

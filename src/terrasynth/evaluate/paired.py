@@ -60,7 +60,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor, cap_db: float = PSNR_CAP_DB) -> torch
 
 def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
     """:func:`psnr` of two uint8 H×W×3 arrays (a watermarked image against its host, say)."""
-    return float(psnr(*(torch.from_numpy(np.asarray(x)).permute(2, 0, 1).double() / 255 for x in (a, b)))[0])
+    return float(psnr(*(torch.tensor(np.asarray(x)).permute(2, 0, 1).double() / 255 for x in (a, b)))[0])
 
 
 @torch.no_grad()

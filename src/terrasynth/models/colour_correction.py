@@ -15,8 +15,9 @@ training round trips (encode → decode, posterior mode) can give it back:
 
 Both live beside the decoder weights, and outside the decoder's weights file, which stays a plain diffusers one:
 ``colour_correction.json`` holds the kind and settings (and a global correction's 15 numbers), and a local
-correction's weights go in ``colour_correction.safetensors`` (float32). On the autoencoder the correction is held as
-``vae.colour_correction``, outside its ``state_dict``.
+correction's weights go in ``colour_correction.safetensors`` (float32). In a model the correction is a submodule of
+its own, ``EmbeddedDiffusionModel.colour_correction``, applied as a named step of ``decode_latents``; beside a
+lone autoencoder it is passed explicitly (``load_autoencoder_and_correction``, ``save_autoencoder``).
 """
 
 from __future__ import annotations
@@ -196,17 +197,8 @@ def fit_colour_correction(vae, images, kind: str = "global", **options) -> Colou
 # Saving and loading -------------------------------------------------------------------------------------------
 
 
-def set_colour_correction(vae, correction: ColourCorrection | torch.Tensor | None):
-    """Hold ``correction`` on ``vae`` (a 3×(C+1) tensor is a global one). It is kept out of the module tree,
-    so the autoencoder's weights file stays a plain diffusers one."""
-    if isinstance(correction, torch.Tensor):
-        correction = GlobalColourCorrection(correction)
-    object.__setattr__(vae, "colour_correction", correction)
-    return vae
-
-
-def save_colour_correction(vae, folder: Path) -> None:
-    correction = getattr(vae, "colour_correction", None)
+def save_colour_correction(correction: ColourCorrection | None, folder: Path) -> None:
+    """Write ``correction`` beside the decoder weights in ``folder``; None removes any correction saved there."""
     path = Path(folder) / COLOUR_CORRECTION_NAME
     weights_path = Path(folder) / COLOUR_CORRECTION_WEIGHTS_NAME
     if correction is None or correction.kind != "local":
@@ -221,11 +213,12 @@ def save_colour_correction(vae, folder: Path) -> None:
     write_json_atomic(path, correction.to_json())
 
 
-def load_colour_correction(vae, folder: Path):
+def load_colour_correction(folder: Path, latent_channels: int) -> ColourCorrection | None:
+    """The correction saved in ``folder`` (float32), or None where there is none."""
     path = Path(folder) / COLOUR_CORRECTION_NAME
     if not path.is_file():
-        return set_colour_correction(vae, None)
-    return set_colour_correction(vae, correction_from_json(read_json(path), vae.config.latent_channels, path))
+        return None
+    return correction_from_json(read_json(path), latent_channels, path)
 
 
 def _local_state(data: dict, path: Path) -> dict[str, torch.Tensor]:

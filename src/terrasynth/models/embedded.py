@@ -37,6 +37,7 @@ from ..errors import InputError
 from ..files import follow_umask, read_json
 from .colour_correction import (
     COLOUR_CORRECTION_WEIGHTS_NAME,
+    ColourCorrection,
     apply_colour_correction,
     load_colour_correction,
     save_colour_correction,
@@ -275,6 +276,7 @@ class EmbeddedDiffusionModel(nn.Module):
         unet: UNet2DModel | None = None,
         condition: ConditionEncoder | None = None,
         mean_prior: LatentMeanPrior | None = None,
+        colour_correction: ColourCorrection | None = None,
     ):
         super().__init__()
         self.config = config
@@ -282,6 +284,8 @@ class EmbeddedDiffusionModel(nn.Module):
         if config.autoencoder is not None and vae is None:
             vae = config.autoencoder.build()
         self.vae = vae
+        # The decoder's colour correction (models/colour_correction.py), a submodule saved beside the decoder.
+        self.colour_correction = colour_correction
         in_channels = config.image_channels + config.num_layout_channels
         self.unet = unet if unet is not None else config.denoiser.build(in_channels, config.image_channels)
         self.condition = (
@@ -308,10 +312,10 @@ class EmbeddedDiffusionModel(nn.Module):
         return latents * self.scaling_factor
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents → [0, 1] images."""
+        """Scaled latents → [0, 1] images: the decoder, then its colour correction (where the model has one)."""
         if self.vae is None:
             return ((latents + 1) / 2).clamp(0, 1)
-        return decode_images(self.vae, latents / self.scaling_factor)
+        return decode_images(self.vae, latents / self.scaling_factor, self.colour_correction)
 
     def layout_channels(self, layout, batch_size: int, latent_size: tuple[int, int], keep=None) -> torch.Tensor | None:
         if self.config.class_table is None:
@@ -355,7 +359,7 @@ class EmbeddedDiffusionModel(nn.Module):
                 module_to_save = copy.deepcopy(module).to(dtype)
             save_part(module_to_save, staging / name)
         if self.vae is not None:
-            save_colour_correction(self.vae, staging / "vae")
+            save_colour_correction(self.colour_correction, staging / "vae")
         if (self.mean_prior is None) != (self.config.mean_prior is None):
             raise ValueError("config.mean_prior and the model's mean prior table must be set together")
         if self.mean_prior is not None:
@@ -385,13 +389,14 @@ class EmbeddedDiffusionModel(nn.Module):
                 fix = "convert it to safetensors; pickled weights are not loaded" if others else "re-save the model"
                 raise InputError(folder, "no safetensors weights found", fix)
             loaded[name] = model_class.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
+        correction = None
         if "vae" in loaded:
-            load_colour_correction(loaded["vae"], directory / "vae")
+            correction = load_colour_correction(directory / "vae", loaded["vae"].config.latent_channels)
         mean_prior = None
         if config.mean_prior is not None:
             mean_prior = LatentMeanPrior.load(directory / MEAN_PRIOR_FOLDER)
             _check_mean_prior(mean_prior, config, directory / MEAN_PRIOR_FOLDER)
-        return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"], mean_prior)
+        return cls(config, loaded.get("vae"), loaded["unet"], loaded["condition"], mean_prior, correction)
 
 
 def _check_mean_prior(prior: LatentMeanPrior, config: EmbeddedModelConfig, source) -> None:
@@ -412,15 +417,26 @@ def _weight_files(folder: Path) -> list[Path]:
     return [p for p in folder.glob("*.safetensors") if p.name != COLOUR_CORRECTION_WEIGHTS_NAME]
 
 
-def load_autoencoder(folder: str | Path) -> AutoencoderKL:
-    """A trained ``AutoencoderKL`` in float32: a train-autoencoder output folder, or a model folder's ``vae/``."""
+def _autoencoder_folder(folder: str | Path) -> Path:
+    """An autoencoder's folder: a train-autoencoder output folder, or a model folder's ``vae/``."""
     folder = Path(folder)
     if (folder / "vae").is_dir():
         folder = folder / "vae"
     if not _weight_files(folder):
         raise InputError(folder, "no autoencoder weights (safetensors) found", "train one with train-autoencoder")
-    vae = _AutoencoderLoader.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
-    return load_colour_correction(vae, folder)
+    return folder
+
+
+def load_autoencoder(folder: str | Path) -> AutoencoderKL:
+    """A trained ``AutoencoderKL`` in float32: a train-autoencoder output folder, or a model folder's ``vae/``."""
+    return _AutoencoderLoader.from_pretrained(_autoencoder_folder(folder), torch_dtype=torch.float32)
+
+
+def load_autoencoder_and_correction(folder: str | Path) -> tuple[AutoencoderKL, ColourCorrection | None]:
+    """:func:`load_autoencoder` and the decoder's colour correction saved beside it (None where there is none)."""
+    folder = _autoencoder_folder(folder)
+    vae = _AutoencoderLoader.from_pretrained(folder, torch_dtype=torch.float32)
+    return vae, load_colour_correction(folder, vae.config.latent_channels)
 
 
 def decoder_depth(vae: AutoencoderKL) -> int:
@@ -492,15 +508,18 @@ class _AutoencoderLoader:
         return vae if torch_dtype == torch.float32 else vae.to(torch_dtype)
 
 
-def save_autoencoder(vae: AutoencoderKL, folder: str | Path) -> None:
+def save_autoencoder(vae: AutoencoderKL, folder: str | Path, colour_correction: ColourCorrection | None = None) -> None:
+    """The autoencoder as a diffusers folder, with ``colour_correction`` beside it (None: any there is removed)."""
     save_part(vae, Path(folder))
-    save_colour_correction(vae, Path(folder))
+    save_colour_correction(colour_correction, Path(folder))
 
 
-def decode_images(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
-    """Unscaled latents → [0, 1] images, with the autoencoder's colour correction when it has one."""
+def decode_images(
+    vae: AutoencoderKL, latents: torch.Tensor, colour_correction: ColourCorrection | None = None
+) -> torch.Tensor:
+    """Unscaled latents → [0, 1] images: diffusers' ``vae.decode``, then ``colour_correction``'s offset, clamped."""
     images = (vae.decode(latents).sample + 1) / 2
-    return apply_colour_correction(getattr(vae, "colour_correction", None), latents, images).clamp(0, 1)
+    return apply_colour_correction(colour_correction, latents, images).clamp(0, 1)
 
 
 def model_fingerprint(directory: str | Path) -> str:
@@ -521,5 +540,6 @@ __all__ = [
     "EmbeddedModelConfig",
     "layout_to_channels",
     "load_autoencoder",
+    "load_autoencoder_and_correction",
     "model_fingerprint",
 ]

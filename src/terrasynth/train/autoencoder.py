@@ -34,7 +34,7 @@ from ..data.paired_tiles import PairedTiles
 from ..data.transforms import CenterCrop
 from ..errors import InputError
 from ..files import atomic_path, read_json, write_json_atomic
-from ..models.colour_correction import CORRECTION_KINDS, fit_colour_correction, set_colour_correction
+from ..models.colour_correction import CORRECTION_KINDS, fit_colour_correction
 from ..models.embedded import AutoencoderConfig, decoder_depth, grow_decoder, load_autoencoder, save_autoencoder
 from ..models.features import EffNetFeatures, perceptual_distance
 from .data import image_dataset, open_split
@@ -394,8 +394,7 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: str | None = None,
         final.register_to_config(scaling_factor=latent_scaling_factor(final, train_data))
     # A correction from init_from belongs to the old decoder: refit it or drop it.
     correction = _fit_correction(final, config, progress) if config.colour_correction_size else None
-    set_colour_correction(final, correction)
-    save_autoencoder(final, run.dir / "autoencoder")
+    save_autoencoder(final, run.dir / "autoencoder", correction)
     return run.dir / "autoencoder"
 
 

@@ -207,7 +207,7 @@ def train_diffusion(config: DiffusionTrainConfig, resume: str | None = None, pro
 
     accelerator = Accelerator()
     torch.manual_seed(config.seed)
-    model = build_model(config)
+    model = build_model(config.model, config.init_from, config.autoencoder_path)
     model.vae.requires_grad_(False) if model.vae is not None else None
     validation = _validation_batch(model, config)  # opens every dataset: a bad one fails before the run dir
     run = TrainingRun(config.output_dir, config, config.keep_checkpoints)
@@ -400,7 +400,13 @@ def _validation_batch(model: EmbeddedDiffusionModel, config: DiffusionTrainConfi
 def _validate(model, ema_modules, samples, run: TrainingRun, step: int, steps: int) -> None:
     from ..generate.pipeline import LayoutToImagePipeline
 
-    snapshot = EmbeddedDiffusionModel(model.config, model.vae, ema_modules["unet"], ema_modules["condition"])
+    snapshot = EmbeddedDiffusionModel(
+        model.config,
+        model.vae,
+        ema_modules["unet"],
+        ema_modules["condition"],
+        colour_correction=model.colour_correction,
+    )
     pipeline = LayoutToImagePipeline(snapshot)
     tiles = []
     for sample in samples:

@@ -6,52 +6,59 @@
   defaults for generation;
 - ``set_mean_prior``: fit the mean prior generation draws each tile's global colour from, or change its settings.
 
-The decoder's colour correction travels with the autoencoder (``models/colour_correction.py``): a refined
-decoder brings its own.
+The decoder's colour correction (``models/colour_correction.py``) is saved beside the decoder and travels with it:
+a refined decoder brings its own, and an exported model keeps its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..data.paired_tiles import PairedTiles
 from ..data.transforms import Resize
 from ..errors import InputError
-from ..models.embedded import EmbeddedDiffusionModel, decoder_depth, load_autoencoder
+from ..models.embedded import (
+    EmbeddedDiffusionModel,
+    EmbeddedModelConfig,
+    decoder_depth,
+    load_autoencoder_and_correction,
+)
 from ..models.mean_prior import MeanPriorConfig, fit_mean_prior
 from .run import EMA
 
-if TYPE_CHECKING:
-    from .diffusion import DiffusionTrainConfig
 
-
-def build_model(config: DiffusionTrainConfig) -> EmbeddedDiffusionModel:
-    """The model a training config describes: ``init_from``'s weights (the architectures must match) or a fresh
-    one, with the config's autoencoder; training starts from it and a checkpoint's EMA weights are exported into it."""
-    if config.init_from:
+def build_model(
+    config: EmbeddedModelConfig, init_from: str | None = None, autoencoder_path: str | None = None
+) -> EmbeddedDiffusionModel:
+    """The model a training config describes (its ``model``, ``init_from`` and ``autoencoder_path``): init_from's
+    weights (the architectures must match) or a fresh model, with the autoencoder (and its decoder's colour
+    correction) of ``autoencoder_path``; training starts from it and a checkpoint's EMA weights are exported into it.
+    """
+    if init_from:
         # Weights come from init_from; everything else (noise schedule, name) from the training config, so a
         # model can be fine-tuned onto a new schedule. The architectures must match. An autoencoder_path given
         # beside init_from replaces init_from's autoencoder: the denoiser is then fine-tuned into its latent space.
-        init = EmbeddedDiffusionModel.from_pretrained(config.init_from)
-        vae = load_autoencoder(config.autoencoder_path) if config.autoencoder_path else init.vae
-        model = EmbeddedDiffusionModel(config.model, vae=vae)
+        init = EmbeddedDiffusionModel.from_pretrained(init_from)
+        vae, correction = init.vae, init.colour_correction
+        if autoencoder_path:
+            vae, correction = load_autoencoder_and_correction(autoencoder_path)
+        model = EmbeddedDiffusionModel(config, vae=vae, colour_correction=correction)
         try:
             model.unet.load_state_dict(init.unet.state_dict())
             model.condition.load_state_dict(init.condition.state_dict())
         except RuntimeError:
             raise InputError(
-                config.init_from,
+                init_from,
                 "its architecture differs from the training config's model",
                 "use the model section of the config it was trained with",
             ) from None
         return model
-    model = EmbeddedDiffusionModel(config.model)
-    if config.model.autoencoder is not None:
-        model.vae = load_autoencoder(config.autoencoder_path)
+    model = EmbeddedDiffusionModel(config)
+    if config.autoencoder is not None:
+        model.vae, model.colour_correction = load_autoencoder_and_correction(autoencoder_path)
     return model
 
 
@@ -105,14 +112,19 @@ def _mean_prior_tiles(model: EmbeddedDiffusionModel, source: MeanPriorSource) ->
 
 def export_model(model: EmbeddedDiffusionModel, ema_modules, directory: Path, dtype=None) -> Path:
     exported = EmbeddedDiffusionModel(
-        model.config, model.vae, ema_modules["unet"], ema_modules["condition"], model.mean_prior
+        model.config,
+        model.vae,
+        ema_modules["unet"],
+        ema_modules["condition"],
+        model.mean_prior,
+        model.colour_correction,
     )
     exported.save_pretrained(directory, dtype=dtype)
     return directory
 
 
 def export_checkpoint(
-    config: DiffusionTrainConfig,
+    config,
     checkpoint: Path,
     directory: Path,
     dtype=None,
@@ -122,7 +134,8 @@ def export_checkpoint(
     sampling_steps: int | None = None,
     mean_prior_settings: dict | None = None,
 ) -> Path:
-    """Write the EMA weights of a training checkpoint as a model folder (e.g. to ship mid-training).
+    """Write the EMA weights of a training checkpoint of ``config`` (a ``DiffusionTrainConfig``) as a model folder
+    (e.g. to ship mid-training).
 
     ``vae_path``: an autoencoder whose decoder was refined after the diffusion model trained; it replaces the
     model's autoencoder only if its encoder is the same, so the latents the UNet learned stay valid.
@@ -130,7 +143,7 @@ def export_checkpoint(
     ``mean_prior``: fit one on its tiles and ship it, with ``mean_prior_settings`` (MeanPriorConfig fields)."""
     from .checkpoints import load_checkpoint
 
-    model = build_model(config)
+    model = build_model(config.model, config.init_from, config.autoencoder_path)
     if vae_path is not None:
         _swap_in_decoder(model, vae_path)
     model.config = _with_sampling_defaults(model.config, guidance_scale, sampling_steps)
@@ -191,7 +204,7 @@ def _swap_in_decoder(model: EmbeddedDiffusionModel, vae_path: str) -> None:
     """``model`` with the autoencoder of ``vae_path`` (same encoder, checked) and its decoder's depth recorded."""
     from dataclasses import replace
 
-    model.vae = _refined_autoencoder(model.vae, vae_path)
+    model.vae, model.colour_correction = _refined_autoencoder(model.vae, vae_path)
     depth = decoder_depth(model.vae)
     recorded = None if depth == model.config.autoencoder.layers_per_block else depth
     if recorded != model.config.autoencoder.decoder_layers_per_block:
@@ -200,13 +213,15 @@ def _swap_in_decoder(model: EmbeddedDiffusionModel, vae_path: str) -> None:
 
 
 def _refined_autoencoder(current, vae_path: str):
+    """The autoencoder of ``vae_path`` and its decoder's colour correction; InputError unless its encoder is
+    ``current``'s."""
     from .autoencoder import shares_latent_space
 
-    refined = load_autoencoder(vae_path)
+    refined, correction = load_autoencoder_and_correction(vae_path)
     if not shares_latent_space(current, refined):
         raise InputError(
             vae_path,
             "its encoder or scaling factor differs from the model's, so the model's latents would not fit it",
             "refine the decoder only (train_encoder false, init_from the model)",
         )
-    return refined
+    return refined, correction
