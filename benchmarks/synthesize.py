@@ -91,7 +91,9 @@ def run_generate_calls(args, masks: list[Path], work: Path) -> float:
     for index, mask in enumerate(masks[: args.generate_calls]):
         command = [sys.executable, "-m", "terrasynth.cli", "generate", "--layout", str(mask), "--n", "1"]
         command += ["--seed", str(index), "--steps", str(args.steps), "--model", args.model, "--out", str(out), "-q"]
-        total += timed(command, args.threads)[0]
+        seconds = timed(command, args.threads)[0]
+        total += seconds
+        print(f"generate call {index + 1}: {seconds:.1f} s", file=sys.stderr, flush=True)
     return total
 
 
@@ -142,6 +144,7 @@ def main(argv=None) -> None:
         r = runs[processes]
         name = f"synthesize, {processes} process(es), batch {args.batch_size}"
         rows.append((name, r["wall_s"], r["images_per_s"], r["load_s"]))
+        print(f"{name}: {r['wall_s']:.1f} s wall, {r['images_per_s']:.3f} images/s", file=sys.stderr, flush=True)
     generate_s = run_generate_calls(args, masks, work) if args.generate_calls else None
     baseline = None if args.no_baseline else pipeline_images_per_second(args, masks)
     from PIL import Image
