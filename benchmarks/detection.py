@@ -41,9 +41,13 @@ import torch
 from terrasynth.detect.detector import DetectorConfig, build_detector, read_rgb
 from terrasynth.detect.evaluate import roc_auc
 from terrasynth.detect.features import FEATURE_WIDTH
-from terrasynth.detect.perturb import crop, everyday_processing, jpeg, resize
+from terrasynth.detect.perturb import crop, everyday_processing, jpeg, random_downscale, resize
 
 TEST_PERTURBATIONS = ("clean", "jpeg75", "resize0.5", "crop0.5")
+# every training image as it is, after a random everyday edit, and shrunk by a random 0.4–0.9 (the shrunk copies
+# train the content probe only); calibration images as they are and after an everyday edit
+TRAIN_VARIANTS = ("train-clean", "train-processed", "train-downscaled")
+CALIBRATION_VARIANTS = ("train-clean", "train-processed")
 TARGETS = {"auc": 0.95, "fpr": 0.01, "auc_perturbed": 0.9, "fpr_perturbed": 0.02, "iou": 0.7}
 
 
@@ -61,6 +65,8 @@ def load_variant(row: dict, variant: str) -> np.ndarray:
             image = jpeg(image, int(rng.integers(85, 96)))
         if variant == "train-processed":
             image, _ = everyday_processing(image, rng)
+        if variant == "train-downscaled":
+            image = random_downscale(image, rng)
         return image
     if fake:
         image = jpeg(image, 95)
@@ -114,16 +120,17 @@ def tile_rows(features: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def train_fold(config: DetectorConfig, cache: FeatureCache, train: list[dict], calibration: list[dict]):
-    xs, ys = [], []
+    xs, ys, shrunk = [], [], []
     for row in train:
-        variants = ("train-clean",) if row.get("mask") else ("train-clean", "train-processed")
+        variants = ("train-clean",) if row.get("mask") else TRAIN_VARIANTS
         for variant in variants:
             x, y = tile_rows(cache(row, variant), row["label"])
             xs.append(x)
             ys.append(y)
+            shrunk.append(np.full(len(y), variant == "train-downscaled"))
     detector = build_detector(config)
-    detector.fit_features(np.concatenate(xs), np.concatenate(ys))
-    calibration_features = [cache(row, v) for row in calibration for v in ("train-clean", "train-processed")]
+    detector.fit_features(np.concatenate(xs), np.concatenate(ys), np.concatenate(shrunk))
+    calibration_features = [cache(row, v) for row in calibration for v in CALIBRATION_VARIANTS]
     detector.calibrate_features(calibration_features)
     return detector
 

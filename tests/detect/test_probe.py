@@ -14,7 +14,7 @@ from terrasynth.detect.detector import DetectorConfig, build_detector, load_dete
 from terrasynth.detect.evaluate import roc_auc
 from terrasynth.detect.features import residual_features, tile_features, tile_grid
 from terrasynth.detect.perturb import EVERYDAY, everyday_processing
-from terrasynth.detect.probe import conformal_p, two_means, value_at_p
+from terrasynth.detect.probe import TRACE_COLUMNS, conformal_p, two_means, value_at_p
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -188,3 +188,21 @@ def test_localize_command_refuses_bad_input(trained, tmp_path, capsys, case):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_shrunk_copies_train_the_content_probe_only():
+    from sklearn.linear_model import LogisticRegression
+
+    real, fake = make_sets(12, size=32, seed=9)
+    features = tile_features(np.stack(real + fake))
+    labels = np.r_[np.zeros(12), np.ones(12)]
+    shrunk = np.zeros(24, bool)
+    shrunk[::3] = True
+    probe = build_detector(config()).fit_features(features, labels, shrunk)
+    everything = build_detector(config()).fit_features(features, labels)
+    z = (features - probe.mean) / probe.scale
+    reference = LogisticRegression(C=config().probe_c, max_iter=3000, class_weight="balanced")
+    reference.fit(z[~shrunk][:, TRACE_COLUMNS], labels[~shrunk])
+    assert np.allclose(probe.trace_coef, reference.coef_[0], atol=1e-6)
+    assert np.allclose(probe.content_coef, everything.content_coef)
+    assert not np.allclose(probe.trace_coef, everything.trace_coef, atol=1e-3)

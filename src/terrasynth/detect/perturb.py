@@ -104,6 +104,14 @@ def everyday_processing(image: np.ndarray, rng: np.random.Generator, min_size: i
     return jpeg(screenshot(image, scale), 90) if rng.random() < 0.5 else screenshot(image, scale), "screenshot"
 
 
+def random_downscale(image: np.ndarray, rng: np.random.Generator, min_size: int = 64) -> np.ndarray:
+    """The image shrunk by a random factor in 0.4–0.9 (never below ``min_size``): images are often shared smaller
+    than they were made, which erases most up-sampling traces. Training on shrunk copies of both classes keeps
+    what survives."""
+    scale = float(max(min_size / min(image.shape[:2]), rng.uniform(0.4, 0.9)))
+    return resize(image, min(1.0, scale))
+
+
 PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "clean": lambda x: x,
     "jpeg95": lambda x: jpeg(x, 95),
