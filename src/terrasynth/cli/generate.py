@@ -276,12 +276,14 @@ def add_commands(commands, common) -> None:
         help="a labelled synthetic dataset from many layouts (accelerate launch shards it over processes)",
         description="Images from every layout of INPUT, with the layouts as labels: OUT/images/, OUT/masks/, "
         "OUT/classes.json, OUT/index.csv. Resumable: items already in OUT are kept. Shard over processes, GPUs or "
-        "machines with: accelerate launch --num_processes N -m terrasynth.cli synthesize ...",
+        "machines with: accelerate launch --multi_gpu --num_processes N -m terrasynth.cli synthesize ... (on CPU "
+        "too; docs/synthesize.md)",
     )
     synthesize.add_argument(
-        "input", help="a folder of layouts (mask PNG/GeoTIFF, colour maps, GeoJSON), a paired-tiles dataset, or a "
-        "CSV with columns layout,prompt"
-    )  # fmt: skip
+        "input",
+        help="a folder of layouts (mask PNG/GeoTIFF, colour maps, GeoJSON), a paired-tiles dataset, or a CSV with "
+        "columns layout,prompt",
+    )
     synthesize.add_argument("--out", required=True, help="output dataset folder")
     synthesize.add_argument("--model", default="default", help="model folder or shipped model name (default)")
     synthesize.add_argument("--per-layout", type=int, default=1, metavar="K", help="images per layout (default: 1)")

@@ -445,9 +445,15 @@ def synthesize(
         write_index(out_dir, items, items[0].layout.class_table, skipped or [])
     state.wait_for_everyone()
     return SynthesisResult(
-        out_dir, len(items), total, list(skipped or []), load_seconds, sample_seconds, state.num_processes,
-        state.is_main_process,
-    )  # fmt: skip
+        out_dir=out_dir,
+        planned=len(items),
+        written=total,
+        skipped=list(skipped or []),
+        load_seconds=load_seconds,
+        sample_seconds=sample_seconds,
+        processes=state.num_processes,
+        is_main_process=state.is_main_process,
+    )
 
 
 def remove_leftovers(out_dir: Path) -> list[Path]:
@@ -497,8 +503,8 @@ def _write_item(out_dir, item, output, index, loaded, sampling, watermark, signe
     extra = {"synthesize": {"id": item.id, "layout_id": item.layout_id, "augmentation": item.augmentation, "k": item.k}}
     records = provenance_records(one, loaded[1], loaded[2], sampling, layout, extra)
     write_mask(mask_path(out_dir, item), layout)
-    write_generated(one.images, records, out_dir / "images", layout=layout, names=[item.id], watermark=watermark,
-                    signer=signer)  # fmt: skip
+    images = out_dir / "images"
+    write_generated(one.images, records, images, layout=layout, names=[item.id], watermark=watermark, signer=signer)
 
 
 def _sum_over_processes(state, value: int) -> int:
