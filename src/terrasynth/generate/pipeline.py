@@ -14,6 +14,7 @@ from ..data.classes import ClassTable
 from ..data.layouts import class_shares
 from ..errors import InputError
 from ..models.embedded import EmbeddedDiffusionModel
+from .multidiffusion import decode_in_windows, layout_channels_in_strips, predict_in_windows, scene_windows
 from .sampling import Generator, Sampling
 from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 
@@ -179,6 +180,10 @@ class LayoutToImagePipeline:
     training tiles of the same class shares and starts from it, noised to the prior's ``start`` level, instead of
     from pure noise; ``mean_prior=False`` turns that off, and it is not used with ``init_latents`` or without a
     layout. Each draw is in ``GenerationOutput.mean_prior_draws``.
+    A layout larger than the model's working size (``EmbeddedModelConfig.sample_size``) is sampled in overlapping
+    latent windows whose predictions are fused at every step, and decoded window by window
+    (``generate/multidiffusion.py``, MultiDiffusion); memory is bounded by a window, not the scene. At or below
+    the working size nothing changes.
     ``sample(prompts, layout, sampling, seeds)`` is the same call with a :class:`~.sampling.Sampling` (the
     :class:`~.sampling.Generator` protocol).
     """
@@ -298,6 +303,15 @@ class LayoutToImagePipeline:
             ].long()
         sampler = make_scheduler(scheduler or self.scheduler_name, self.training_scheduler)
         latent_h, latent_w = padded_h // config.downsampling, padded_w // config.downsampling
+        windows = scene_windows(config, (latent_h, latent_w))  # None: the scene is sampled whole
+        if windows is not None:
+            log.info(
+                "%d×%d px sampled in %d overlapping windows of %d×%d latents",
+                width,
+                height,
+                len(windows),
+                *windows.window,
+            )
         if init_latents is not None:
             init_latents = check_per_image(
                 init_latents, "init_latents", num_images, config.image_channels, (latent_h, latent_w)
@@ -330,7 +344,10 @@ class LayoutToImagePipeline:
             null_condition = model.condition(count)
             # 3. Prepare the layout channels at latent resolution.
             chunk_layout = None if layout is None else layout[start:stop]
-            layout_channels = model.layout_channels(chunk_layout, count, (latent_h, latent_w))
+            if windows is None or chunk_layout is None:
+                layout_channels = model.layout_channels(chunk_layout, count, (latent_h, latent_w))
+            else:
+                layout_channels = layout_channels_in_strips(model, chunk_layout, count, (latent_h, latent_w))
             null_layout = model.layout_channels(None, count, (latent_h, latent_w))
             # 4. Timesteps and 5. initial noise.
             sampler.set_timesteps(num_inference_steps)
@@ -355,23 +372,21 @@ class LayoutToImagePipeline:
                 if steps_run == num_inference_steps:  # strength 1: the region starts from pure noise
                     latents = torch.lerp(latents, noise * sampler.init_noise_sigma, chunk_mask)
             use_guidance = guidance_scale != 1.0
-            # 6. Denoising loop (inpainting: the latents outside the mask follow the init latents' noising).
+            # 6. Denoising loop (inpainting: the latents outside the mask follow the init latents' noising; a
+            # scene over the working size: each window denoised with its layout, the predictions fused).
             for index, t in enumerate(timesteps_run):
                 model_input = sampler.scale_model_input(latents, t)
                 timesteps = torch.full((count,), int(t), device=model.device)
+                guidance = None
                 if use_guidance and low <= int(t) / num_train_timesteps <= high:
-                    both = model.predict(
-                        torch.cat([model_input, model_input]),
-                        torch.cat([timesteps, timesteps]),
-                        None if layout_channels is None else torch.cat([layout_channels, null_layout]),
-                        torch.cat([condition, null_condition]),
-                    )
-                    conditional, unconditional = both.chunk(2)
-                    prediction = unconditional + guidance_scale * (conditional - unconditional)
-                    if guidance_rescale:
-                        prediction = rescale_guided(prediction, conditional, guidance_rescale)
+                    guidance = (guidance_scale, guidance_rescale)
+                conditions = (timesteps, condition, null_condition, guidance)
+                if windows is None:
+                    prediction = self.predict(model_input, layout_channels, null_layout, *conditions)
                 else:
-                    prediction = model.predict(model_input, timesteps, layout_channels, condition)
+                    prediction = predict_in_windows(
+                        windows, self.predict, model_input, layout_channels, null_layout, *conditions
+                    )
                 latents = sampler.step(prediction, t, latents, generator=generator).prev_sample
                 if chunk_mask is not None:
                     known = chunk_init
@@ -385,13 +400,35 @@ class LayoutToImagePipeline:
                 down = config.downsampling
                 images.append(latents.cpu()[..., : -(-height // down), : -(-width // down)])
             else:
-                decoded = model.decode_latents(latents).cpu()[..., :height, :width]
+                decoded = (
+                    model.decode_latents(latents) if windows is None else decode_in_windows(model, latents, windows)
+                )
+                decoded = decoded.cpu()[..., :height, :width]
                 if inpaint_mask is not None:
                     pixels, redraw = init_image[start:stop].to(decoded), inpaint_mask[start:stop].to(decoded)
                     decoded = composite_inpainted(decoded, pixels, redraw)
                 images.append(decoded)
         bar.close()
         return GenerationOutput(torch.cat(images), prompts, seeds, draws)
+
+    def predict(self, model_input, layout_channels, null_layout, timesteps, condition, null_condition, guidance):
+        """The denoiser's prediction; with ``guidance`` (scale, rescale), classifier-free guided: the conditional
+        and the unconditional (null condition, null layout) predictions in one batch, combined."""
+        model = self.model
+        if guidance is None:
+            return model.predict(model_input, timesteps, layout_channels, condition)
+        guidance_scale, guidance_rescale = guidance
+        both = model.predict(
+            torch.cat([model_input, model_input]),
+            torch.cat([timesteps, timesteps]),
+            None if layout_channels is None else torch.cat([layout_channels, null_layout]),
+            torch.cat([condition, null_condition]),
+        )
+        conditional, unconditional = both.chunk(2)
+        prediction = unconditional + guidance_scale * (conditional - unconditional)
+        if guidance_rescale:
+            prediction = rescale_guided(prediction, conditional, guidance_rescale)
+        return prediction
 
     def sample(
         self,

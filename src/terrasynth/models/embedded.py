@@ -152,6 +152,9 @@ class EmbeddedModelConfig:
     # Draw each layout-conditioned tile's latent mean from training tiles of the same class shares and start
     # sampling from it (models/mean_prior.py); None: sample from pure noise. The table is in ``mean_prior/``.
     mean_prior: MeanPriorConfig | None = None
+    # The image side (pixels) the denoiser was trained at, its working size: a larger layout is sampled and
+    # decoded in overlapping windows of this side (generate/multidiffusion.py).
+    sample_size: int = 256
 
     def __post_init__(self):
         if self.conditioning not in CONDITIONINGS:
@@ -166,6 +169,10 @@ class EmbeddedModelConfig:
             raise ValueError(f"guidance_scale must be a finite number of at least 1, got {self.guidance_scale}")
         if isinstance(self.sampling_steps, bool) or not isinstance(self.sampling_steps, int) or self.sampling_steps < 1:
             raise ValueError(f"sampling_steps must be a whole number of at least 1, got {self.sampling_steps!r}")
+        if isinstance(self.sample_size, bool) or not isinstance(self.sample_size, int) or self.sample_size < 1:
+            raise ValueError(f"sample_size must be a whole number of pixels, got {self.sample_size!r}")
+        if self.sample_size % self.size_multiple:
+            raise ValueError(f"sample_size {self.sample_size} must be a multiple of {self.size_multiple}")
         if self.class_table is not None:
             ClassTable.from_dict(self.class_table)  # validates
         if self.mean_prior is not None and self.class_table is None:

@@ -1,0 +1,180 @@
+"""Peak memory and time of ``terrasynth generate`` on layouts larger than the model's working size.
+
+    OMP_NUM_THREADS=1 python benchmarks/large_layouts.py --sizes 1024 2048 --out runs/large_layouts
+    OMP_NUM_THREADS=1 python benchmarks/large_layouts.py --sizes 4096 --steps 4 --out runs/large_layouts
+
+Each size is one ``terrasynth generate`` process (the real command: layout read, windowed sampling and decoding,
+watermark, provenance, atomic GeoTIFF output) on a procedural scene layout written as a georeferenced GeoTIFF
+(fields, woodland and water from smoothed noise, a road grid, buildings along the roads; the same for every size
+at a given seed). Peak memory is the process's maximum resident set (``getrusage(RUSAGE_CHILDREN).ru_maxrss``,
+measured per size in a fresh process), time is its wall time, model loading included. A downscaled copy of each
+image is written beside it (``*-preview.png``) to look for seams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# Class ids of the default model's table: background (fields), building, woodland, water, road.
+BACKGROUND, BUILDING, WOODLAND, WATER, ROAD = range(5)
+
+
+def smooth_noise(size: int, cell: int, rng: np.random.Generator) -> np.ndarray:
+    """Value noise: a random grid every ``cell`` pixels, bilinearly interpolated to size × size, in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    grid = torch.from_numpy(rng.random((1, 1, size // cell + 2, size // cell + 2)).astype(np.float32))
+    up = F.interpolate(grid, scale_factor=cell, mode="bilinear", align_corners=False)
+    return up[0, 0, :size, :size].numpy()
+
+
+def scene_layout(size: int, seed: int = 0) -> np.ndarray:
+    """A size × size uint8 class-index layout of a rural scene: the same generator whatever the size, with
+    features about as large as in 256-px training tiles (fields and woods of 100s of px, roads 8 px wide)."""
+    rng = np.random.default_rng(seed)
+    layout = np.full((size, size), BACKGROUND, np.uint8)
+    layout[smooth_noise(size, 192, rng) > 0.62] = WOODLAND
+    layout[smooth_noise(size, 256, rng) > 0.8] = WATER
+    for _ in range(max(1, size // 512)):
+        for axis in (0, 1):
+            at = int(rng.integers(32, size - 32))
+            if axis == 0:
+                layout[at : at + 8, :] = ROAD
+            else:
+                layout[:, at : at + 8] = ROAD
+    roads = np.argwhere(layout == ROAD)
+    for _ in range(size * size // 20000):
+        y, x = roads[int(rng.integers(len(roads)))] + rng.integers(-40, 40, 2)
+        h, w = rng.integers(10, 24, 2)
+        if 0 <= y < size - h and 0 <= x < size - w and (layout[y : y + h, x : x + w] != ROAD).all():
+            layout[y : y + h, x : x + w] = BUILDING
+    return layout
+
+
+def write_layout(path: Path, layout: np.ndarray, pixel_size: float = 0.5) -> None:
+    """The layout as a one-band GeoTIFF in UTM 34N (LandCover.ai's Poland), ``pixel_size`` m per pixel."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    profile = {
+        "driver": "GTiff",
+        "height": layout.shape[0],
+        "width": layout.shape[1],
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:32634",
+        "transform": from_origin(380000.0, 5600000.0, pixel_size, pixel_size),
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(layout, 1)
+
+
+def run_size(size: int, out: Path, steps: int | None, seed: int) -> dict:
+    layout_path = out / f"scene-{size}.tif"
+    write_layout(layout_path, scene_layout(size, seed))
+    images = out / f"generated-{size}"
+    command = [
+        sys.executable, "-m", "terrasynth.cli", "generate", "--layout", str(layout_path), "--n", "1",
+        "--seed", str(seed), "--prompt", "aerial image of fields, woods and a village", "--out", str(images),
+        "--max-pixels", str(size * size), "--overwrite",
+    ]  # fmt: skip
+    if steps is not None:
+        command += ["--steps", str(steps)]
+    # A fresh process per size, so that RUSAGE_CHILDREN's maximum is this size's alone.
+    code = (
+        "import resource, subprocess, sys, time; start = time.perf_counter(); "
+        "rc = subprocess.run(sys.argv[1:]).returncode; "
+        "print(rc, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise SystemExit(f"{size}: the measuring process failed:\n{done.stderr[-2000:]}")
+    rc, seconds, maxrss_kib = done.stdout.split()[-3:]
+    if int(rc) != 0:
+        raise SystemExit(f"{size}: terrasynth generate exited {rc}:\n{done.stderr[-2000:]}")
+    written = sorted(images.glob(f"scene-{size}-*.tif"))
+    preview = out / f"scene-{size}-preview.png"
+    pixels = _preview(written[0], preview)
+    at_edges, elsewhere = seam_contrast(pixels)
+    return {
+        "size": size,
+        "steps": steps,
+        "seconds": round(float(seconds), 1),
+        "peak_rss_gib": round(int(maxrss_kib) / 2**20, 3),
+        "step_at_window_edges": round(at_edges, 4),
+        "step_elsewhere": round(elsewhere, 4),
+        "image": str(written[0]),
+        "preview": str(preview),
+    }
+
+
+def seam_contrast(pixels: np.ndarray) -> tuple[float, float]:
+    """Mean absolute difference (0-255 units) between neighbouring pixels across the default model's window edges
+    (rows and columns where a 256-px window starts or ends inside the scene), and across every other pair of
+    neighbours: a seam would make the first larger."""
+    from terrasynth.generate.multidiffusion import Windows
+
+    image = pixels[..., :3].astype(np.float32)
+    down, window = 4, 64  # the default model: 4× autoencoder, 256-px working size
+    windows = Windows.cover((image.shape[0] // down, image.shape[1] // down), window)
+    at, other = [], []
+    for axis in (0, 1):
+        length = image.shape[axis]
+        starts = {c[axis] * down for c in windows.corners} | {(c[axis] + window) * down for c in windows.corners}
+        edges = sorted(e for e in starts if 0 < e < length)
+        step = np.abs(np.diff(image, axis=axis)).mean(axis=(1 - axis, 2))  # step between index i and i + 1
+        mask = np.zeros(length - 1, bool)
+        mask[[e - 1 for e in edges]] = True
+        at.append(step[mask])
+        other.append(step[~mask])
+    return float(np.concatenate(at).mean()), float(np.concatenate(other).mean())
+
+
+def _preview(tif: Path, preview: Path, side: int = 1024) -> np.ndarray:
+    """Writes a downscaled copy of the image; returns the full image (H×W×bands)."""
+    import rasterio
+    from PIL import Image
+
+    with rasterio.open(tif) as src:
+        array = src.read().transpose(1, 2, 0)
+    image = Image.fromarray(array[..., :3])
+    image.thumbnail((side, side), Image.LANCZOS)
+    image.save(preview, optimize=True)
+    return array
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the model's own, 13)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/large_layouts")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = os.environ.get("OMP_NUM_THREADS", "all")
+    for size in args.sizes:
+        row = run_size(size, out, args.steps, args.seed)
+        row["omp_num_threads"] = threads
+        print(
+            f"{size}×{size}: {row['seconds']:.0f} s, peak RSS {row['peak_rss_gib']:.2f} GiB "
+            f"({row['steps'] or 'default'} steps, OMP_NUM_THREADS={threads}); mean step between neighbouring pixels "
+            f"across window edges {row['step_at_window_edges']:.2f}, elsewhere {row['step_elsewhere']:.2f} (0-255)",
+            flush=True,
+        )
+        print(json.dumps(row), flush=True)
+    steps = f" --steps {args.steps}" if args.steps else ""
+    sizes = " ".join(map(str, args.sizes))
+    print(f"command: OMP_NUM_THREADS={threads} python benchmarks/large_layouts.py --sizes {sizes}{steps} --out {out}")
+
+
+if __name__ == "__main__":
+    main()
