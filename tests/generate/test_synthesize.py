@@ -17,9 +17,9 @@ from tests.fakes import make_paired_tiles, random_mask, write_geotiff, write_mas
 from terrasynth.cli import main
 from terrasynth.data.images import read_georeference, read_mask
 from terrasynth.data.synthetic_tiles import SyntheticTiles
+from terrasynth.detect.detector import load_image_folders
 from terrasynth.errors import InputError
 from terrasynth.generate import synthesize as synth
-from terrasynth.detect.detector import load_image_folders
 from terrasynth.generate.provenance import read_provenance
 from terrasynth.utility.inputs import generator_kind
 
