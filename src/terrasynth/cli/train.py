@@ -182,6 +182,9 @@ def cmd_train_recognition(args) -> int:
         "train-segmenter": {"steps": 1500, "batch_size": 8, "crop": 128},
     }[args.command]
     flags = {"steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "seed": args.seed}
+    if args.command == "train-segmenter":
+        flags["class_weighting"] = "balanced" if args.class_balanced else None
+        flags["rare_crop_share"] = args.rare_crops
     config = load_or_default(SupervisedTrainConfig, None, {**defaults, **{k: v for k, v in flags.items() if v}})
     if args.command == "train-domain":
         splits = (args.train_split, args.val_split)
@@ -327,6 +330,18 @@ def add_commands(commands, common) -> None:
         recognition.add_argument("--crop", type=int)
         recognition.add_argument("--seed", type=int)
         recognition.add_argument("--limit", type=int, help="use at most this many images per split")
+        if name == "train-segmenter":
+            recognition.add_argument(
+                "--class-balanced",
+                action="store_true",
+                help="weight the loss by median class frequency / class frequency (capped at 10)",
+            )
+            recognition.add_argument(
+                "--rare-crops",
+                type=float,
+                metavar="SHARE",
+                help="share of crops centred on a pixel of a rare class (under 5 %% of training pixels); needs --crop",
+            )
         recognition.add_argument("--train-split", default="train")
         recognition.add_argument("--val-split", default="val", help="split scored after training")
         recognition.set_defaults(func=cmd_train_recognition)

@@ -86,8 +86,15 @@ def train_layout_segmenter(
         "val_n": len(val_images),
         "val_miou": scores["miou"],
         "val_pixel_accuracy": scores["pixel_accuracy"],
+        "val_iou_per_class": dict(zip(table.names, scores["iou_per_class"])),
         "final_loss": losses[-1],
         "steps": config.steps,
+        "batch_size": config.batch_size,
+        "crop": config.crop,
+        "seed": config.seed,
+        "class_weighting": config.class_weighting,
+        "rare_crop_share": config.rare_crop_share,
+        "rare_class_share": config.rare_class_share,
     }
     save_model(model, out)
     write_json_atomic(Path(out) / "training.json", result)

@@ -1,0 +1,80 @@
+"""Defect measurements on hand-computed examples: the magenta-speck share and the per-component coverage."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from terrasynth.evaluate.defects import (
+    component_coverage,
+    magenta_image_share,
+    magenta_mask,
+    magenta_ratio,
+    magenta_share,
+    rgb_to_hsv,
+)
+
+
+def _pixels(*rgb) -> torch.Tensor:
+    """A 1×3×1×N image of the given RGB pixels."""
+    return torch.tensor(rgb, dtype=torch.float32).T[None, :, None, :]
+
+
+def test_rgb_to_hsv_on_hand_computed_pixels():
+    # magenta, red, grey, and (0.6, 0.3, 0.9): max b, chroma 0.6, hue 60 * ((r - g) / c + 4) = 270, s = 2/3
+    hsv = rgb_to_hsv(_pixels((1, 0, 1), (1, 0, 0), (0.5, 0.5, 0.5), (0.6, 0.3, 0.9)))[0, :, 0].T
+    assert hsv.tolist()[0] == pytest.approx([300, 1, 1])
+    assert hsv.tolist()[1] == pytest.approx([0, 1, 1])
+    assert hsv.tolist()[2] == pytest.approx([0, 0, 0.5])
+    assert hsv.tolist()[3] == pytest.approx([270, 2 / 3, 0.9])
+
+
+def test_magenta_share_counts_only_saturated_bright_magenta():
+    image = _pixels(
+        (1.0, 0.0, 1.0),  # hue 300, s 1, v 1: in
+        (0.5, 0.4, 0.5),  # hue 300, s 0.2 (< 0.25): out
+        (1.0, 0.0, 0.0),  # red, hue 0: out
+        (0.15, 0.0, 0.15),  # hue 300, s 1, v 0.15 (< 0.2): out
+        (0.6, 0.3, 0.9),  # hue 270 (< 280, violet-blue): out
+        (0.9, 0.2, 0.55),  # hue 330, s 0.78, v 0.9: in
+        (0.2, 0.5, 0.6),  # teal water, hue 195: out
+        (0.3, 0.3, 0.3),  # grey: out
+    )
+    assert magenta_mask(image)[0, 0].tolist() == [True, False, False, False, False, True, False, False]
+    assert magenta_share(image) == pytest.approx(2 / 8)
+    # looser bounds take the low-saturation pixel too
+    assert magenta_share(image, min_saturation=0.1) == pytest.approx(3 / 8)
+
+
+def test_magenta_ratio_takes_one_real_pixel_when_real_tiles_hold_none():
+    assert magenta_ratio(0.002, 0.001, 1000) == (pytest.approx(2.0), False)
+    ratio, lower_bound = magenta_ratio(0.01, 0.0, 1000)
+    assert ratio == pytest.approx(10.0) and lower_bound
+    with pytest.raises(ValueError):
+        magenta_ratio(0.1, 0.0, 0)
+
+
+def test_magenta_image_share_counts_images_with_a_speck():
+    images = torch.full((4, 3, 8, 8), 0.4)
+    images[1, :, 2:4, 2:4] = torch.tensor([1.0, 0.0, 1.0])[:, None, None]  # a 2×2 speck: 4 pixels
+    images[2, :, 0, 0] = torch.tensor([1.0, 0.0, 1.0])  # 1 pixel: under min_pixels
+    assert magenta_image_share(images) == pytest.approx(1 / 4)
+    assert magenta_image_share(images, min_pixels=1) == pytest.approx(2 / 4)
+
+
+def test_component_coverage_per_building():
+    layout = torch.zeros(6, 8, dtype=torch.long)
+    layout[0:2, 0:2] = 1  # building A: 4 px
+    layout[3:6, 4:8] = 1  # building B: 12 px
+    predicted = torch.zeros_like(layout)
+    predicted[3:6, 4:6] = 1  # half of B
+    predicted[0, 0] = 1  # a quarter of A
+    coverage = component_coverage(predicted, layout, 1)
+    assert coverage.sizes == (12, 4) and coverage.covered == pytest.approx((0.5, 0.25))
+    assert coverage.drawn() == 1 and coverage.drawn(0.2) == 2 and len(coverage) == 2
+    assert len(component_coverage(predicted, layout, 3)) == 0
+
+
+def test_diagonal_pixels_are_one_component():
+    layout = torch.eye(4, dtype=torch.long) * 3  # a one-pixel-wide diagonal river
+    assert component_coverage(layout, layout, 3).sizes == (4,)
