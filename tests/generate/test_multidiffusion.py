@@ -14,7 +14,13 @@ from tests.fake_models import FakeTextEncoder, save_tiny_model, tiny_model
 import terrasynth.generate.multidiffusion as multidiffusion
 from terrasynth.cli import main
 from terrasynth.config import load_config
-from terrasynth.generate.multidiffusion import Windows, decode_in_windows, scene_windows, window_starts
+from terrasynth.generate.multidiffusion import (
+    Windows,
+    decode_in_windows,
+    layout_channels_in_strips,
+    scene_windows,
+    window_starts,
+)
 from terrasynth.generate.pipeline import LayoutToImagePipeline
 from terrasynth.generate.provenance import read_provenance
 from terrasynth.models.embedded import MODEL_CONFIG_NAME, EmbeddedModelConfig
@@ -115,6 +121,14 @@ def test_a_layout_twice_the_working_size_runs_nine_windows_a_step(monkeypatch):
     assert out.mean_prior_draws is not None
     again = pipeline("a lake", layout=blocky_layout(32), num_inference_steps=3, seed=0)
     assert torch.equal(again.images, out.images)
+
+
+def test_layout_channels_made_in_strips_are_those_of_the_whole_layout(monkeypatch):
+    model = tiny_model()
+    monkeypatch.setattr(multidiffusion, "LAYOUT_STRIP_ROWS", 5)  # 5 latent rows a strip: 3 strips, the last short
+    layout = torch.randint(0, 5, (2, 24, 40), generator=torch.Generator().manual_seed(0))
+    whole = model.layout_channels(layout, 2, (12, 20))
+    assert torch.equal(layout_channels_in_strips(model, layout, 2, (12, 20)), whole)
 
 
 def window_edge_steps(image: torch.Tensor, windows: Windows, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
