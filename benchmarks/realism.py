@@ -36,6 +36,15 @@ from terrasynth.evaluate.baselines import (
     Pix2PixBaseline,
     matched_training_tiles,
 )
+from terrasynth.evaluate.defects import (
+    MAGENTA_HUE,
+    MAGENTA_MIN_SATURATION,
+    MAGENTA_MIN_VALUE,
+    component_coverage,
+    magenta_image_share,
+    magenta_ratio,
+    magenta_share,
+)
 from terrasynth.evaluate.evaluation import (
     MIN_PER_SET,
     check_set_size,
@@ -49,6 +58,7 @@ from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, load_segmente
 from terrasynth.evaluate.memorisation import memorisation_scores
 from terrasynth.evaluate.metrics import frechet_distance, kid
 from terrasynth.evaluate.report import format_table, ratios_to_floor, score, write_report
+from terrasynth.evaluate.two_sample import c2st_auc
 from terrasynth.generate.schedulers import DEFAULT_SCHEDULER
 from terrasynth.models.registry import WEIGHTS_DIR
 
@@ -70,6 +80,71 @@ class Subset:
 
     def __getitem__(self, index):
         return self.dataset[self.indices[index]]
+
+
+class DemoLayouts:
+    """The demo's hand-drawn layouts (``terrasynth demo``) as a dataset generate_for_layouts reads: each sample's
+    layout and the caption the demo gives it."""
+
+    def __init__(self):
+        from terrasynth.data.captions import caption_from_layout
+        from terrasynth.data.classes import ClassTable
+        from terrasynth.data.layouts import load_layout
+        from terrasynth.generate.demo import DEMO_ASSETS, DEMO_LAYOUTS
+
+        self.class_table = ClassTable.from_json(DEMO_ASSETS / "classes.json")
+        self.root, self.ids = DEMO_ASSETS, [Path(name).stem for name in DEMO_LAYOUTS]
+        self.layouts = [torch.as_tensor(load_layout(DEMO_ASSETS / n, self.class_table).classes) for n in DEMO_LAYOUTS]
+        self.captions = [caption_from_layout(layout, self.class_table) for layout in self.layouts]
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        return {"layout": self.layouts[index], "caption": self.captions[index]}
+
+
+def demo_layout_scores(bundle, segmenter, work: Path, sampling_args: tuple, per_layout: int, seed: int, progress):
+    """Per-class IoU of the segmenter on images generated for each demo layout, and whether each layout's water
+    bodies (the river of ``river_village``) and buildings are drawn: per connected component, the share of its
+    pixels the segmenter labels with its class (drawn: at least half)."""
+    from terrasynth.generate.batch import generate_for_layouts
+    from terrasynth.generate.sampling import Sampling
+    from terrasynth.train.supervised import segmentation_scores
+
+    demo = DemoLayouts()
+    scheduler, steps, guidance = sampling_args
+    out = work / f"demo-{bundle[2][:12]}-{scheduler}-{steps}steps-g{guidance:g}-seed{seed}"
+    paths = generate_for_layouts(bundle, demo, out, Sampling(steps, guidance, scheduler), per_layout, seed, progress)
+    names = segmenter.config.class_names
+    results = {}
+    for index, name in enumerate(demo.ids):
+        layout = demo.layouts[index]
+        images = torch.stack([read_image(p) for p in paths[index * per_layout : (index + 1) * per_layout]])
+        predicted = segmenter.predict(images)
+        scores = segmentation_scores(predicted, layout.expand(len(images), -1, -1), len(names))
+        features = {}
+        for class_name in ("water", "building"):
+            if class_name not in names:
+                continue
+            class_index = names.index(class_name)
+            coverages = [component_coverage(p, layout, class_index) for p in predicted]
+            if not coverages or len(coverages[0]) == 0:
+                continue
+            features[class_name] = {
+                "components": len(coverages[0]),
+                "sizes": list(coverages[0].sizes),
+                "drawn": sum(c.drawn() for c in coverages),
+                "of": sum(len(c) for c in coverages),
+                "mean_coverage": float(np.mean([v for c in coverages for v in c.covered])),
+            }
+        results[name] = {
+            "iou_per_class": dict(zip(names, scores["iou_per_class"])),
+            "miou": scores["miou"],
+            "images": per_layout,
+            "features": features,
+        }
+    return results
 
 
 def load_split(root, split, size, limit=None, seed=0) -> PairedTiles | Subset:
@@ -172,6 +247,15 @@ def parse_args(argv=None):
     parser.add_argument("--throughput-n", type=int, default=1000)
     parser.add_argument("--kid-subsets", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--c2st-repeats", type=int, default=5, help="random halvings of the fresh-detector test (0: no C2ST)"
+    )
+    parser.add_argument(
+        "--demo-per-layout",
+        type=int,
+        default=3,
+        help="images per demo layout for the hand-drawn-layout figures (0: none; needs a segmenter)",
+    )
     parser.add_argument(
         "--generation-seed",
         type=int,
@@ -289,6 +373,10 @@ def main(argv=None, bundle=None) -> dict:
     effnet = extractors["effnet"] if "effnet" in extractors else build_extractor("effnet", effnet_size=size)
     train_features = effnet.features(train_images)
     real_features = effnet.features(real)
+    reference_features = reference["effnet"] if "effnet" in reference else effnet.features(reference_images)
+    real_pixels = real.shape[0] * real.shape[-2] * real.shape[-1]
+    real_magenta = magenta_share(real)
+    magenta = {}
     rows = {}
     for name, images in candidates.items():
         features = extract_all(extractors, images)
@@ -306,11 +394,73 @@ def main(argv=None, bundle=None) -> dict:
             n_train=memo["n_train"],
             reference=memo["reference"],
         )
+        share = magenta_share(images)
+        ratio, lower_bound = magenta_ratio(share, real_magenta, real_pixels)
+        magenta[name] = {"ratio": ratio, "lower_bound": lower_bound, "images_with_speck": magenta_image_share(images)}
+        row["magenta_share"] = score(
+            share, hue=MAGENTA_HUE, min_saturation=MAGENTA_MIN_SATURATION, min_value=MAGENTA_MIN_VALUE, **magenta[name]
+        )
+        if args.c2st_repeats > 0:
+            # the floor row: the evaluated real tiles against the disjoint reference split (the FD floor's pairing);
+            # every other row: its images against the real tiles of the same layouts, each pair in one half
+            other = reference_features if name == FLOOR_ROW else real_features
+            c2st = c2st_auc(
+                np.asarray(other),
+                np.asarray(fake_features),
+                paired=name != FLOOR_ROW and len(other) == len(fake_features),
+                repeats=args.c2st_repeats,
+                seed=args.seed,
+            )
+            row["C2ST_AUC"] = score(
+                c2st["auc"],
+                c2st["auc_std"],
+                extractor="effnet",
+                probe="logistic regression",
+                halves=2 * c2st["repeats"],
+                n_a=c2st["n_a"],
+                n_b=c2st["n_b"],
+                against=args.floor if name == FLOOR_ROW else args.split,
+            )
         rows[name] = row
     notes.append(
         "memorised_fraction: share of a row's images nearer (effnet features) to a training tile than the "
         "1st percentile of the evaluated real tiles' nearest-training-tile distances"
     )
+
+    notes.append(
+        f"magenta_share: share of pixels with HSV hue {MAGENTA_HUE[0]:g}–{MAGENTA_HUE[1]:g}°, saturation ≥ "
+        f"{MAGENTA_MIN_SATURATION:g}, value ≥ {MAGENTA_MIN_VALUE:g} (bounds chosen on real train tiles; "
+        "evaluate/defects.py); its ratio to the real tiles' takes one pixel of the real set when they hold none"
+    )
+    if args.c2st_repeats > 0:
+        halves = Subset(evaluated.dataset, evaluated.indices)
+        order = np.random.default_rng(args.seed).permutation(len(halves))
+        half = len(order) // 2
+        chance = c2st_auc(
+            np.asarray(real_features)[order[:half]],
+            np.asarray(real_features)[order[half : 2 * half]],
+            repeats=args.c2st_repeats,
+            seed=args.seed,
+        )
+        notes.append(
+            f"C2ST_AUC: a fresh logistic regression on effnet features, trained on half of each set and scored "
+            f"by ROC AUC on the other half (both ways, {args.c2st_repeats} random halvings; 0.5: cannot tell them "
+            f"apart); each row against the real {args.split} tiles of the same layouts (pairs kept in one half), the "
+            f"floor row the real {args.split} tiles against the real {args.floor} tiles; two random halves of the "
+            f"real {args.split} tiles against each other (chance): {chance['auc']:.3f} ± {chance['auc_std']:.3f}"
+        )
+
+    demo = None
+    if segmenter is not None and args.demo_per_layout > 0:
+        demo = demo_layout_scores(
+            bundle,
+            segmenter,
+            work,
+            (args.scheduler, args.steps, guidances[0][0]),
+            args.demo_per_layout,
+            generation_seed,
+            progress,
+        )
 
     # 4. FD and KID against sampling steps, per scheduler
     sweep: dict = {}
@@ -373,6 +523,7 @@ def main(argv=None, bundle=None) -> dict:
         "notes": notes,
         "sweep": sweep,
         "throughput": throughput,
+        "demo_layouts": demo,
         "data": {
             "root": str(args.data),
             "split": args.split,
@@ -412,6 +563,24 @@ def main(argv=None, bundle=None) -> dict:
             per_class = row["mIoU"].get("iou_per_class", {})
             cells = "  ".join(f"{c} {'-' if v is None else f'{v:.3f}'}" for c, v in per_class.items())
             print(f"  {name:40s} {cells}")
+    print("magenta specks (share of pixels; ratio to the real tiles; images with ≥ 4 magenta pixels)")
+    for name, row in rows.items():
+        entry = row["magenta_share"]
+        bound = "≥ " if entry["lower_bound"] and entry["ratio"] > 0 else ""
+        ratio = "" if name == FLOOR_ROW else f"÷ real {bound}{entry['ratio']:.3g}"
+        share, images = entry["value"] * 1e6, entry["images_with_speck"]
+        print(f"  {name:40s} {share:9.1f} per million  {ratio:16s}  images {images:.3f}")
+    if demo:
+        print(f"demo layouts ({args.demo_per_layout} images each): IoU per class, water and building components drawn")
+        for name, entry in demo.items():
+            cells = "  ".join(f"{c} {'-' if v is None else f'{v:.3f}'}" for c, v in entry["iou_per_class"].items())
+            print(f"  {name:20s} mIoU {entry['miou']:.3f}  {cells}")
+            for class_name, feature in entry["features"].items():
+                print(
+                    f"  {'':20s} {class_name}: {feature['drawn']} of {feature['of']} components drawn (≥ half their "
+                    f"pixels segmented as {class_name}), mean coverage {feature['mean_coverage']:.3f}, sizes "
+                    f"{feature['sizes']} px"
+                )
     if sweep:
         print("FD_effnet / KID_effnet against sampling steps")
         for scheduler, points in sweep.items():
@@ -427,7 +596,9 @@ def main(argv=None, bundle=None) -> dict:
     print(f"report: {Path(args.out) / 'report.html'}")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"rows": rows, "sweep": sweep, "throughput": throughput}, indent=2, default=str)
+            json.dumps(
+                {"rows": rows, "sweep": sweep, "throughput": throughput, "demo_layouts": demo}, indent=2, default=str
+            )
         )
     return results
 

@@ -78,6 +78,12 @@ def test_benchmark_runs_end_to_end_on_tiny_fake_data(tmp_path, capsys):
     assert results["throughput"]["images"] == 12 and results["throughput"]["images_per_s"] > 0
     assert (out / "plot-steps.png").is_file() and (out / "report.html").is_file()
     assert json.loads((out / "metrics.json").read_text())["ratios"]["real vs real (floor)"]["FD_effnet"] == 1.0
+    # defect and fresh-detector columns on every row
+    for row in rows.values():
+        assert 0 <= row["magenta_share"]["value"] <= 1 and row["magenta_share"]["ratio"] >= 0
+        assert 0 <= row["C2ST_AUC"]["value"] <= 1 and row["C2ST_AUC"]["halves"] == 10
+    assert rows["real vs real (floor)"]["C2ST_AUC"]["against"] == "half"
+    assert any(note.startswith("C2ST_AUC") and "chance" in note for note in results["notes"])
     printed = capsys.readouterr().out
     assert "command: python benchmarks/realism.py" in printed and "images/s" in printed
     assert "layout fidelity missing" in printed
