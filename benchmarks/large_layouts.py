@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/large_layouts.py --sizes 1024 2048 --out runs/large_layouts
     OMP_NUM_THREADS=1 python benchmarks/large_layouts.py --sizes 4096 --steps 4 --out runs/large_layouts
     python benchmarks/large_layouts.py --measure runs/large_layouts/generated-2048/scene-2048-000.tif
+    OMP_NUM_THREADS=1 python benchmarks/large_layouts.py --figure runs/large_layouts/generated-2048/scene-2048-000.tif
 
 Each size is one ``terrasynth generate`` process (the real command: layout read, windowed sampling and decoding,
 watermark, provenance, atomic GeoTIFF output) on a procedural scene layout written as a georeferenced GeoTIFF
@@ -27,6 +28,7 @@ import numpy as np
 
 # Class ids of the default model's table: background (fields), building, woodland, water, road.
 BACKGROUND, BUILDING, WOODLAND, WATER, ROAD = range(5)
+PROMPT = "aerial image of fields, woods and a village"
 
 
 def smooth_noise(size: int, cell: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,7 +88,7 @@ def run_size(size: int, out: Path, steps: int | None, seed: int) -> dict:
     images = out / f"generated-{size}"
     command = [
         sys.executable, "-m", "terrasynth.cli", "generate", "--layout", str(layout_path), "--n", "1",
-        "--seed", str(seed), "--prompt", "aerial image of fields, woods and a village", "--out", str(images),
+        "--seed", str(seed), "--prompt", PROMPT, "--out", str(images),
         "--max-pixels", str(size * size), "--overwrite",
     ]  # fmt: skip
     if steps is not None:
@@ -162,6 +164,52 @@ def _preview(tif: Path, preview: Path, side: int = 1024) -> np.ndarray:
     return array
 
 
+def seam_figure(tif: Path, out: Path, seed: int = 0, corner: tuple[int, int] = (1096, 1196)) -> None:
+    """docs/figures/large_layout.png: the generated scene ``tif`` (made with ``seed``) downscaled, a 320-px crop
+    at ``corner`` (row, column) at full resolution, and the same crop from the scene's layout sampled as four
+    separate 256-px tiles (the crop centred on where they meet)."""
+    import rasterio
+    import torch
+    from PIL import Image, ImageDraw
+
+    from terrasynth.generate.pipeline import LayoutToImagePipeline
+    from terrasynth.models.registry import shipped_model_path
+
+    with rasterio.open(tif) as src:
+        scene = src.read().transpose(1, 2, 0)[..., :3]
+    layout = torch.from_numpy(scene_layout(scene.shape[0], seed).astype(np.int64))
+    pipeline = LayoutToImagePipeline.from_pretrained(shipped_model_path())
+    top, left = corner[0] - 96, corner[1] - 96  # the four tiles' corner: the crop starts 96 px inside them
+    tiles = np.zeros((512, 512, 3), np.uint8)
+    for y in (0, 256):
+        for x in (0, 256):
+            tile = layout[top + y : top + y + 256, left + x : left + x + 256]
+            image = pipeline(PROMPT, layout=tile, seed=seed).images[0]
+            tiles[y : y + 256, x : x + 256] = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    side, crop = 640, 320
+    canvas = Image.new("RGB", (side + 8 + crop, side), (255, 255, 255))
+    canvas.paste(Image.fromarray(scene).resize((side, side), Image.LANCZOS), (0, 0))
+    canvas.paste(Image.fromarray(scene[corner[0] : corner[0] + crop, corner[1] : corner[1] + crop]), (side + 8, 0))
+    canvas.paste(Image.fromarray(tiles[96 : 96 + crop, 96 : 96 + crop]), (side + 8, crop))
+    draw = ImageDraw.Draw(canvas)
+    f = side / scene.shape[0]
+    box = [corner[1] * f, corner[0] * f, (corner[1] + crop) * f, (corner[0] + crop) * f]
+    draw.rectangle(box, outline=(255, 255, 0), width=2)
+    size = scene.shape[0]
+    labels = (
+        ((6, 6), f"{size} x {size} layout, windows fused (downscaled)"),
+        ((side + 14, 6), "yellow box, full res: windows fused"),
+        ((side + 14, crop + 6), "same: 256-px tiles sampled apart"),
+    )
+    for (x, y), text in labels:
+        draw.rectangle([x - 3, y - 3, x + 6 * len(text) + 3, y + 12], fill=(0, 0, 0))
+        draw.text((x, y), text, fill=(255, 255, 255))
+    # A 192-colour palette keeps the file under 500 kB.
+    canvas.quantize(colors=192, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+        out, optimize=True
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
@@ -169,7 +217,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/large_layouts")
     parser.add_argument("--measure", nargs="+", metavar="TIF", help="only measure seams in these generated images")
+    parser.add_argument("--figure", metavar="TIF", help="only make docs/figures/large_layout.png from this image")
     args = parser.parse_args(argv)
+    if args.figure:
+        seam_figure(Path(args.figure), Path("docs/figures/large_layout.png"), args.seed)
+        return
     if args.measure:
         import rasterio
 
