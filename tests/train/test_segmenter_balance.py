@@ -49,3 +49,10 @@ def test_balanced_training_runs_and_config_checks():
         SupervisedTrainConfig(class_weighting="inverse")
     with pytest.raises(ValueError, match="rare_crop_share"):
         SupervisedTrainConfig(rare_crop_share=1.5)
+
+
+def test_train_segmenter_refuses_a_rare_crop_share_over_one(tmp_path, capsys):
+    from terrasynth.cli import main
+
+    code = main(["train-segmenter", "--paired", str(tmp_path), "--out", str(tmp_path / "out"), "--rare-crops", "1.5"])
+    assert code != 0 and "--rare-crops" in capsys.readouterr().err

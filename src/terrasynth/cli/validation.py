@@ -77,6 +77,7 @@ FLOAT_RANGES = {
     "learning_rate": (0.0, None, False, True),
     "calibration_fraction": (0.0, 1.0, False, False),
     "memorisation_quantile": (0.0, 1.0, False, False),
+    "rare_crops": (0.0, 1.0, True, True),
 }
 # Options naming an input file, or input folders (one or a repeatable list).
 INPUT_FILES = {
