@@ -11,16 +11,6 @@ from ..errors import InputError
 from ..generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 
 
-def _same_crs(a: str, b: str) -> bool:
-    from rasterio.crs import CRS
-    from rasterio.errors import CRSError
-
-    try:
-        return CRS.from_user_input(a) == CRS.from_user_input(b)
-    except CRSError:
-        return a == b
-
-
 def _parse_grid(text: str | None, crs: str | None, size: int, layout: str | None = None):
     """``--grid``/``--grid-crs`` → a TileGrid, or None for the GeoJSON features' own box. The grid's CRS
     defaults to the GeoJSON's; a ``--grid-crs`` that differs from it is refused (features are not
@@ -31,7 +21,9 @@ def _parse_grid(text: str | None, crs: str | None, size: int, layout: str | None
 
         geojson_crs = read_geojson_features(layout)[1]
     if text is None:
-        if crs is not None and geojson_crs is not None and not _same_crs(crs, geojson_crs):
+        from ..data.layouts import same_crs
+
+        if crs is not None and geojson_crs is not None and not same_crs(crs, geojson_crs):
             raise InputError(
                 layout,
                 f"GeoJSON CRS {geojson_crs} does not match --grid-crs {crs}",

@@ -15,7 +15,7 @@ from ..data.layouts import class_shares
 from ..errors import InputError
 from ..models.embedded import EmbeddedDiffusionModel
 from .multidiffusion import decode_in_windows, layout_channels_in_strips, predict_in_windows, scene_windows
-from .sampling import Generator, Sampling
+from .sampling import Generator, Sampling, check_guidance_interval, check_guidance_rescale
 from .schedulers import DEFAULT_SCHEDULER, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -39,27 +39,6 @@ def prompts_and_seeds(
     if seed is None:
         seed = int(torch.randint(0, 2**31 - 1 - len(prompts), ()).item())
     return prompts, [seed + i for i in range(len(prompts))]
-
-
-def check_guidance_interval(interval) -> tuple[float, float] | None:
-    """``(low, high)``, fractions of the training noise schedule (1 = pure noise) between which classifier-free
-    guidance is applied (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample and
-    Distribution Quality"); None: at every step."""
-    if interval is None:
-        return None
-    try:
-        low, high = (float(v) for v in interval)
-    except (TypeError, ValueError):
-        raise ValueError(f"guidance_interval must be two numbers (low, high), got {interval!r}") from None
-    if not 0.0 <= low <= high <= 1.0:
-        raise ValueError(f"guidance_interval must satisfy 0 <= low <= high <= 1, got ({low:g}, {high:g})")
-    return low, high
-
-
-def check_guidance_rescale(value: float) -> float:
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"guidance_rescale must be in [0, 1], got {value}")
-    return float(value)
 
 
 def rescale_guided(guided: torch.Tensor, conditional: torch.Tensor, amount: float) -> torch.Tensor:

@@ -22,6 +22,27 @@ from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, scheduler_name
 RECORD_FIELDS = ("steps", "guidance_scale", "scheduler")
 
 
+def check_guidance_interval(interval) -> tuple[float, float] | None:
+    """``(low, high)``, fractions of the training noise schedule (1 = pure noise) between which classifier-free
+    guidance is applied (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample and
+    Distribution Quality"); None: at every step."""
+    if interval is None:
+        return None
+    try:
+        low, high = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance_interval must be two numbers (low, high), got {interval!r}") from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"guidance_interval must satisfy 0 <= low <= high <= 1, got ({low:g}, {high:g})")
+    return low, high
+
+
+def check_guidance_rescale(value: float) -> float:
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"guidance_rescale must be in [0, 1], got {value}")
+    return float(value)
+
+
 def _option(default, flag: str, label: str, takes: str = "every generator"):
     """A field with its CLI flag, its name in messages and which generators take it."""
     return dataclasses.field(default=default, metadata={"flag": flag, "label": label, "takes": takes})
@@ -50,8 +71,6 @@ class Sampling:
     use_mean_prior: bool = _option(True, "--no-mean-prior", "mean prior", EMBEDDED_ONLY)
 
     def __post_init__(self) -> None:
-        from .pipeline import check_guidance_interval, check_guidance_rescale
-
         if self.steps is not None and (isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1):
             raise InputError(None, f"--steps must be a whole number of at least 1, got {self.steps!r}")
         try:
