@@ -9,9 +9,11 @@ each baseline, the down-up references) is made from the evaluated split's layout
 row. A reference row of real training tiles, one per layout matched by class shares, shows what the training
 data itself reaches (a model that drew its distribution faithfully). ``--floor half`` instead halves the
 evaluated split at random (seeded): half A is the reference, half B the floor and the layouts the candidates are
-made from. Generated images are cached under ``--work`` (one file per layout, ``<id>-000.png``), so a rerun only
-computes metrics. Prints every figure and the command that made it; writes ``metrics.json``, ``report.html`` and
-the plots to ``--out``.
+made from. Every row also gets its magenta-speck share (``evaluate/defects.py``) and a fresh-detector AUC
+(C2ST, ``evaluate/two_sample.py``; ``--c2st-repeats``), and the demo's hand-drawn layouts are scored per class,
+with their rivers and buildings counted as drawn or not (``--demo-per-layout``). Generated images are cached under
+``--work`` (one file per layout, ``<id>-000.png``), so a rerun only computes metrics. Prints every figure and the
+command that made it; writes ``metrics.json``, ``report.html`` and the plots to ``--out``.
 """
 
 from __future__ import annotations
