@@ -500,6 +500,16 @@ def test_train_resume_and_export(capsys, train_inputs, tmp_path):
     code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "g3", "--guidance-scale", "3")
     assert code == 0, stderr
     assert EmbeddedDiffusionModel.from_pretrained(tmp_path / "g3").config.guidance_scale == 3.0
+    # an existing model folder is replaced only with --overwrite
+    before = {f: f.stat().st_mtime_ns for f in (tmp_path / "g3").rglob("*")}
+    code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "g3", "--guidance-scale", "4")
+    assert code == 2 and "--overwrite" in stderr and len(stderr.strip().splitlines()) == 1
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "g3").rglob("*")} == before
+    args = ("export", "--model", tmp_path / "g3", "--out", tmp_path / "g4", "--guidance-scale", "4")
+    assert run(capsys, *args)[0] == 0
+    code, _, stderr = run(capsys, *args[:-1], "3", "--overwrite")
+    assert code == 0, stderr
+    assert EmbeddedDiffusionModel.from_pretrained(tmp_path / "g4").config.guidance_scale == 3.0
     code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "g0", "--guidance-scale", "0.5")
     assert code == 2 and "--guidance-scale 0.5" in stderr and not (tmp_path / "g0").exists()
     code, _, stderr = run(capsys, "export", "--model", exported, "--out", tmp_path / "same")

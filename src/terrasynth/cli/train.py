@@ -232,6 +232,7 @@ def add_commands(commands, common) -> None:
     )
     export.add_argument("--checkpoint", default="latest")
     export.add_argument("--out", required=True)
+    export.add_argument("--overwrite", action="store_true", help="replace a model folder already at --out")
     export.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     export.add_argument(
         "--vae", help="autoencoder with a refined decoder (same encoder) to ship in place of the model's"

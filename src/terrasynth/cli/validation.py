@@ -684,6 +684,13 @@ def _check_export(args: argparse.Namespace) -> None:
     if settings and args.mean_prior is None and args.model is None:
         raise InputError(None, "--mean-prior-neighbours and --mean-prior-start need --mean-prior DATA")
     output_folder(args.out)
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise InputError(
+            out,
+            "already holds files: export does not replace a model folder",
+            "pass --overwrite to replace it, or choose another --out",
+        )
     if args.model is not None:
         check_model(args.model)
     if args.run is not None:
