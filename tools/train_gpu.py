@@ -93,7 +93,7 @@ def stage_configs(args, run: Path) -> tuple[dict, dict]:
         autoencoder["autoencoder"] = diffusion["model"]["autoencoder"] = smoke_autoencoder
         diffusion["model"]["denoiser"].update(block_out_channels=[16, 16, 32, 32], layers_per_block=1)
         for config in (autoencoder, diffusion):
-            config.update(max_steps=SMOKE_STEPS, batch_size=2, checkpoint_every=SMOKE_STEPS, validate_every=1000)
+            config.update(max_steps=SMOKE_STEPS, batch_size=2, checkpoint_every=SMOKE_STEPS)
         autoencoder["adversarial_start"] = 1
         diffusion.update(warmup_steps=1, lr_decay_steps=1)
     return autoencoder, diffusion

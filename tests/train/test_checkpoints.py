@@ -239,3 +239,14 @@ def test_a_refused_run_leaves_the_old_config_alone(tmp_path):
     with pytest.raises(InputError):
         TrainingRun(tmp_path / "run", {"a": 2}).resume(None, {"model": model}, None)
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == {"a": 1}
+
+
+def test_ema_follows_its_model_to_another_device():
+    # train_diffusion makes the EMA before accelerate moves the model to the GPU; "meta" stands in for it here
+    from terrasynth.train.run import EMA
+
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, 0.9)
+    moved = torch.nn.Linear(3, 2).to("meta")
+    ema.update(moved, step=0)
+    assert all(p.device.type == "meta" for p in ema.model.parameters())

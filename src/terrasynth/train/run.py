@@ -60,6 +60,10 @@ class EMA:
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
+        device = next(model.parameters()).device
+        if next(self.model.parameters()).device != device:
+            # made before the trainer moved the model to its accelerator: follow it there
+            self.model.to(device)
         for ema_param, param in zip(self.model.parameters(), model.parameters()):
             ema_param.lerp_(param.detach().to(ema_param.dtype), 1 - decay)
         for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
