@@ -148,6 +148,22 @@ def test_an_unreadable_layout_stops_the_run_naming_it_or_is_skipped_with_skip_ba
     assert [r["id"] for r in index_rows(out)] == ["good0-000", "good1-000", "good2-000"]
 
 
+def test_layouts_too_small_or_too_large_are_bad_layouts(capsys, model_dir, tmp_path):
+    folder = tmp_path / "layouts"
+    write_mask_png(folder / "good.png", random_mask(np.random.default_rng(0), 32))
+    write_mask_png(folder / "tiny.png", random_mask(np.random.default_rng(1), 8))  # under the 16-px watermark
+    out = tmp_path / "out"
+    code, _, stderr = run(capsys, *synthesize_args(folder, model_dir, out))
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert "tiny.png" in stderr and "minimum side" in stderr and not out.exists()
+    (folder / "tiny.png").unlink()
+    write_mask_png(folder / "large.png", random_mask(np.random.default_rng(2), 48))
+    code, _, stderr = run(capsys, *synthesize_args(folder, model_dir, out, "--max-pixels", str(40 * 40)))
+    assert code == 2 and "large.png" in stderr and "--max-pixels" in stderr and not out.exists()
+    code, stdout, stderr = run(capsys, *synthesize_args(folder, model_dir, out, "--max-pixels", "1600", "--skip-bad"))
+    assert code == 0 and "1 images written" in stdout and "large.png" in stderr
+
+
 def test_csv_rows_with_prompts_and_augmented_layouts(capsys, model_dir, tmp_path):
     mask = random_mask(np.random.default_rng(0), 32)
     mask[:4, :4] = 3  # an asymmetric corner, so flips and rotations move it

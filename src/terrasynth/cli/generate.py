@@ -116,6 +116,7 @@ def cmd_synthesize(args) -> int:
         raise InputError(None, f"--batch-size must be at least 1, got {args.batch_size}")
     from ..files import read_json
     from ..generate import synthesize as synth
+    from .validation import synthesize_size_limits
 
     class_map = read_json(args.class_map) if args.class_map else None
     loaded = None
@@ -135,6 +136,7 @@ def cmd_synthesize(args) -> int:
         class_property=args.class_property,
         class_map=class_map,
         skip_bad=args.skip_bad,
+        size_limits=synthesize_size_limits(args),
     )
     class_swap = synth.read_class_swap(args.class_swap, table) if args.class_swap else None
     items = synth.plan_items(entries, args.per_layout, args.seed, args.prompt, tuple(args.augment), class_swap)
@@ -298,6 +300,12 @@ def add_commands(commands, common) -> None:
         help="skip unreadable layouts (listed in OUT/skipped.csv) instead of stopping before anything is written",
     )
     synthesize.add_argument("--split", default="all", help="the split of a paired-tiles INPUT (default: all)")
+    synthesize.add_argument(
+        "--max-pixels",
+        type=int,
+        default=2048 * 2048,
+        help="refuse layouts with more pixels than this (default: %(default)s, 2048×2048)",
+    )
     synthesize.add_argument("--class-table", help="classes.json of the layouts (default: the dataset's or model's)")
     synthesize.add_argument("--size", type=int, default=256, help="GeoJSON raster size in pixels")
     synthesize.add_argument("--class-property", default="class", help="GeoJSON property holding the class")

@@ -546,7 +546,7 @@ def _geojson_grid(args: argparse.Namespace) -> None:
         raise InputError(layout, f"no feature falls inside --grid {args.grid} (features span {box})", "fix --grid")
 
 
-def _side_multiple(folder: Path) -> int:
+def side_multiple(folder: Path) -> int:
     """The multiple an image side must be for the model's down-sampling (read from its configs; 1 if unknown)."""
     from ..models.stable_diffusion import is_stable_diffusion_model
 
@@ -614,7 +614,7 @@ def _check_generate(args: argparse.Namespace) -> None:
     _geojson_grid(args)
     check_c2pa_credentials(args.c2pa_cert, args.c2pa_key)
     model = check_model(args.model)
-    multiple = _side_multiple(model)
+    multiple = side_multiple(model)
     minimum = max(multiple, 1 if args.no_watermark else WATERMARK_MIN_SIDE)
     needs = []
     if not args.no_watermark:
@@ -646,13 +646,24 @@ def _check_generate(args: argparse.Namespace) -> None:
 
 @checks("synthesize")
 def _check_synthesize(args: argparse.Namespace) -> None:
-    """INPUT there, OUT creatable (it may hold an earlier run's items: synthesize resumes), the model intact."""
+    """INPUT there, OUT creatable (it may hold an earlier run's items: synthesize resumes), the model intact. Each
+    layout's size is checked as it is read, before the model loads (``synthesize_size_limits``)."""
     source = Path(args.input).expanduser()
     if not source.exists():
         raise InputError(source, "no such file or folder", "INPUT: a layouts folder, a paired-tiles dataset or a CSV")
     output_folder(args.out)
     check_c2pa_credentials(args.c2pa_cert, args.c2pa_key)
     check_model(args.model)
+
+
+def synthesize_size_limits(args: argparse.Namespace) -> tuple[int, int, str]:
+    """(minimum side, maximum pixels, why the minimum) for every layout of a ``synthesize`` run."""
+    multiple = side_multiple(check_model(args.model))
+    needs = [] if args.no_watermark else [f"the watermark needs {WATERMARK_MIN_SIDE} px"]
+    if multiple > 1:
+        needs.append(f"the model down-samples by {multiple}")
+    minimum = max(multiple, 1 if args.no_watermark else WATERMARK_MIN_SIDE)
+    return minimum, args.max_pixels, " and ".join(needs) or "the smallest image written"
 
 
 @checks("info", "verify")

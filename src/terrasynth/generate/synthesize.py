@@ -153,10 +153,12 @@ def read_layouts(
     class_property: str = "class",
     class_map: dict | None = None,
     skip_bad: bool = False,
+    size_limits: tuple[int, int, str] | None = None,
 ) -> tuple[list[LayoutEntry], list[tuple[str, str]]]:
     """(layouts, skipped as (source, problem)) of a folder of layout files, a paired-tiles dataset (its ``split``)
     or a CSV with a ``layout`` column (paths relative to the CSV) and an optional ``prompt`` column. A bad layout
-    raises InputError naming it, or with ``skip_bad`` is skipped; none left is an error either way."""
+    (unreadable, or with ``size_limits`` = (minimum side, maximum pixels, why the minimum) outside them) raises
+    InputError naming it, or with ``skip_bad`` is skipped; none left is an error either way."""
     source = Path(source)
     if not source.exists():
         raise InputError(source, "not found", "give a folder of layouts, a paired-tiles dataset or a CSV")
@@ -175,6 +177,8 @@ def read_layouts(
     for layout_id, where, prompt, load in jobs:
         try:
             layout = load()
+            if size_limits is not None:
+                _check_layout_size(layout.classes.shape[-2:], *size_limits)
         except TerrasynthError as error:
             if not skip_bad:
                 fix = "fix or remove it, or pass --skip-bad to skip bad layouts"
@@ -186,6 +190,14 @@ def read_layouts(
     if not entries:
         raise InputError(source, f"none of the {len(jobs)} layouts could be read", "see skipped.csv")
     return entries, skipped
+
+
+def _check_layout_size(shape, minimum: int, max_pixels: int, needs: str) -> None:
+    height, width = (int(v) for v in shape)
+    if min(height, width) < minimum:
+        raise InputError(None, f"{width}×{height} is below the {minimum} px minimum side ({needs})")
+    if height * width > max_pixels:
+        raise InputError(None, f"{width}×{height} = {height * width:,} pixels is over --max-pixels {max_pixels:,}")
 
 
 def _problem(error: TerrasynthError) -> str:
