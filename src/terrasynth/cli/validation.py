@@ -579,29 +579,13 @@ def existing_outputs(out: Path, stem: str, count: int) -> list[Path]:
 
 def _check_inpaint_mask(args: argparse.Namespace) -> None:
     """The mask readable, of the init image's size, neither empty nor full."""
-    from ..generate.api import read_inpaint_mask
+    from ..generate.api import check_inpaint_mask, read_inpaint_mask
 
     mask = Path(args.inpaint_mask)
     if args.init_image is None:
         raise InputError(mask, "--inpaint-mask needs --init-image", "give the tile to inpaint with --init-image TILE")
-    height, width = image_size(Path(args.init_image))
-    redraw = read_inpaint_mask(mask)
-    if redraw.shape != (height, width):
-        raise InputError(
-            mask,
-            f"the mask is {redraw.shape[1]}×{redraw.shape[0]} but the init image {args.init_image} is {width}×{height}",
-            "give a mask of the init image's size",
-        )
-    if (args.height or height, args.width or width) != (height, width):
-        raise InputError(None, f"--height/--width differ from the init image's size {width}×{height}", "drop them")
-    if not redraw.any():
-        raise InputError(mask, "the mask is all zero: nothing to redraw", "mark the region to redraw nonzero")
-    if redraw.all():
-        raise InputError(
-            mask,
-            "the mask covers the whole image: nothing to keep",
-            "leave the pixels to keep zero, or redraw the whole tile with --init-image and --strength alone",
-        )
+    size = image_size(Path(args.init_image))
+    check_inpaint_mask(read_inpaint_mask(mask), mask, size, args.init_image, args.height, args.width)
 
 
 @checks("generate")

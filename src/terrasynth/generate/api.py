@@ -204,11 +204,24 @@ def _init_image(path: str | Path, shape: tuple[int, int]) -> torch.Tensor:
 def _inpaint_inputs(
     image_path: str | Path, mask_path: str | Path, height: int | None, width: int | None
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """(the init image as 1×3×H×W in [0, 1], the mask as bool H×W, True = redraw), checked: the same size,
-    neither empty nor full."""
+    """(the init image as 1×3×H×W in [0, 1], the mask as bool H×W, True = redraw), checked by
+    ``check_inpaint_mask``."""
     image = read_image(image_path)[None]
     redraw = read_inpaint_mask(mask_path)
-    size = tuple(image.shape[-2:])
+    check_inpaint_mask(redraw, mask_path, tuple(image.shape[-2:]), image_path, height, width)
+    return image, redraw
+
+
+def check_inpaint_mask(
+    redraw: np.ndarray,
+    mask_path: str | Path,
+    size: tuple[int, int],
+    image_path: str | Path,
+    height: int | None = None,
+    width: int | None = None,
+) -> None:
+    """An inpainting mask (bool H×W) against the init image's ``size`` (H, W) and any --height/--width: the same
+    size, neither empty nor full."""
     if redraw.shape != size:
         raise InputError(
             mask_path,
@@ -227,7 +240,6 @@ def _inpaint_inputs(
             "the mask covers the whole image: nothing to keep",
             "leave the pixels to keep zero, or redraw the whole tile with --init-image and --strength alone",
         )
-    return image, redraw
 
 
 def read_inpaint_mask(path: str | Path) -> np.ndarray:
@@ -253,6 +265,7 @@ __all__ = [
     "LayoutSpec",
     "OutputOptions",
     "Sampling",
+    "check_inpaint_mask",
     "generate_images",
     "load_pipeline",
     "read_inpaint_mask",
