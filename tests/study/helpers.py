@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tests.fakes import make_provenance_record, write_rgb
 
-from terrasynth.generate.provenance import utc_now, write_png
+from terrasynth.generate.provenance import utc_timestamp, write_png
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -27,7 +27,7 @@ def make_study_sets(root: Path, n_real: int = 4, n_fake: int = 4, size: int = 32
     for i in range(n_fake):
         pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
         record = make_provenance_record(
-            i, size, model="fake", steps=1, guidance_scale=1.0, scheduler="ddim", created=utc_now()
+            i, size, model="fake", steps=1, guidance_scale=1.0, scheduler="ddim", created=utc_timestamp()
         )
         fake.mkdir(parents=True, exist_ok=True)
         write_png(fake / f"{i:04d}.png", pixels, record)

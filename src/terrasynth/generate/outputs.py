@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from .. import __version__
 from ..data.grids import image_grid, to_uint8, write_png
 from ..data.layouts import Layout
 from .content_credentials import SignerConfig, sign_file
-from .provenance import ProvenanceRecord, layout_sha256, write_geotiff
+from .provenance import ProvenanceRecord, layout_sha256, utc_timestamp, write_geotiff
 from .provenance import write_png as write_png_with_provenance
 from .sampling import Sampling, sampling_extra
 
@@ -35,7 +34,7 @@ def provenance_records(
     if sampling.steps is None or sampling.guidance_scale is None:
         raise ValueError("provenance needs the sampling resolved against its generator (Sampling.resolve)")
     extra = {**(extra or {}), **sampling_extra(sampling)}
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    created = utc_timestamp()
     height, width = output.images.shape[-2:]
     # The mean prior's draw differs from image to image: the training tile and the latent mean it started from.
     draws = output.mean_prior_draws or [None] * len(output.prompts)

@@ -42,7 +42,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _XMP_RECORD = re.compile(rb"<terrasynth:provenance>(.*?)</terrasynth:provenance>", re.DOTALL)
 
 
-def utc_now() -> str:
+def utc_timestamp() -> str:
     """The current time as ISO-8601 UTC with seconds, the form of ``ProvenanceRecord.created``."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
