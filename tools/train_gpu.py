@@ -3,8 +3,7 @@
     python tools/train_gpu.py --out runs/gpu-model/model            # on a machine with one CUDA GPU (an H100)
     python tools/train_gpu.py --out DIR --smoke --paired P --scenes S  # 2 steps per stage, any device (the test)
 
-Stages, each through the project's own training code with the configs in configs/gpu/ (docs/default_model.md,
-"Retraining on a GPU"):
+Stages, each through the project's own training code with the configs in configs/gpu/ (docs/train_gpu.md):
 1. ``autoencoder``: a wider autoencoder with a deeper decoder than the shipped one (channels 64/128/256 against
    32/64/128; decoder 2 layers per block), trained from scratch with L1 + perceptual + KL and, from step 600, the
    PatchGAN loss; batch 16 of 128-px crops, 1,000 steps.
