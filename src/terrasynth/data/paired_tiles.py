@@ -13,7 +13,25 @@ from .images import is_image_file, list_images, read_georeference, read_image, r
 from .splits import grouped_split
 
 
-class PairedTiles(torch.utils.data.Dataset):
+class LayoutTiles(torch.utils.data.Dataset):
+    """What the datasets of image and layout tiles share: a sample's last steps, and plotting."""
+
+    class_table: ClassTable
+    transforms = None
+
+    def finish_sample(self, sample: dict, georeference) -> dict:
+        """``sample`` with its ``georeference`` (when it has one), through ``transforms``."""
+        if georeference is not None:
+            sample["georeference"] = georeference
+        return sample if self.transforms is None else self.transforms(sample)
+
+    def plot(self, sample: dict, prediction: torch.Tensor | None = None, title: str | None = None):
+        from .plot import plot_sample
+
+        return plot_sample(sample, self.class_table, prediction=prediction, title=title)
+
+
+class PairedTiles(LayoutTiles):
     """Tiles like ``root/images/0001.jpg`` with ``root/masks/0001.png`` and ``root/classes.json``.
 
     Samples: ``{"image": float 3×H×W in [0,1], "layout": int64 H×W, "caption": str, "id": str}`` plus
@@ -83,14 +101,4 @@ class PairedTiles(torch.utils.data.Dataset):
             "caption": caption_from_layout(layout, self.class_table, self.metadata),
             "id": self.ids[index],
         }
-        georeference = read_georeference(image_path) or read_georeference(mask_path)
-        if georeference is not None:
-            sample["georeference"] = georeference
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
-
-    def plot(self, sample: dict, prediction: torch.Tensor | None = None, title: str | None = None):
-        from .plot import plot_sample
-
-        return plot_sample(sample, self.class_table, prediction=prediction, title=title)
+        return self.finish_sample(sample, read_georeference(image_path) or read_georeference(mask_path))

@@ -6,11 +6,10 @@ import csv
 import io
 from pathlib import Path
 
-import torch
-
 from ..errors import InputError
 from .classes import ClassTable
 from .images import read_georeference, read_image, read_mask
+from .paired_tiles import LayoutTiles
 from .splits import grouped_split
 
 INDEX_NAME = "index.csv"
@@ -19,7 +18,7 @@ _INTEGERS = ("k", "seed", "steps", "width", "height")
 _FLOATS = ("guidance_scale",)
 
 
-class SyntheticTiles(torch.utils.data.Dataset):
+class SyntheticTiles(LayoutTiles):
     """``root/images/<id>``, ``root/masks/<id>``, ``root/classes.json`` and ``root/index.csv``.
 
     Samples, like :class:`~terrasynth.data.paired_tiles.PairedTiles`: ``{"image": float 3×H×W in [0,1], "layout":
@@ -88,17 +87,7 @@ class SyntheticTiles(torch.utils.data.Dataset):
             "id": row["id"],
             "metadata": dict(row),
         }
-        georeference = read_georeference(image_path)
-        if georeference is not None:
-            sample["georeference"] = georeference
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
-
-    def plot(self, sample: dict, prediction: torch.Tensor | None = None, title: str | None = None):
-        from .plot import plot_sample
-
-        return plot_sample(sample, self.class_table, prediction=prediction, title=title)
+        return self.finish_sample(sample, read_georeference(image_path))
 
 
 def is_synthetic_dataset(path: str | Path) -> bool:
