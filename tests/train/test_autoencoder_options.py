@@ -418,3 +418,44 @@ def test_a_grown_decoder_ships_in_a_model_and_the_model_still_loads(datasets, tm
     # Swapping the original decoder back in records its depth again.
     back = reexport_model(shipped, str(model_dir / "vae"), tmp_path / "back")
     assert EmbeddedDiffusionModel.from_pretrained(back).config.autoencoder.decoder_layers_per_block is None
+
+
+def test_peak_error_is_the_mean_of_the_worst_pixels_errors():
+    from terrasynth.train.autoencoder import peak_error
+
+    generator = torch.Generator().manual_seed(0)
+    reconstruction, target = (
+        torch.rand(2, 3, 10, 10, generator=generator),
+        torch.rand(2, 3, 10, 10, generator=generator),
+    )
+    per_pixel = (reconstruction - target).abs().mean(1).flatten().numpy()
+    worst = sorted(per_pixel, reverse=True)[:4]  # 2 % of 200 pixels
+    assert peak_error(reconstruction, target, 0.02).item() == pytest.approx(sum(worst) / 4, rel=1e-6)
+    assert peak_error(reconstruction, target, 1.0).item() == pytest.approx(per_pixel.mean(), rel=1e-6)
+    speck = target.clone()
+    speck[0, :, 4:6, 4:6] = 1 - speck[0, :, 4:6, 4:6]  # one wrong dot of 4 pixels
+    assert peak_error(speck, target, 0.02).item() > 20 * (speck - target).abs().mean().item()
+
+
+def test_the_peak_term_is_added_to_the_decoder_loss(datasets, tmp_path, monkeypatch):  # noqa: F811
+    import terrasynth.train.autoencoder as trainer
+
+    seen = []
+    real_peak_error = trainer.peak_error
+
+    def recording(reconstruction, target, fraction):
+        seen.append((tuple(reconstruction.shape), fraction))
+        return real_peak_error(reconstruction, target, fraction)
+
+    monkeypatch.setattr(trainer, "peak_error", recording)
+    config = decoder_refinement(datasets, tmp_path / "plain", 2, posterior="mode", adversarial_weight=0.0)
+    train_autoencoder(config, progress=False)
+    assert seen == []
+    train_autoencoder(
+        dataclasses.replace(config, output_dir=str(tmp_path / "peaks"), peak_weight=1.0, peak_fraction=0.05),
+        progress=False,
+    )
+    assert len(seen) == 2 and all(fraction == 0.05 and shape[1] == 3 for shape, fraction in seen)
+    for bad in ({"peak_weight": -1.0}, {"peak_fraction": 0.0}, {"peak_fraction": 1.5}):
+        with pytest.raises(ValueError, match="peak"):
+            dataclasses.replace(config, **bad)
