@@ -49,6 +49,16 @@ def round_trip(vae, correction, images: torch.Tensor, batch_size: int = 8) -> to
     return torch.cat(out)
 
 
+def specks(images: torch.Tensor) -> dict:
+    """The magenta-speck share of ``images`` and how many hold a speck of at least 4 pixels."""
+    from terrasynth.evaluate.defects import magenta_mask, magenta_share
+
+    return {
+        "magenta_share": magenta_share(images),
+        "images_with_speck": int((magenta_mask(images).sum((-2, -1)) >= 4).sum()),
+    }
+
+
 def class_colours(images: torch.Tensor, layouts: torch.Tensor, num_classes: int) -> list[list[float] | None]:
     """Mean RGB (0–255) of each class's pixels over all tiles; None for an absent class."""
     pixels = images.permute(0, 2, 3, 1).reshape(-1, 3) * 255
@@ -64,7 +74,7 @@ def main(argv=None) -> dict:
     images = torch.stack([s["image"] for s in samples])
     layouts = torch.stack([s["layout"] for s in samples])
     names = dataset.class_table.names
-    results = {"real": {"colours": class_colours(images, layouts, len(names))}}
+    results = {"real": {"colours": class_colours(images, layouts, len(names)), **specks(images)}}
     realism = None
     if args.reference_split:
         realism = realism_against(args.data, args.reference_split, args.size, count)
@@ -80,6 +90,7 @@ def main(argv=None) -> dict:
         results[folder] = {
             "psnr": float((10 * torch.log10(1 / mse)).mean()),
             "colours": class_colours(reconstruction, layouts, len(names)),
+            **specks(reconstruction),
         }
         if realism is not None:
             results[folder].update(realism(reconstruction))
@@ -92,6 +103,9 @@ def main(argv=None) -> dict:
         cells = "  ".join(f"{'-':>15s}" if c is None else f"{c[0]:5.0f}{c[1]:5.0f}{c[2]:5.0f}" for c in row["colours"])
         psnr = f"{row['psnr']:6.2f}" if "psnr" in row else f"{'':6s}"
         print(f"{name[-48:]:48s} {psnr}  {cells}")
+    print("magenta specks (evaluate/defects.py): share of pixels, images with a speck of >= 4 pixels")
+    for name, row in results.items():
+        print(f"{name[-48:]:48s} {row['magenta_share'] * 1e6:7.1f} per million  {row['images_with_speck']} of {count}")
     if realism is not None:
         print(f"against {count} {args.reference_split} tiles, effnet features at {args.size} px")
         for name, row in results.items():
