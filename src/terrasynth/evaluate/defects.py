@@ -2,8 +2,8 @@
 thin or small features are not drawn. Pure functions of image and class tensors.
 
 - :func:`magenta_share`: the share of pixels whose HSV hue lies in a magenta/purple band with high saturation and
-  value. The shipped decoder draws small saturated magenta dots where the denoiser leaves a latent outlier; real
-  aerial tiles almost never hold such pixels, so the generated ÷ real ratio of this share finds them again.
+  value. The shipped decoder draws small saturated magenta dots, even when it decodes real tiles' own latents;
+  real aerial tiles almost never hold such pixels, so the generated ÷ real ratio of this share finds them again.
 - :func:`component_coverage`: for each connected component of a class in a layout (a building, a river), the
   share of its pixels that a segmenter labels with that class; a component is *drawn* when that share reaches a
   bound.
