@@ -4,8 +4,8 @@ real paired tiles, scored by PSNR and by the mean RGB of each class's pixels, re
     python benchmarks/autoencoder_colour.py --data ../shared/data/landcoverai_pairs --split val \
         --autoencoder src/terrasynth/weights/default --autoencoder runs/decoder-v3/autoencoder
 
-With ``--reference-split val`` it also scores FD and KID on effnet features of each round trip (and of the
-tiles themselves) against that split, as benchmarks/realism.py does: no generator that decodes through an
+With ``--reference-split val`` it also scores FD, KID, precision and recall on effnet features of each round trip
+(and of the tiles themselves) against that split, as benchmarks/realism.py does: no generator that decodes through an
 autoencoder can score better than the autoencoder's own round trip.
 
 It also scores layout fidelity (the shipped segmenter's mIoU against the layout) of the tiles and of each round
@@ -35,7 +35,7 @@ def parse_args(argv=None):
     parser.add_argument("--autoencoder", action="append", required=True, help="autoencoder or model folder")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--reference-split", help="also score FD/KID (effnet) of each round trip against this split")
+    parser.add_argument("--reference-split", help="also score FD, KID, precision, recall (effnet) against this split")
     parser.add_argument("--segmenter", default="shipped", help="layout segmenter folder, 'shipped' or 'none'")
     return parser.parse_args(argv)
 
@@ -109,7 +109,10 @@ def main(argv=None) -> dict:
     if realism is not None:
         print(f"against {count} {args.reference_split} tiles, effnet features at {args.size} px")
         for name, row in results.items():
-            print(f"{name[-48:]:48s} FD {row['fd_effnet']:7.2f}  KID {row['kid_effnet']:.4f}")
+            print(
+                f"{name[-48:]:48s} FD {row['fd_effnet']:7.2f}  KID {row['kid_effnet']:.4f}  "
+                f"precision {row['precision_effnet']:.3f}  recall {row['recall_effnet']:.3f}"
+            )
     if fidelity is not None:
         print("layout fidelity (segmenter prediction against the layout)")
         for name, row in results.items():
@@ -132,17 +135,12 @@ def layout_fidelity(segmenter_folder: str | None, layouts: torch.Tensor):
 
 
 def realism_against(root: str, split: str, size: int, limit: int):
-    """A function scoring images by FD and KID (effnet features) against the first ``limit`` tiles of ``split``."""
-    from realism import effnet_fd_kid
+    """A function scoring images by FD, KID, precision and recall (effnet features) against the first ``limit``
+    tiles of ``split``."""
+    from realism import effnet_scores
 
     reference = PairedTiles(root, split, transforms=Resize(size))
-    score = effnet_fd_kid(torch.stack([reference[i]["image"] for i in range(min(limit, len(reference)))]), size)
-
-    def named_score(images: torch.Tensor) -> dict:
-        fd, kid = score(images)
-        return {"fd_effnet": fd, "kid_effnet": kid}
-
-    return named_score
+    return effnet_scores(torch.stack([reference[i]["image"] for i in range(min(limit, len(reference)))]), size)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from realism import Subset, effnet_fd_kid, load_split, stack  # noqa: E402
+from realism import Subset, effnet_scores, load_split, stack  # noqa: E402
 from terrasynth.data.images import read_image  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main(argv=None) -> dict:
     )
     if generated.shape != real.shape:
         raise SystemExit(f"{args.generated}: images are {tuple(generated.shape[-2:])}, the real tiles {args.size} px")
-    score = effnet_fd_kid(stack(reference, "image"), args.size, args.seed)
+    score = effnet_scores(stack(reference, "image"), args.size, args.seed)
     mean_real, std_real = real.mean((2, 3), keepdim=True), real.std((2, 3), keepdim=True)
     mean_fake, std_fake = generated.mean((2, 3), keepdim=True), generated.std((2, 3), keepdim=True)
     sets = {
@@ -61,8 +61,8 @@ def main(argv=None) -> dict:
     print(f"N = {len(real)} ({args.split}); reference {len(reference)} {args.reference_split} tiles; effnet features")
     results = {}
     for name, images in sets.items():
-        fd, kid = score(images.clamp(0, 1))
-        results[name] = {"FD_effnet": fd, "KID_effnet": kid}
+        scores = score(images.clamp(0, 1))
+        results[name] = {"FD_effnet": scores["fd_effnet"], "KID_effnet": scores["kid_effnet"]}
         print(f"{name:48s} FD {results[name]['FD_effnet']:7.1f}  KID {results[name]['KID_effnet']:.4f}")
     return results
 

@@ -48,6 +48,7 @@ from terrasynth.evaluate.defects import (
     magenta_share,
 )
 from terrasynth.evaluate.evaluation import (
+    K_PRECISION_RECALL,
     MIN_PER_SET,
     check_set_size,
     distribution_row,
@@ -58,7 +59,7 @@ from terrasynth.evaluate.evaluation import (
 from terrasynth.evaluate.features import build_extractor, resize_batch
 from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, load_segmenter
 from terrasynth.evaluate.memorisation import memorisation_scores
-from terrasynth.evaluate.metrics import frechet_distance, kid
+from terrasynth.evaluate.metrics import frechet_distance, kid, precision_recall
 from terrasynth.evaluate.report import format_table, ratios_to_floor, score, write_report
 from terrasynth.evaluate.two_sample import c2st_auc
 from terrasynth.generate.schedulers import DEFAULT_SCHEDULER
@@ -161,14 +162,21 @@ def stack(dataset, key):
     return torch.stack([dataset[i][key] for i in range(len(dataset))])
 
 
-def effnet_fd_kid(reference_images: torch.Tensor, size: int, seed: int = 0):
-    """A function scoring a set of images by (FD, KID) on effnet features against ``reference_images``."""
+def effnet_scores(reference_images: torch.Tensor, size: int, seed: int = 0):
+    """A function scoring a set of images on effnet features against ``reference_images``: a dict of FD, KID, and
+    precision and recall (k = 3, as the realism table)."""
     extractor = build_extractor("effnet", effnet_size=size)
     reference = extractor.features(reference_images)
 
-    def score(images: torch.Tensor) -> tuple[float, float]:
+    def score(images: torch.Tensor) -> dict:
         features = extractor.features(images)
-        return float(frechet_distance(reference, features)), float(kid(reference, features, seed=seed)["mean"])
+        coverage = precision_recall(reference, features, K_PRECISION_RECALL)
+        return {
+            "fd_effnet": float(frechet_distance(reference, features)),
+            "kid_effnet": float(kid(reference, features, seed=seed)["mean"]),
+            "precision_effnet": coverage["precision"],
+            "recall_effnet": coverage["recall"],
+        }
 
     return score
 

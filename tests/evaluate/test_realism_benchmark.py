@@ -121,6 +121,9 @@ def test_colour_benchmark_scores_round_trips_against_a_reference_split(tmp_path)
     # The reference is the evaluated tiles themselves: the real row scores zero, the untrained round trip more.
     assert results["real"]["fd_effnet"] < 1e-3
     assert results[vae]["fd_effnet"] > 1.0 and results[vae]["kid_effnet"] > results["real"]["kid_effnet"]
+    # The same tiles lie in each other's manifolds: precision and recall 1.
+    assert results["real"]["precision_effnet"] == 1.0 and results["real"]["recall_effnet"] == 1.0
+    assert 0 <= results[vae]["precision_effnet"] <= 1 and 0 <= results[vae]["recall_effnet"] <= 1
 
 
 def test_guidance_rescale_gets_its_own_row_label_and_image_cache(tmp_path):
