@@ -108,7 +108,7 @@ def test_colour_benchmark_scores_the_round_trip_per_class(tmp_path, capsys):
     assert 0 < tiny["psnr"] < 60
     printed = capsys.readouterr().out
     assert "mean RGB per layout class" in printed and "layout fidelity" in printed and "magenta specks" in printed
-    assert 0 <= tiny["magenta_share"] <= 1 and 0 <= tiny["images_with_speck"] <= 3
+    assert 0 <= tiny["magenta_share"] <= 1 and 0 <= tiny["images_with_speck"] <= 1
     # Layout fidelity of the real tiles and of the round trip, by the shipped segmenter.
     assert 0 <= tiny["miou"] <= 1 and 0 <= results["real"]["miou"] <= 1 and len(tiny["iou_per_class"]) == 5
     argv = ["--data", str(pairs), "--split", "all", "--size", "32", "--autoencoder", str(vae), "--segmenter", "none"]
