@@ -40,7 +40,7 @@ import torch
 
 from terrasynth.detect.detector import DetectorConfig, build_detector, read_rgb
 from terrasynth.detect.evaluate import roc_auc
-from terrasynth.detect.features import FEATURE_WIDTH
+from terrasynth.detect.features import FEATURE_WIDTH, FEATURES_VERSION
 from terrasynth.detect.perturb import crop, everyday_processing, jpeg, random_downscale, resize
 
 TEST_PERTURBATIONS = ("clean", "jpeg75", "resize0.5", "crop0.5")
@@ -91,7 +91,8 @@ class FeatureCache:
         self.computed = 0
 
     def __call__(self, row: dict, variant: str) -> np.ndarray:
-        key = hashlib.sha256(f"{row['path']}|{variant}|{self.detector.config.input_size}".encode()).hexdigest()[:24]
+        name = f"{row['path']}|{variant}|{self.detector.config.input_size}|features-v{FEATURES_VERSION}"
+        key = hashlib.sha256(name.encode()).hexdigest()[:24]
         path = self.folder / f"{key}.npy"
         if path.is_file():
             return np.load(path)
@@ -146,8 +147,14 @@ def summarise(real: list[dict], fake: list[dict]) -> dict:
     def share(results, verdict):
         return float(np.mean([r["verdict"] == verdict for r in results])) if results else float("nan")
 
+    by_probe = {}
+    if len(fake) and len(real) and "probe_logits" in real[0]:
+        for name in real[0]["probe_logits"]:
+            values = np.r_[[r["probe_logits"][name] for r in real], [r["probe_logits"][name] for r in fake]]
+            by_probe[name] = roc_auc(labels, values)
     return {
         "auc": roc_auc(labels, scores) if len(fake) and len(real) else float("nan"),
+        "auc_by_probe": by_probe,
         "tpr": share(fake, "synthetic"),
         "flagged": share(fake, "synthetic") + share(fake, "uncertain"),
         "fake_uncertain": share(fake, "uncertain"),
@@ -295,6 +302,19 @@ def print_table(title: str, results: dict, perturbations) -> None:
             )
 
 
+def print_probe_table(results: dict, perturbations) -> None:
+    """Each probe's AUC alone, beside the image score's, per held-out family."""
+    names = next(iter(next(iter(results.values())).values()))["auc_by_probe"].keys()
+    print("\nthe image score and each probe alone (AUC, leave-one-generator-out)")
+    print(f"  {'held out':<14}{'test':<11}{'score':>7}" + "".join(f"{n:>10}" for n in names))
+    for family, rows in results.items():
+        for variant in perturbations:
+            r = rows[variant]
+            print(
+                f"  {family:<14}{variant:<11}{r['auc']:7.3f}" + "".join(f"{r['auc_by_probe'][n]:10.3f}" for n in names)
+            )
+
+
 def print_targets(logo: dict, loso: dict) -> None:
     def worst(table, variant, key, pick):
         values = [rows[variant][key] for rows in table.values() if not np.isnan(rows[variant][key])]
@@ -386,6 +406,8 @@ def main(argv=None) -> dict:
         figures["leave_one_source_out"],
         args.perturbations,
     )
+    if next(iter(figures["leave_one_generator_out"].values()))["clean"]["auc_by_probe"]:
+        print_probe_table(figures["leave_one_generator_out"], args.perturbations)
     composite = figures["leave_one_generator_out"].get("composite", {})
     for key in ("localisation", "localisation_strict"):
         if key in composite:

@@ -12,7 +12,15 @@ from tests.detect.fake_tiles import make_sets, smooth_field, upsampled_noise
 
 from terrasynth.detect.detector import DetectorConfig, build_detector, load_detector
 from terrasynth.detect.evaluate import roc_auc
-from terrasynth.detect.features import residual_features, tile_features, tile_grid
+from terrasynth.detect.features import (
+    aggd_fit,
+    ggd_fit,
+    mscn,
+    naturalness_features,
+    residual_features,
+    tile_features,
+    tile_grid,
+)
 from terrasynth.detect.perturb import EVERYDAY, everyday_processing
 from terrasynth.detect.probe import TRACE_COLUMNS, conformal_p, two_means, value_at_p
 
@@ -43,8 +51,38 @@ def trained():
 def test_features_have_fixed_width_and_are_finite():
     real, fake = make_sets(3, size=32)
     features = tile_features(np.stack(real + fake))
-    assert features.shape == (6, 818) and np.isfinite(features).all()
+    assert features.shape == (6, 854) and np.isfinite(features).all()
     assert residual_features(np.stack(real)).shape == (3, 50)
+    assert naturalness_features(np.stack(real)).shape == (3, 36)
+
+
+def test_generalised_gaussian_fits_recover_known_shapes():
+    rng = np.random.default_rng(0)
+    shape, variance = ggd_fit(np.stack([rng.standard_normal(200_000), rng.laplace(size=200_000)]))
+    assert shape == pytest.approx([2.0, 1.0], abs=0.03) and variance == pytest.approx([1.0, 2.0], rel=0.02)
+    # an asymmetric generalised Gaussian of shape 2: half-Gaussians of spread 0.5 (left) and 2 (right), each side
+    # drawn in proportion to its spread
+    left, right, n = 0.5, 2.0, 400_000
+    side = rng.random(n) < left / (left + right)
+    sample = np.where(side, -left, right) * np.abs(rng.standard_normal(n))
+    fitted_shape, mean, left_var, right_var = aggd_fit(sample[None])[0]
+    expected_mean = (right - left) * np.sqrt(2 / np.pi)  # (σr − σl) Γ(1)/Γ(1/2) · √(Γ(1/2)/Γ(3/2))
+    assert fitted_shape == pytest.approx(2.0, abs=0.05) and mean == pytest.approx(expected_mean, rel=0.02)
+    assert (left_var, right_var) == pytest.approx((left**2, right**2), rel=0.02)
+
+
+def test_naturalness_features_tell_white_noise_from_smooth_texture():
+    rng = np.random.default_rng(3)
+    flat = np.full((1, 32, 32), 90.0)
+    assert np.abs(mscn(flat)).max() < 1e-9
+    noise = np.clip(128 + 30 * rng.standard_normal((4, 64, 64, 1)), 0, 255).repeat(3, 3).astype(np.uint8)
+    smooth = np.stack([smooth_field(rng, 64, noise=2.0) for _ in range(4)])
+    white, natural = naturalness_features(noise), naturalness_features(smooth)
+    # column 3: mean of the products of horizontal neighbours. Subtracting the local mean makes neighbours of white
+    # noise anti-correlated; a smooth field's stay positively correlated.
+    assert white[:, 3].max() < -0.05 and natural[:, 3].min() > 0
+    # column 0: shape of the normalised coefficients; self-normalised white noise is lighter-tailed than a Gaussian
+    assert white[:, 0].min() > 2.5 > natural[:, 0].max()
 
 
 def test_residual_features_see_the_upsampling_grid():
@@ -190,7 +228,7 @@ def test_localize_command_refuses_bad_input(trained, tmp_path, capsys, case):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_shrunk_copies_train_the_content_probe_only():
+def test_shrunk_copies_never_train_the_trace_probe():
     from sklearn.linear_model import LogisticRegression
 
     real, fake = make_sets(12, size=32, seed=9)
@@ -205,4 +243,5 @@ def test_shrunk_copies_train_the_content_probe_only():
     reference.fit(z[~shrunk][:, TRACE_COLUMNS], labels[~shrunk])
     assert np.allclose(probe.trace_coef, reference.coef_[0], atol=1e-6)
     assert np.allclose(probe.content_coef, everything.content_coef)
+    assert np.allclose(probe.forensic_coef, everything.forensic_coef)
     assert not np.allclose(probe.trace_coef, everything.trace_coef, atol=1e-3)

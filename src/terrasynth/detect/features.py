@@ -10,6 +10,11 @@ Two kinds of evidence, both computed on the tile as it is (no resampling, which 
   first differences at each phase of periods 2, 4 and 8 (up-sampling and block grids), chroma-to-luma residual
   energy and the residual's correlation between colour channels (a camera's demosaicing couples them; a decoder
   does not in the same way).
+* **natural-scene statistics** (BRISQUE, Mittal et al., IEEE TIP 2012): the distribution of contrast-normalised
+  luma and of the products of neighbouring coefficients, at two scales. They describe how any photograph's local
+  structure behaves, not one generator's, and they survive down-scaling better than up-sampling traces do: in
+  benchmarks/detection.py they raised the held-out colour-fill family's AUC from 0.79 to 0.97 and every
+  held-out family's AUC after resize ×0.5.
 
 Tiles are uint8 ``size×size×3`` arrays; ``tile_features`` returns one row per tile.
 """
@@ -20,13 +25,18 @@ import functools
 
 import numpy as np
 import torch
+from scipy import ndimage
+from scipy.special import gamma
 
 # Blocks of EfficientNet-Lite0 whose channel means are kept (24, 40, 80, 112, 192, 320 channels).
 PROBE_BLOCKS = (2, 4, 7, 10, 14, 15)
 SPECTRUM_BINS = 16
 PERIODS = (2, 4, 8)  # up-sampling by 2 and 4, and the JPEG block grid
 RESIDUAL_WIDTH = 16 + 1 + 2 * sum(PERIODS) + 2 + 3
-FEATURE_WIDTH = 768 + RESIDUAL_WIDTH
+NATURAL_WIDTH = 2 * 18
+FEATURE_WIDTH = 768 + RESIDUAL_WIDTH + NATURAL_WIDTH
+# raised whenever the features of a tile or the choice of tiles change, so cached features are not reused
+FEATURES_VERSION = 3
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,12 +118,78 @@ def residual_features(tiles: np.ndarray) -> np.ndarray:
     return np.concatenate([spectrum, total[:, None], *phases, chroma, corr], 1).astype(np.float32)
 
 
+_SHAPES = np.arange(0.2, 10.0, 0.001)
+# moment ratios of the generalised Gaussian as functions of its shape: E[x²] / E[|x|]² (falling) and its inverse
+_GGD_RATIO = gamma(1 / _SHAPES) * gamma(3 / _SHAPES) / gamma(2 / _SHAPES) ** 2
+_AGGD_RATIO = 1 / _GGD_RATIO
+
+
+def ggd_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shape and variance of a zero-mean generalised Gaussian fitted to each row of ``x`` by moment matching
+    (Sharifi and Leon-Garcia 1995; shape 1 is Laplacian, 2 Gaussian)."""
+    variance = (x**2).mean(1)
+    ratio = variance / (np.abs(x).mean(1) ** 2 + 1e-12)
+    return np.interp(ratio, _GGD_RATIO[::-1], _SHAPES[::-1]), variance
+
+
+def aggd_fit(x: np.ndarray) -> np.ndarray:
+    """Shape, mean, left and right variance of an asymmetric generalised Gaussian fitted to each row of ``x``
+    (Lasmar et al. 2009), N × 4."""
+    negative, positive = x < 0, x > 0
+    left = np.sqrt((x**2 * negative).sum(1) / np.maximum(negative.sum(1), 1))
+    right = np.sqrt((x**2 * positive).sum(1) / np.maximum(positive.sum(1), 1))
+    g = left / (right + 1e-12)
+    r = np.abs(x).mean(1) ** 2 / ((x**2).mean(1) + 1e-12)
+    ratio = r * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
+    shape = np.interp(ratio, _AGGD_RATIO, _SHAPES)
+    mean = (right - left) * gamma(2 / shape) / gamma(1 / shape) * np.sqrt(gamma(1 / shape) / gamma(3 / shape))
+    return np.stack([shape, mean, left**2, right**2], 1)
+
+
+def mscn(luma: np.ndarray) -> np.ndarray:
+    """Mean-subtracted, contrast-normalised coefficients of N×H×W luma in 0–255 (7×7 Gaussian window, σ 7/6)."""
+    blur = functools.partial(ndimage.gaussian_filter, sigma=(0, 7 / 6, 7 / 6), truncate=3 / (7 / 6), mode="nearest")
+    mu = blur(luma)
+    sigma = np.sqrt(np.abs(blur(luma * luma) - mu * mu))
+    return (luma - mu) / (sigma + 1.0)
+
+
+def naturalness_features(tiles: np.ndarray) -> np.ndarray:
+    """Natural-scene statistics of N×S×S×3 uint8 tiles (BRISQUE, Mittal et al. 2012), N × ``NATURAL_WIDTH`` (36).
+
+    Contrast-normalised luma of photographs has a characteristic, nearly Gaussian distribution and neighbouring
+    coefficients that are correlated in a characteristic way, at any scale; additive noise, smoothing, flat fills
+    and many generators' textures depart from both. Per scale (the tile and its 2× mean-pooled copy): the
+    coefficients' shape and variance, and the shape, mean, left and right variance of the products of horizontal,
+    vertical and both diagonal neighbours. Variances are given as logarithms."""
+    x = tiles.astype(np.float64)
+    luma = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+    out = []
+    for _ in range(2):
+        m = mscn(luma)
+        n = len(m)
+        shape, variance = ggd_fit(m.reshape(n, -1))
+        out += [shape, np.log(variance + 1e-6)]
+        for product in (
+            m[:, :, :-1] * m[:, :, 1:],
+            m[:, :-1] * m[:, 1:],
+            m[:, :-1, :-1] * m[:, 1:, 1:],
+            m[:, 1:, :-1] * m[:, :-1, 1:],
+        ):
+            fit = aggd_fit(product.reshape(n, -1))
+            out += [fit[:, 0], fit[:, 1], np.log(fit[:, 2] + 1e-6), np.log(fit[:, 3] + 1e-6)]
+        h, w = luma.shape[1] // 2 * 2, luma.shape[2] // 2 * 2
+        luma = luma[:, :h, :w].reshape(n, h // 2, 2, w // 2, 2).mean((2, 4))
+    return np.stack(out, 1).astype(np.float32)
+
+
 def tile_features(tiles: np.ndarray) -> np.ndarray:
-    """Deep and residual features of N×S×S×3 uint8 tiles, side by side: N × ``FEATURE_WIDTH`` (818)."""
+    """Deep, residual and natural-scene features of N×S×S×3 uint8 tiles, side by side: N × ``FEATURE_WIDTH``
+    (854)."""
     tiles = np.ascontiguousarray(tiles)
     if len(tiles) == 0:
         return np.zeros((0, FEATURE_WIDTH), np.float32)
-    return np.concatenate([deep_features(tiles), residual_features(tiles)], 1)
+    return np.concatenate([deep_features(tiles), residual_features(tiles), naturalness_features(tiles)], 1)
 
 
 def tile_grid(height: int, width: int, size: int, stride: int) -> list[tuple[int, int]]:

@@ -1,27 +1,33 @@
 """The ``probe`` detector: linear probes on forensic tile features, calibrated as p-values against real imagery.
 
-* **Features** (:mod:`terrasynth.detect.features`): frozen EfficientNet-Lite0 channel means at six depths and
-  high-pass residual statistics, per native-resolution tile of ``input_size`` pixels.
-* **Two probes**, standardised L2-regularised logistic regressions on tiles (UnivFD's recipe, Ojha et al. 2023):
-  the *trace* probe reads the residual statistics and the two shallowest blocks (up-sampling and re-sampling
-  traces, little content), the *content* probe the four deeper blocks (what the image shows and how it is
-  textured). In the benchmark's leave-one-source-out rows the trace probe kept its false positives on an unseen
-  real source near zero while the content probe did not; the content probe alone caught generators whose traces
-  the trace probe had never seen (a GAN, colour fill). So each is used where it can be trusted.
+* **Features** (:mod:`terrasynth.detect.features`): frozen EfficientNet-Lite0 channel means at six depths,
+  high-pass residual statistics and natural-scene statistics, per native-resolution tile of ``input_size`` pixels.
+* **Three probes**, standardised L2-regularised logistic regressions on tiles (UnivFD's recipe, Ojha et al. 2023):
+  - the *trace* probe reads the residual statistics (up-sampling and re-sampling traces, little content). In the
+    benchmark's leave-one-source-out rows it kept its false positives on an unseen real source at zero, so it
+    alone can make a *synthetic* verdict;
+  - the *forensic* probe reads the residual and the natural-scene statistics (how the pixels' local structure
+    departs from a photograph's). It ranks generators the trace probe never saw (colour fill, pix2pix) and
+    down-scaled images far better, but natural-scene statistics also differ between real sources: with them in
+    the trace probe, 2 of 150 genuine tiles of an unseen source were called *synthetic*;
+  - the *content* probe reads the backbone's six blocks (what the image shows and how it is textured).
+  The forensic and content probes can make an image *uncertain*, never *synthetic*.
 * Training tiles of real images include everyday processing (JPEG, resizing, sharpening, colour edits,
   screenshots), labelled *real*; synthetic images get the same processing, so processing is no cue. Shrunk copies
-  of both (×0.4–0.9) train the content probe, which learns what survives down-scaling.
+  of both (×0.4–0.9) train the forensic and content probes, which learn what survives down-scaling.
 * **Image logits**: the mean of the top quarter of the image's tile logits, so a synthetic region (inpainting,
-  splicing) is not averaged away by its real surroundings.
+  splicing) is not averaged away by its real surroundings. An image too small for ``max_tiles`` separate tiles
+  is tiled with overlap (a 128-px image: 16 tiles, not 4), so its statistic does not rest on one tile.
 * **Content domain**: the image's deep features against the training real tiles' (Mahalanobis distance in their
   first principal components), as a conformal p-value on the calibration images. Where the content is unlike
-  every calibration image (a region, season or sensor never seen), the content probe cannot tell "new place" from
-  "new generator": its evidence is set aside and the verdict rests on the trace probe alone.
+  every calibration image (a region, season or sensor never seen), the forensic and content probes cannot tell
+  "new place" from "new generator": their evidence is set aside and the verdict rests on the trace probe alone.
 * **Calibration** (split conformal): the logits of held-out real images are kept sorted in the weights file. In
-  the content domain the image's statistic is the larger of the two probes' calibration-standardised logits;
-  outside it, the trace probe's. The p-value is the share of calibration images that scored at least as high:
-  *synthetic* means p ≤ ``synthetic_p``, *uncertain* p ≤ ``uncertain_p``, *real* above. With exchangeable real
-  images the rate of false *synthetic* verdicts is at most ``synthetic_p``.
+  the content domain the image's statistic is the largest of the forensic and content probes'
+  calibration-standardised logits; outside it, the trace probe's. The p-value is the share of calibration images
+  that scored at least as high. *synthetic* means the trace probe's p ≤ ``synthetic_p``; *uncertain* means the
+  image statistic's p ≤ ``uncertain_p``; *real* neither. With exchangeable real images the rate of false
+  *synthetic* verdicts is at most ``synthetic_p``.
 * **Capture domain**: a few descriptors of how the image was captured and stored (residual energy, high- and
   low-frequency share, JPEG block grid) against the calibration images' median and spread. An image more than
   ``domain_z`` robust standard deviations away on any of them is *outside the calibrated domain*, and so is an
@@ -36,13 +42,21 @@ import torch
 
 from ..errors import InputError
 from .base import Detector
-from .features import FEATURE_WIDTH, tile_features, tile_grid
+from .features import FEATURE_WIDTH, RESIDUAL_WIDTH, tile_features, tile_grid
 
 # residual-feature columns (after the 768 deep ones) that describe capture and storage, not content
 _RESIDUAL = 768
 # the trace probe's columns: the residual statistics; the content probe's: the six blocks of the backbone
-TRACE_COLUMNS = np.r_[_RESIDUAL:FEATURE_WIDTH]
+TRACE_COLUMNS = np.r_[_RESIDUAL : _RESIDUAL + RESIDUAL_WIDTH]
+FORENSIC_COLUMNS = np.r_[_RESIDUAL:FEATURE_WIDTH]
 CONTENT_COLUMNS = np.r_[0:_RESIDUAL]
+PROBES = ("trace", "forensic", "content")
+PROBE_COLUMNS = {"trace": TRACE_COLUMNS, "forensic": FORENSIC_COLUMNS, "content": CONTENT_COLUMNS}
+# the probes whose largest standardised logit is the image statistic; the trace probe is left out because its
+# direction on a family it never saw can be inverted (colour fill: AUC 0.43 alone), and the forensic probe reads
+# its features anyway
+JOINT = ("forensic", "content")
+LOCAL_PROBES = JOINT
 CONTENT_COMPONENTS = 16
 DOMAIN_NAMES = ("residual energy", "high-frequency share", "low-frequency share", "8-px row grid", "8-px column grid")
 
@@ -116,13 +130,14 @@ class ProbeDetector(Detector):
         super().__init__(config)
         self.mean = np.zeros(FEATURE_WIDTH)
         self.scale = np.ones(FEATURE_WIDTH)
-        self.trace_coef, self.trace_intercept = np.zeros(len(TRACE_COLUMNS)), 0.0
-        self.content_coef, self.content_intercept = np.zeros(len(CONTENT_COLUMNS)), 0.0
+        for name in PROBES:
+            setattr(self, f"{name}_coef", np.zeros(len(PROBE_COLUMNS[name])))
+            setattr(self, f"{name}_intercept", 0.0)
         self.content_centre = np.zeros(len(CONTENT_COLUMNS))
         self.content_axes = np.zeros((CONTENT_COMPONENTS, len(CONTENT_COLUMNS)))
         self.content_variance = np.ones(CONTENT_COMPONENTS + 1)  # the last: mean variance off the subspace
         # calibration: location and spread of each probe's image logits, sorted statistics of the real images
-        self.standardise = np.array([0.0, 1.0, 0.0, 1.0])
+        self.standardise = np.tile([0.0, 1.0], len(PROBES))
         self.trace_calibration = np.zeros(0)
         self.joint_calibration = np.zeros(0)
         self.distance_calibration = np.zeros(0)
@@ -132,11 +147,17 @@ class ProbeDetector(Detector):
     # tiles and features -----------------------------------------------------------------------------------------
 
     def tiles(self, image: np.ndarray) -> list[np.ndarray]:
-        """Non-overlapping ``input_size`` tiles over the whole image, at most ``max_tiles`` (evenly spread)."""
+        """``input_size`` tiles over the whole image, at most ``max_tiles`` (evenly spread). Non-overlapping where
+        the image holds ``max_tiles`` of them; a smaller image is tiled with overlap, up to ``max_tiles`` tiles, so
+        its statistic is not the noisy top of a few tiles."""
         size = self.config.input_size
         height, width = image.shape[:2]
         self.check_size(width, height)
         corners = tile_grid(height, width, size, size)
+        if len(corners) < self.config.max_tiles:
+            per_side = max(1, int(np.sqrt(self.config.max_tiles)))
+            stride = max(1, min(height - size, width - size) // max(1, per_side - 1)) if per_side > 1 else size
+            corners = tile_grid(height, width, size, stride)
         if len(corners) > self.config.max_tiles:
             keep = np.linspace(0, len(corners) - 1, self.config.max_tiles).round().astype(int)
             corners = [corners[i] for i in keep]
@@ -170,21 +191,22 @@ class ProbeDetector(Detector):
         return self.fit_features(tile_features(np.stack(tiles)), np.array(labels), np.array(shrunk))
 
     def fit_features(self, features: np.ndarray, labels: np.ndarray, shrunk: np.ndarray | None = None) -> ProbeDetector:
-        """Fit both probes on tile features (rows) and labels (1 synthetic), and the content domain on the real
-        tiles. Rows marked ``shrunk`` (tiles of shrunk copies) train the content probe only. In the content probe
-        they raised the held-out families' AUC after resizing ×0.5 (benchmarks/detection.py: ldm 0.85 → 0.92,
-        sdedit 0.84 → 0.96); in the trace probe as well, they raised the false positives on a real source it had
-        never seen from 0 to 10 of 150, and calibrating on shrunk real copies did the same (6 of 150)."""
+        """Fit the three probes on tile features (rows) and labels (1 synthetic), and the content domain on the real
+        tiles. Rows marked ``shrunk`` (tiles of shrunk copies) train the forensic and content probes, not the trace
+        probe. In the content probe they raised the held-out families' AUC after resizing ×0.5
+        (benchmarks/detection.py: ldm 0.85 → 0.92, sdedit 0.84 → 0.96), in the forensic probe the worst held-out
+        family's after resizing from 0.45 to 0.88; in the trace probe, they raised the false positives on a real
+        source it had never seen from 0 to 10 of 150, and calibrating on shrunk real copies did the same (6 of
+        150)."""
         from sklearn.linear_model import LogisticRegression
 
         features, labels = np.asarray(features, np.float64), np.asarray(labels)
         shrunk = np.zeros(len(labels), bool) if shrunk is None else np.asarray(shrunk, bool)
         self.mean, self.scale = features.mean(0), features.std(0) + 1e-6
         z = (features - self.mean) / self.scale
-        for name, columns, rows in (
-            ("trace", TRACE_COLUMNS, ~shrunk),
-            ("content", CONTENT_COLUMNS, np.ones(len(labels), bool)),
-        ):
+        for name in PROBES:
+            columns = PROBE_COLUMNS[name]
+            rows = ~shrunk if name == "trace" else np.ones(len(labels), bool)
             model = LogisticRegression(C=self.config.probe_c, max_iter=3000, class_weight="balanced")
             model.fit(z[rows][:, columns], labels[rows])
             setattr(self, f"{name}_coef", model.coef_[0])
@@ -208,26 +230,38 @@ class ProbeDetector(Detector):
     def _standardised(self, features: np.ndarray) -> np.ndarray:
         return (np.asarray(features, np.float64) - self.mean) / self.scale
 
+    def tile_logits(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """Each probe's tile logits, standardised by the calibration images, for standardised tile features."""
+        out = {}
+        for index, name in enumerate(PROBES):
+            logits = z[:, PROBE_COLUMNS[name]] @ getattr(self, f"{name}_coef") + getattr(self, f"{name}_intercept")
+            location, spread = self.standardise[2 * index : 2 * index + 2]
+            out[name] = (logits - location) / spread
+        return out
+
     def trace_tile_logits(self, features: np.ndarray) -> np.ndarray:
         return self._standardised(features)[:, TRACE_COLUMNS] @ self.trace_coef + self.trace_intercept
 
     def statistics(self, features: np.ndarray) -> dict[str, float]:
-        """Of one image's tile features: each probe's image logit standardised by the calibration images
-        (``trace``, ``content``) and the content's squared Mahalanobis distance from the real tiles."""
+        """Of one image's tile features: each probe's image logit (the top quarter of its tile logits),
+        standardised by the calibration images, and the content's squared Mahalanobis distance from the real
+        tiles (``distance``)."""
         z = self._standardised(features)
-        trace = top_quarter_mean(z[:, TRACE_COLUMNS] @ self.trace_coef + self.trace_intercept)
-        content = top_quarter_mean(z[:, CONTENT_COLUMNS] @ self.content_coef + self.content_intercept)
+        # the standardisation is affine and increasing, so it commutes with the top-quarter mean
+        stats = {name: top_quarter_mean(logits) for name, logits in self.tile_logits(z).items()}
         # Mahalanobis distance in the real tiles' principal subspace plus the distance off it, each per dimension
         centred = z[:, CONTENT_COLUMNS].mean(0) - self.content_centre
         projected = self.content_axes @ centred
         off = np.sum(centred**2) - np.sum(projected**2)
         inside = np.mean(projected**2 / self.content_variance[:-1])
-        t_loc, t_spread, c_loc, c_spread = self.standardise
-        return {
-            "trace": (trace - t_loc) / t_spread,
-            "content": (content - c_loc) / c_spread,
-            "distance": float(inside + off / (len(centred) - len(projected)) / self.content_variance[-1]),
-        }
+        stats["distance"] = float(inside + off / (len(centred) - len(projected)) / self.content_variance[-1])
+        return stats
+
+    @staticmethod
+    def joint(stats: dict[str, float], in_content: bool = True) -> float:
+        """The image statistic: the largest standardised probe logit; outside the content domain, the trace
+        probe's alone."""
+        return max(stats[name] for name in JOINT) if in_content else stats["trace"]
 
     # calibration ------------------------------------------------------------------------------------------------
 
@@ -249,13 +283,14 @@ class ProbeDetector(Detector):
         import dataclasses
 
         fpr = self.config.synthetic_p if fpr is None else fpr
-        self.standardise = np.array([0.0, 1.0, 0.0, 1.0])
+        self.standardise = np.tile([0.0, 1.0], len(PROBES))
         raw = [self.statistics(f) for f in features]
-        trace, content = np.array([r["trace"] for r in raw]), np.array([r["content"] for r in raw])
-        self.standardise = np.array([trace.mean(), trace.std() + 1e-6, content.mean(), content.std() + 1e-6])
+        self.standardise = np.concatenate(
+            [[np.mean([r[name] for r in raw]), np.std([r[name] for r in raw]) + 1e-6] for name in PROBES]
+        )
         stats = [self.statistics(f) for f in features]
         self.trace_calibration = np.sort([s["trace"] for s in stats])
-        self.joint_calibration = np.sort([max(s["trace"], s["content"]) for s in stats])
+        self.joint_calibration = np.sort([self.joint(s) for s in stats])
         self.distance_calibration = np.sort([s["distance"] for s in stats])
         descriptors = np.stack([domain_descriptors(f).mean(0) for f in features])
         self.domain_centre = np.median(descriptors, 0)
@@ -278,7 +313,7 @@ class ProbeDetector(Detector):
         content_p = conformal_p(self.distance_calibration, stats["distance"])
         in_content = bool(content_p > self.config.synthetic_p)
         trace_p = conformal_p(self.trace_calibration, stats["trace"])
-        statistic = max(stats["trace"], stats["content"]) if in_content else stats["trace"]
+        statistic = self.joint(stats, in_content)
         joint_p = conformal_p(self.joint_calibration, statistic) if in_content else trace_p
         z = self.domain_z(features)
         worst = int(np.argmax(np.abs(z)))
@@ -302,6 +337,7 @@ class ProbeDetector(Detector):
             "content_p_value": float(joint_p),
             "verdict": verdict,
             "in_domain": in_capture and in_content,
+            "probe_logits": {name: float(stats[name]) for name in PROBES},
         }
         if not in_capture:
             result["domain_detail"] = f"{DOMAIN_NAMES[worst]} {z[worst]:+.1f} robust s.d. from the calibration images"
@@ -319,7 +355,7 @@ class ProbeDetector(Detector):
         out = []
         for image in images:
             stats = self.statistics(self.image_features(image))
-            out.append(max(stats["trace"], stats["content"]))
+            out.append(self.joint(stats))
         return np.array(out)
 
     def score(self, images: list[np.ndarray]) -> np.ndarray:
@@ -331,8 +367,8 @@ class ProbeDetector(Detector):
     def localize(self, image: np.ndarray, stride: int | None = None) -> np.ndarray:
         """Per-pixel probability that the pixel is synthetic, at the image's size.
 
-        Every ``stride`` pixels a tile is scored (the larger of the two probes' calibration-standardised logits)
-        and tile scores are averaged over the pixels they cover. Where the scores fall into two groups at least
+        Every ``stride`` pixels a tile is scored (the largest of the forensic and content probes' standardised
+        logits) and tile scores are averaged over the pixels they cover. Where the scores fall into two groups at least
         ``LOCAL_SEPARATION`` calibration standard deviations apart, the image is taken as a composite and the map is
         0.5 at the split between the groups (two-means); otherwise the map is 0.5 at the detector's operating point
         over the whole image. Run it on an image already in question: on genuine tiles it marks a few per cent of
@@ -344,13 +380,11 @@ class ProbeDetector(Detector):
         corners = tile_grid(height, width, size, stride)
         total = np.zeros((height, width), np.float64)
         count = np.zeros((height, width), np.float64)
-        t_loc, t_spread, c_loc, c_spread = self.standardise
         for start in range(0, len(corners), 256):
             chunk = corners[start : start + 256]
             z = self._standardised(tile_features(np.stack([image[r : r + size, c : c + size] for r, c in chunk])))
-            trace = (z[:, TRACE_COLUMNS] @ self.trace_coef + self.trace_intercept - t_loc) / t_spread
-            content = (z[:, CONTENT_COLUMNS] @ self.content_coef + self.content_intercept - c_loc) / c_spread
-            for (r, c), value in zip(chunk, np.maximum(trace, content)):
+            logits = self.tile_logits(z)
+            for (r, c), value in zip(chunk, np.max([logits[name] for name in LOCAL_PROBES], 0)):
                 total[r : r + size, c : c + size] += value
                 count[r : r + size, c : c + size] += 1
         scores = total / np.maximum(count, 1)
@@ -368,6 +402,7 @@ class ProbeDetector(Detector):
         "mean",
         "scale",
         "trace_coef",
+        "forensic_coef",
         "content_coef",
         "content_centre",
         "content_axes",
@@ -382,18 +417,23 @@ class ProbeDetector(Detector):
 
     def state_dict(self):
         state = {name: torch.from_numpy(np.asarray(getattr(self, name), np.float64).copy()) for name in self._STATE}
-        state["intercepts"] = torch.tensor([self.trace_intercept, self.content_intercept], dtype=torch.float64)
+        state["intercepts"] = torch.tensor([getattr(self, f"{name}_intercept") for name in PROBES], dtype=torch.float64)
         return state
 
     def load_state_dict(self, state):
         expected = {
             "mean": (FEATURE_WIDTH,),
-            "trace_coef": (len(TRACE_COLUMNS),),
-            "content_coef": (len(CONTENT_COLUMNS),),
+            **{f"{name}_coef": (len(PROBE_COLUMNS[name]),) for name in PROBES},
+            "intercepts": (len(PROBES),),
         }
         for name, shape in expected.items():
-            if tuple(state[name].shape) != shape:
-                raise KeyError(f"{name} has shape {tuple(state[name].shape)}, expected {shape}")
+            found = tuple(state[name].shape) if name in state else "missing"
+            if found != shape:
+                raise KeyError(
+                    f"{name} is {found}, expected shape {shape}: a detector made for other tile "
+                    "features (an older terrasynth); retrain it with `terrasynth detect train --method probe`"
+                )
         for name in self._STATE:
             setattr(self, name, state[name].numpy())
-        self.trace_intercept, self.content_intercept = (float(v) for v in state["intercepts"])
+        for name, value in zip(PROBES, state["intercepts"]):
+            setattr(self, f"{name}_intercept", float(value))
