@@ -245,9 +245,6 @@ class ProbeDetector(Detector):
             out[name] = (logits - location) / spread
         return out
 
-    def trace_tile_logits(self, features: np.ndarray) -> np.ndarray:
-        return self._standardised(features)[:, TRACE_COLUMNS] @ self.trace_coef + self.trace_intercept
-
     def statistics(self, features: np.ndarray) -> dict[str, float]:
         """Of one image's tile features: each probe's image logit (the top quarter of its tile logits),
         standardised by the calibration images, and the content's squared Mahalanobis distance from the real
@@ -265,8 +262,8 @@ class ProbeDetector(Detector):
 
     @staticmethod
     def joint(stats: dict[str, float], in_content: bool = True) -> float:
-        """The image statistic: the largest standardised probe logit; outside the content domain, the trace
-        probe's alone."""
+        """The image statistic: the largest standardised logit of the ``JOINT`` probes; outside the content domain,
+        the trace probe's alone."""
         return max(stats[name] for name in JOINT) if in_content else stats["trace"]
 
     # calibration ------------------------------------------------------------------------------------------------
