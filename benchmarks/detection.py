@@ -304,7 +304,9 @@ def print_table(title: str, results: dict, perturbations) -> None:
 
 def print_probe_table(results: dict, perturbations) -> None:
     """Each probe's AUC alone, beside the image score's, per held-out family."""
-    names = next(iter(next(iter(results.values())).values()))["auc_by_probe"].keys()
+    names = next(iter(results.values()))[perturbations[0]]["auc_by_probe"].keys()
+    if not names:
+        return
     print("\nthe image score and each probe alone (AUC, leave-one-generator-out)")
     print(f"  {'held out':<14}{'test':<11}{'score':>7}" + "".join(f"{n:>10}" for n in names))
     for family, rows in results.items():
@@ -406,8 +408,7 @@ def main(argv=None) -> dict:
         figures["leave_one_source_out"],
         args.perturbations,
     )
-    if next(iter(figures["leave_one_generator_out"].values()))["clean"]["auc_by_probe"]:
-        print_probe_table(figures["leave_one_generator_out"], args.perturbations)
+    print_probe_table(figures["leave_one_generator_out"], args.perturbations)
     composite = figures["leave_one_generator_out"].get("composite", {})
     for key in ("localisation", "localisation_strict"):
         if key in composite:

@@ -14,6 +14,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
 
+def luma(rgb: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """ITU-R BT.601 luma of an array whose last axis is R, G, B (any value range), as ``dtype``."""
+    rgb = np.asarray(rgb, dtype)
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted; an error if there are none."""
     folder = Path(folder)

@@ -28,6 +28,8 @@ import torch
 from scipy import ndimage
 from scipy.special import gamma
 
+from ..data.images import luma as to_luma
+
 # Blocks of EfficientNet-Lite0 whose channel means are kept (24, 40, 80, 112, 192, 320 channels).
 PROBE_BLOCKS = (2, 4, 7, 10, 14, 15)
 SPECTRUM_BINS = 16
@@ -81,7 +83,7 @@ def residual_features(tiles: np.ndarray) -> np.ndarray:
     energy (1), phase energies of first differences at periods 2, 4, 8 across and down (28), chroma-to-luma
     residual energy (2), residual correlation between colour channels (3)."""
     x = tiles.astype(np.float32).transpose(0, 3, 1, 2)  # N×3×S×S
-    luma = x[:, 0] * 0.299 + x[:, 1] * 0.587 + x[:, 2] * 0.114
+    luma = to_luma(tiles)
     residual = x - _box3(x)
     r_luma = luma - _box3(luma)
     n, size = len(tiles), luma.shape[-1]
@@ -162,8 +164,7 @@ def naturalness_features(tiles: np.ndarray) -> np.ndarray:
     and many generators' textures depart from both. Per scale (the tile and its 2× mean-pooled copy): the
     coefficients' shape and variance, and the shape, mean, left and right variance of the products of horizontal,
     vertical and both diagonal neighbours. Variances are given as logarithms."""
-    x = tiles.astype(np.float64)
-    luma = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+    luma = to_luma(tiles, np.float64)
     out = []
     for _ in range(2):
         m = mscn(luma)

@@ -67,6 +67,7 @@ from PIL import Image
 from scipy import ndimage
 from scipy.fft import dctn, fft2, idctn, ifft2
 
+from ..data.images import luma as _luma
 from ..errors import InputError
 
 DEFAULT_KEY = b"terrasynth-watermark-v1"
@@ -145,11 +146,6 @@ def _check_rgb(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 H x W x 3 image, got {image.dtype} {tuple(image.shape)}")
     return image
-
-
-def _luma(image: np.ndarray) -> np.ndarray:
-    rgb = image.astype(np.float32)
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
 def _resize_float(array: np.ndarray, width: int, height: int) -> np.ndarray:
