@@ -13,6 +13,9 @@ Protocol (the sets' ``side`` column keeps every tile and everything made from it
 * **leave-one-source-out**: for each real source S, the detector is trained and calibrated without any image of S
   (no real tile of S and nothing made from one); the row counts S's real tiles called *synthetic* (false positives),
   *uncertain* and *outside the calibrated domain*, and gives the AUC of S's real tiles against all side-``b`` fakes.
+* **both at once** (as outside the lab, where the region and the generator are new): for each source S and family
+  F, trained and calibrated with no image of S and none of F; S's side-``b`` real tiles against F's side-``b``
+  images.
 * every row also after JPEG 75, resize ×0.5 and a random crop to half of each side, applied to both classes.
 * **localisation**: IoU of the binary mask at 0.5 with the true synthetic region of side-``b`` composites, by
   detectors that never saw a composite (and, stricter, never saw the family whose pixels were spliced in).
@@ -65,7 +68,7 @@ def load_variant(row: dict, variant: str) -> np.ndarray:
             image = jpeg(image, int(rng.integers(85, 96)))
         if variant == "train-processed":
             image, _ = everyday_processing(image, rng)
-        if variant == "train-downscaled":
+        if variant.startswith("train-downscaled"):  # train-downscaled, train-downscaled2: two random shrinks
             image = random_downscale(image, rng)
         return image
     if fake:
@@ -120,15 +123,16 @@ def tile_rows(features: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]
     return features, np.full(len(features), label)
 
 
-def train_fold(config: DetectorConfig, cache: FeatureCache, train: list[dict], calibration: list[dict]):
+def train_fold(
+    config: DetectorConfig, cache: FeatureCache, train: list[dict], calibration: list[dict], variants=TRAIN_VARIANTS
+):
     xs, ys, shrunk = [], [], []
     for row in train:
-        variants = ("train-clean",) if row.get("mask") else TRAIN_VARIANTS
-        for variant in variants:
+        for variant in ("train-clean",) if row.get("mask") else variants:
             x, y = tile_rows(cache(row, variant), row["label"])
             xs.append(x)
             ys.append(y)
-            shrunk.append(np.full(len(y), variant == "train-downscaled"))
+            shrunk.append(np.full(len(y), variant.startswith("train-downscaled")))
     detector = build_detector(config)
     detector.fit_features(np.concatenate(xs), np.concatenate(ys), np.concatenate(shrunk))
     calibration_features = [cache(row, v) for row in calibration for v in CALIBRATION_VARIANTS]
@@ -257,6 +261,32 @@ def leave_one_source_out(args, config, cache, sets) -> dict:
     return results
 
 
+def leave_source_and_generator_out(args, config, cache, sets) -> dict:
+    """Both unseen at once, as outside the lab: for each real source S and family F, train and calibrate with no
+    image of S and no image of F; test S's side-b real tiles against F's side-b images."""
+    results = {}
+    for source in sets["sources"]:
+        for family in sets["families"]:
+            train = [r for r in sets["real_train"] if r["source"] != source]
+            fakes = [r for r in sets["fake_train"] if r["source"] != source and r["family"] != family]
+            if not fakes:
+                log(args, f"held out {source} and {family}: no synthetic image left to train on, row skipped")
+                continue
+            train += fakes
+            calibration = [r for r in sets["real_cal"] if r["source"] != source]
+            detector = train_fold(config, cache, train, calibration)
+            real = [r for r in sets["real_test"] if r["source"] == source]
+            fake = [r for r in sets["fake_test"] if r["family"] == family]
+            results[f"{source}/{family}"] = {
+                variant: summarise(
+                    score_rows(detector, cache, real, variant), score_rows(detector, cache, fake, variant)
+                )
+                for variant in args.perturbations
+            }
+        log(args, f"held out real source {source} with each family: {cache.computed} feature sets computed")
+    return results
+
+
 def localisation(detector, composites: list[dict], reals: list[dict]) -> dict:
     """IoU of the mask at 0.5 with the true synthetic region of each composite, and the share of a genuine tile's
     area the mask marks (mean over ``reals``)."""
@@ -285,18 +315,18 @@ def log(args, text: str) -> None:
         print(text, flush=True)
 
 
-def print_table(title: str, results: dict, perturbations) -> None:
+def print_table(title: str, results: dict, perturbations, width: int = 14) -> None:
     print(f"\n{title}")
     print(
-        f"  {'held out':<14}{'test':<11}{'AUC':>7}{'TPR':>7}{'flag':>7}{'FPR':>7}{'FP':>6}{'unc.':>7}{'outside':>9}"
-        f"{'n':>11}"
+        f"  {'held out':<{width}}{'test':<11}{'AUC':>7}{'TPR':>7}{'flag':>7}{'FPR':>7}{'FP':>6}{'unc.':>7}"
+        f"{'outside':>9}{'n':>11}"
     )
     for name, rows in results.items():
         for variant in perturbations:
             r = rows[variant]
             n = f"{r['n_real']}/{r['n_fake']}"
             print(
-                f"  {name:<14}{variant:<11}{r['auc']:7.3f}{r['tpr']:7.3f}{r['flagged']:7.3f}{r['fpr']:7.3f}"
+                f"  {name:<{width}}{variant:<11}{r['auc']:7.3f}{r['tpr']:7.3f}{r['flagged']:7.3f}{r['fpr']:7.3f}"
                 f"{r['false_positives']:6d}"
                 f"{r['real_uncertain']:7.3f}{r['real_outside']:9.3f}{n:>11}"
             )
@@ -361,6 +391,9 @@ def parse_args(argv=None):
     parser.add_argument("--max-tiles", type=int, default=16)
     parser.add_argument("--probe-c", type=float, default=0.05)
     parser.add_argument("--no-localise", dest="localise", action="store_false")
+    parser.add_argument(
+        "--no-both", dest="both", action="store_false", help="skip the rows with a source and a family held out at once"
+    )
     parser.add_argument("--save-detector", help="also train the shipped detector on every family into DIR")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every figure to this JSON file")
@@ -398,6 +431,8 @@ def main(argv=None) -> dict:
         "leave_one_generator_out": leave_one_generator_out(args, config, cache, sets),
         "leave_one_source_out": leave_one_source_out(args, config, cache, sets),
     }
+    if args.both:
+        figures["leave_source_and_generator_out"] = leave_source_and_generator_out(args, config, cache, sets)
     print_table(
         "leave-one-generator-out (test: side-b real tiles vs the held-out family)",
         figures["leave_one_generator_out"],
@@ -408,6 +443,13 @@ def main(argv=None) -> dict:
         figures["leave_one_source_out"],
         args.perturbations,
     )
+    if args.both:
+        print_table(
+            "leave one source and one family out (test: the held-out source's real tiles vs the held-out family)",
+            figures["leave_source_and_generator_out"],
+            args.perturbations,
+            width=24,
+        )
     print_probe_table(figures["leave_one_generator_out"], args.perturbations)
     composite = figures["leave_one_generator_out"].get("composite", {})
     for key in ("localisation", "localisation_strict"):

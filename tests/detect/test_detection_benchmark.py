@@ -72,6 +72,13 @@ def test_detection_benchmark_runs_end_to_end(tmp_path, capsys):
     assert 0 <= logo["composite"]["localisation"]["iou_mean_area_25"] <= 1
     assert "localisation_strict" in logo["composite"]
     assert "worst held-out family AUC, clean" in out and "worst held-out source FPR, clean" in out
+    # both unseen at once: each source's real tiles against each family, by a detector that saw neither
+    both = figures["leave_source_and_generator_out"]
+    # (with source "one" and the bilinear family held out no synthetic image is left to train on: no row)
+    assert set(both) == {"one/nearest", "one/composite", "two/nearest", "two/bilinear", "two/composite"}
+    assert both["one/nearest"]["clean"]["n_real"] == loso["one"]["clean"]["n_real"]
+    assert both["one/nearest"]["clean"]["n_fake"] == logo["nearest"]["clean"]["n_fake"]
+    assert "leave one source and one family out" in out
     assert (tmp_path / "figures.json").is_file()
     # the cache is used: a second run computes no feature set again
     before = len(list((tmp_path / "cache").glob("*.npy")))
@@ -81,3 +88,26 @@ def test_detection_benchmark_runs_end_to_end(tmp_path, capsys):
     assert len(list((tmp_path / "cache").glob("*.npy"))) == before
     shipped = load_detector(tmp_path / "probe")
     assert shipped.config.method == "probe" and len(shipped.joint_calibration) > 0
+
+
+def test_design_selection_never_tests_on_what_it_trained_on(tmp_path, capsys):
+    """benchmarks/detection_select.py: nested leave-one-generator-out inside side a. Everything made from one tile
+    stays on one inner side, side b is never read, and every outer family gets a chosen design."""
+    manifest = write_manifest(tmp_path / "sets", n=12)
+    select = load_benchmark("detection_select")
+    result = select.main(
+        ["--sets", str(manifest), "--cache", str(tmp_path / "cache"), "--input-size", "32", "--max-tiles", "4",
+         "--max-real", "30", "--max-fake", "8", "--perturbations", "clean",
+         "--designs", "max(forensic,content)", "forensic"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    train_origins = {select.origin(r) for r in result["inner_train"]}
+    test_origins = {select.origin(r) for r in result["inner_test"]}
+    assert train_origins and test_origins and not train_origins & test_origins
+    assert all(r["side"] == "a" for r in result["inner_train"] + result["inner_test"])
+    assert set(result["winners"]) == {"nearest", "bilinear", "composite"}
+    assert set(result["winners"].values()) <= {"max(forensic,content)", "forensic"}
+    # each outer family's rows test the other families only
+    for rows in result["auc"].values():
+        assert rows and all(outer != tested for outer, tested, _ in rows)
+    assert "chosen per outer fold" in out

@@ -1,0 +1,177 @@
+"""Choose a detector design without looking at the family it will be tested on: nested leave-one-generator-out.
+
+    python benchmarks/detection_select.py --sets runs/detection-sets-v2/manifest.csv --cache runs/detection-features
+
+benchmarks/detection.py tests each family F with a detector that never saw F. A design picked on those rows would
+have seen F after all. This script only reads side ``a`` (the benchmark's training side), split again by the tile
+every image was made from into ``a1`` (training, calibration) and ``a2`` (test). For every pair of families {F, G}
+it trains each candidate design without F and without G, and tests it on F and on G alone. For the outer fold F,
+the rows that count are those that tested some G ≠ F: pairs that contain F, scored on the other member. The design
+with the best mean AUC over those rows (every perturbation) is the one fold F may use; a design that wins for
+every F is the one to ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from terrasynth.detect.detector import DetectorConfig, build_detector
+from terrasynth.detect.probe import ProbeDetector
+
+sys.path.insert(0, str(Path(__file__).parent))
+from detection import (  # noqa: E402
+    TEST_PERTURBATIONS,
+    TRAIN_VARIANTS,
+    FeatureCache,
+    score_rows,
+    split_sets,
+    summarise,
+    train_fold,
+)
+
+
+def origin(row: dict) -> str:
+    """The real tile (or layout) an image was made from; everything made from one tile stays on one inner side."""
+    path = Path(row["path"])
+    if row["label"] == 0 and row["source"] == "rsscn7":
+        return f"{path.parent.name}_{path.stem}"
+    return path.stem
+
+
+def inner_side(row: dict, seed: int) -> str:
+    digest = hashlib.sha256(f"inner/{seed}/{origin(row)}".encode()).digest()
+    return "a1" if digest[0] < 170 else "a2"  # two thirds train, one third test
+
+
+def designs() -> dict:
+    """Candidate image statistics, each a ProbeDetector whose ``joint`` differs (the features and probes do not)."""
+
+    class Max3(ProbeDetector):
+        @staticmethod
+        def joint(stats, in_content=True):
+            return max(stats[n] for n in ("trace", "forensic", "content")) if in_content else stats["trace"]
+
+    class Mean2(ProbeDetector):
+        @staticmethod
+        def joint(stats, in_content=True):
+            return (stats["forensic"] + stats["content"]) / 2**0.5 if in_content else stats["trace"]
+
+    class Forensic(ProbeDetector):
+        @staticmethod
+        def joint(stats, in_content=True):
+            return stats["forensic"] if in_content else stats["trace"]
+
+    return {
+        "max(forensic,content)": ProbeDetector,
+        "max(all three)": Max3,
+        "mean(forensic,content)": Mean2,
+        "forensic": Forensic,
+    }
+
+
+# how the probes are trained: (probe_c, training variants); the shipped recipe first
+SHRUNK_TWICE = ("train-clean", "train-processed", "train-downscaled", "train-downscaled2")
+TRAININGS = {
+    "shipped": (0.05, TRAIN_VARIANTS),
+    "C 0.02": (0.02, TRAIN_VARIANTS),
+    "C 0.2": (0.2, TRAIN_VARIANTS),
+    "two shrunk copies": (0.05, SHRUNK_TWICE),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", required=True)
+    parser.add_argument("--cache", default="runs/detection-features")
+    parser.add_argument("--perturbations", nargs="+", default=list(TEST_PERTURBATIONS), choices=TEST_PERTURBATIONS)
+    parser.add_argument("--designs", nargs="+", help="a subset of the candidate image statistics")
+    parser.add_argument("--trainings", nargs="+", default=["shipped"], choices=list(TRAININGS))
+    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--max-tiles", type=int, default=16)
+    parser.add_argument("--max-real", type=int, default=600, help="as in benchmarks/detection.py")
+    parser.add_argument("--max-fake", type=int, default=120, help="as in benchmarks/detection.py")
+    parser.add_argument("--probe-c", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(f"command: python benchmarks/detection_select.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    with open(args.sets, newline="") as handle:
+        rows = [{**row, "label": int(row["label"])} for row in csv.DictReader(handle)]
+    defaults = argparse.Namespace(
+        max_real=args.max_real, max_real_test=150, max_fake=args.max_fake, max_fake_test=60, seed=args.seed
+    )
+    sets = split_sets(defaults, rows)
+    side_a = sets["real_train"] + sets["real_cal"] + sets["fake_train"]
+    a1 = [r for r in side_a if inner_side(r, args.seed) == "a1"]
+    a2 = [r for r in side_a if inner_side(r, args.seed) == "a2"]
+    real_a1 = [r for r in a1 if r["label"] == 0]
+    cut = int(round(len(real_a1) * 0.8))
+    real_train, real_cal = real_a1[:cut], real_a1[cut:]
+    real_test = [r for r in a2 if r["label"] == 0]
+    families = sorted({r["family"] for r in side_a if r["label"] == 1})
+    print(
+        f"inner sets: real train {len(real_train)}, calibration {len(real_cal)}, test {len(real_test)}; "
+        f"families {families}"
+    )
+
+    config = DetectorConfig(
+        method="probe", input_size=args.input_size, max_tiles=args.max_tiles, probe_c=args.probe_c, seed=args.seed
+    )
+    cache = FeatureCache(build_detector(config), Path(args.cache))
+    statistics = {k: v for k, v in designs().items() if not args.designs or k in args.designs}
+    chosen = {
+        (f"{s} / {t}" if len(args.trainings) > 1 else s): (cls, t)
+        for t in args.trainings
+        for s, cls in statistics.items()
+    }
+    # auc[design][(outer F, tested G, perturbation)]
+    auc: dict[str, dict] = {name: {} for name in chosen}
+    for first, second in itertools.combinations(families, 2):
+        train = real_train + [r for r in a1 if r["label"] == 1 and r["family"] not in (first, second)]
+        bases = {}
+        for t in args.trainings:
+            c, variants = TRAININGS[t]
+            bases[t] = train_fold(dataclasses.replace(config, probe_c=c), cache, train, real_cal, variants)
+        for name, (cls, t) in chosen.items():
+            base = bases[t]
+            detector = cls(base.config)
+            detector.__dict__.update({k: v for k, v in base.__dict__.items() if k != "config"})
+            detector.config = base.config
+            detector.calibrate_features([cache(r, v) for r in real_cal for v in ("train-clean", "train-processed")])
+            for outer, tested in ((first, second), (second, first)):
+                fake = [r for r in a2 if r["family"] == tested]
+                for variant in args.perturbations:
+                    result = summarise(
+                        score_rows(detector, cache, real_test, variant), score_rows(detector, cache, fake, variant)
+                    )
+                    auc[name][(outer, tested, variant)] = result["auc"]
+        print(f"pair {first}/{second} done ({cache.computed} feature sets computed)", flush=True)
+
+    print("\nmean AUC over the rows each outer fold may use (inner held-out families, every perturbation)")
+    print(f"  {'design':<26}" + "".join(f"{f:>12}" for f in families) + f"{'worst row':>12}")
+    winners = {}
+    for name in chosen:
+        means = [np.mean([v for (o, _, _), v in auc[name].items() if o == f]) for f in families]
+        print(f"  {name:<26}" + "".join(f"{m:12.4f}" for m in means) + f"{min(auc[name].values()):12.3f}")
+    for f in families:
+        winners[f] = max(chosen, key=lambda n: np.mean([v for (o, _, _), v in auc[n].items() if o == f]))
+    print("\nchosen per outer fold: " + ", ".join(f"{f}: {w}" for f, w in winners.items()))
+    for variant in args.perturbations:
+        print(
+            f"  {variant:<10}"
+            + "".join(
+                f"  {name}: {np.mean([v for (_, _, p), v in auc[name].items() if p == variant]):.4f}" for name in chosen
+            )
+        )
+    return {"winners": winners, "auc": auc, "inner_train": a1, "inner_test": a2}
+
+
+if __name__ == "__main__":
+    main()
