@@ -13,6 +13,8 @@ Protocol (the sets' ``side`` column keeps every tile and everything made from it
 * **leave-one-source-out**: for each real source S, the detector is trained and calibrated without any image of S
   (no real tile of S and nothing made from one); the row counts S's real tiles called *synthetic* (false positives),
   *uncertain* and *outside the calibrated domain*, and gives the AUC of S's real tiles against all side-``b`` fakes.
+  A second row (``S+calibrated``) sets the same detector's p-values on S's side-``a`` calibration tiles, as
+  ``terrasynth detect calibrate`` does with a user's genuine images.
 * **both at once** (as outside the lab, where the region and the generator are new): for each source S and family
   F, trained and calibrated with no image of S and none of F; S's side-``b`` real tiles against F's side-``b``
   images.
@@ -47,9 +49,9 @@ from terrasynth.detect.features import FEATURE_WIDTH, FEATURES_VERSION
 from terrasynth.detect.perturb import crop, everyday_processing, jpeg, random_downscale, resize
 
 TEST_PERTURBATIONS = ("clean", "jpeg75", "resize0.5", "crop0.5")
-# every training image as it is, after a random everyday edit, and shrunk by a random 0.4–0.9 (the shrunk copies
-# train the content probe only); calibration images as they are and after an everyday edit
-TRAIN_VARIANTS = ("train-clean", "train-processed", "train-downscaled")
+# every training image as it is, after a random everyday edit, and twice shrunk by a random 0.4–0.9 (the shrunk
+# copies train the forensic and content probes only); calibration images as they are and after an everyday edit
+TRAIN_VARIANTS = ("train-clean", "train-processed", "train-downscaled", "train-downscaled2")
 CALIBRATION_VARIANTS = ("train-clean", "train-processed")
 TARGETS = {"auc": 0.95, "fpr": 0.01, "auc_perturbed": 0.9, "fpr_perturbed": 0.02, "iou": 0.7}
 
@@ -144,6 +146,14 @@ def score_rows(detector, cache: FeatureCache, rows: list[dict], variant: str) ->
     return [detector.assess_features(cache(row, variant)) for row in rows]
 
 
+def score_table(args, detector, cache: FeatureCache, real: list[dict], fake: list[dict]) -> dict:
+    """One row per test perturbation: the detector's answers on ``real`` against ``fake``, summarised."""
+    return {
+        variant: summarise(score_rows(detector, cache, real, variant), score_rows(detector, cache, fake, variant))
+        for variant in args.perturbations
+    }
+
+
 def summarise(real: list[dict], fake: list[dict]) -> dict:
     labels = np.r_[np.zeros(len(real)), np.ones(len(fake))]
     scores = np.r_[[r["score"] for r in real], [r["score"] for r in fake]]
@@ -189,6 +199,9 @@ def split_sets(args, rows: list[dict]) -> dict:
             [r for r in reals if r["source"] == source and r["side"] == "a"], args.max_real, args.seed + index
         )
         b = [r for r in reals if r["source"] == source and r["side"] == "b"]
+        # shuffled before the cut: the manifest lists tiles by scene class and place, and a calibration fifth taken
+        # from its end would hold only the last classes, unlike the test tiles (RSSCN7: parking and residential)
+        a = [a[i] for i in np.random.default_rng(args.seed + 20 + index).permutation(len(a))]
         cut = int(round(len(a) * 0.8))
         real_train += a[:cut]
         real_cal += a[cut:]
@@ -222,13 +235,7 @@ def leave_one_generator_out(args, config, cache, sets) -> dict:
         train = sets["real_train"] + [r for r in sets["fake_train"] if r["family"] != family]
         detector = train_fold(config, cache, train, sets["real_cal"])
         held_out = [r for r in sets["fake_test"] if r["family"] == family]
-        results[family] = {
-            variant: summarise(
-                score_rows(detector, cache, sets["real_test"], variant),
-                score_rows(detector, cache, held_out, variant),
-            )
-            for variant in args.perturbations
-        }
+        results[family] = score_table(args, detector, cache, sets["real_test"], held_out)
         if args.localise and family == "composite":
             results[family]["localisation"] = localisation(detector, held_out, sets["real_test"][::15])
         log(args, f"held out {family}: {time.perf_counter() - start:.0f} s, {cache.computed} feature sets computed")
@@ -250,13 +257,12 @@ def leave_one_source_out(args, config, cache, sets) -> dict:
         calibration = [r for r in sets["real_cal"] if r["source"] != source]
         detector = train_fold(config, cache, train, calibration)
         real = [r for r in sets["real_test"] if r["source"] == source]
-        results[source] = {
-            variant: summarise(
-                score_rows(detector, cache, real, variant),
-                score_rows(detector, cache, sets["fake_test"], variant),
-            )
-            for variant in args.perturbations
-        }
+        results[source] = score_table(args, detector, cache, real, sets["fake_test"])
+        # the same detector, its p-values set on the source's own side-a calibration fifth (what `terrasynth detect
+        # calibrate` does with a user's genuine images): no retraining, and still no side-b tile of the source
+        own = [r for r in sets["real_cal"] if r["source"] == source]
+        detector.calibrate_features([cache(row, v) for row in own for v in CALIBRATION_VARIANTS])
+        results[f"{source}+calibrated"] = score_table(args, detector, cache, real, sets["fake_test"])
         log(args, f"held out real source {source}: {cache.computed} feature sets computed")
     return results
 
@@ -277,12 +283,7 @@ def leave_source_and_generator_out(args, config, cache, sets) -> dict:
             detector = train_fold(config, cache, train, calibration)
             real = [r for r in sets["real_test"] if r["source"] == source]
             fake = [r for r in sets["fake_test"] if r["family"] == family]
-            results[f"{source}/{family}"] = {
-                variant: summarise(
-                    score_rows(detector, cache, real, variant), score_rows(detector, cache, fake, variant)
-                )
-                for variant in args.perturbations
-            }
+            results[f"{source}/{family}"] = score_table(args, detector, cache, real, fake)
         log(args, f"held out real source {source} with each family: {cache.computed} feature sets computed")
     return results
 
@@ -352,14 +353,21 @@ def print_targets(logo: dict, loso: dict) -> None:
         values = [rows[variant][key] for rows in table.values() if not np.isnan(rows[variant][key])]
         return pick(values) if values else float("nan")
 
+    unseen = {k: v for k, v in loso.items() if not k.endswith("+calibrated")}
+    calibrated = {k: v for k, v in loso.items() if k.endswith("+calibrated")}
     lines = [
         ("worst held-out family AUC, clean", worst(logo, "clean", "auc", min), ">=", TARGETS["auc"]),
-        ("worst held-out source FPR, clean", worst(loso, "clean", "fpr", max), "<=", TARGETS["fpr"]),
+        ("worst held-out source FPR, clean", worst(unseen, "clean", "fpr", max), "<=", TARGETS["fpr"]),
     ]
+    if calibrated:
+        lines.append(("  the same, calibrated on the source", worst(calibrated, "clean", "fpr", max), "<=", 0.01))
     for variant in ("jpeg75", "resize0.5"):
         if variant in next(iter(logo.values())):
             lines.append((f"worst held-out family AUC, {variant}", worst(logo, variant, "auc", min), ">=", 0.9))
-            lines.append((f"worst held-out source FPR, {variant}", worst(loso, variant, "fpr", max), "<=", 0.02))
+            lines.append((f"worst held-out source FPR, {variant}", worst(unseen, variant, "fpr", max), "<=", 0.02))
+            if calibrated:
+                value = worst(calibrated, variant, "fpr", max)
+                lines.append(("  the same, calibrated on the source", value, "<=", 0.02))
     composite = logo.get("composite", {})
     for key in ("localisation", "localisation_strict"):
         if key in composite:
@@ -439,9 +447,11 @@ def main(argv=None) -> dict:
         args.perturbations,
     )
     print_table(
-        "leave-one-source-out (test: the held-out source's real tiles vs all side-b fakes)",
+        "leave-one-source-out (test: the held-out source's real tiles vs all side-b fakes; +calibrated: p-values set "
+        "on the source's own side-a calibration tiles, no retraining)",
         figures["leave_one_source_out"],
         args.perturbations,
+        width=24,
     )
     if args.both:
         print_table(

@@ -2,9 +2,10 @@
 
     python benchmarks/detection_sets.py --out runs/detection-sets-v2
 
-Every real tile is given a side (``a`` or ``b``, a seeded hash of its file name); a synthetic image made from a
-real tile (its layout, its pixels) inherits that tile's side, so a protocol that trains on side ``a`` and tests on
-side ``b`` never shows the detector the content it is tested on. ``manifest.csv`` lists every image with
+Every real tile is given a side (``a`` or ``b``, a seeded hash of its block of 32 neighbouring tile ids, so that
+neighbours cut from one scene stay together); a synthetic image made from a real tile (its layout, its pixels)
+inherits that tile's side, so a protocol that trains on side ``a`` and tests on side ``b`` never shows the detector
+the content it is tested on, nor the tiles next to it. ``manifest.csv`` lists every image with
 ``path, label, family, generator, source, side`` (and ``mask`` for composites: the ground truth of where the
 synthetic pixels are). Real tiles are referenced where they lie; synthetic images are written as lossless PNG
 without a watermark (so no detector can learn the mark). A set already written is not made again.
@@ -38,6 +39,7 @@ from PIL import Image
 
 from terrasynth.data.images import read_image
 from terrasynth.data.paired_tiles import PairedTiles
+from terrasynth.data.splits import block_key
 
 # version -> commit that shipped it; only versions whose denoiser or decoder differ from all others are listed
 # (v1 = v2's decoder, v5 = v4's, v6 = v6.1's weights, v14/v18 = v13's denoiser with other decoders).
@@ -56,9 +58,15 @@ WEIGHTS = "src/terrasynth/weights/default"
 COLUMNS = ("path", "label", "family", "generator", "source", "side", "mask")
 
 
-def side_of(name: str, seed: int) -> str:
-    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+def hashed_side(key: str, seed: int) -> str:
+    digest = hashlib.sha256(f"{seed}/{key}".encode()).digest()
     return "a" if digest[0] % 2 == 0 else "b"
+
+
+def side_of(tile_id: str, seed: int) -> str:
+    """The side of a real tile, by a seeded hash of its block (``terrasynth.data.splits.block_key``): tiles cut from
+    one scene have consecutive ids and look alike, so each block of 32 neighbours lies on one side."""
+    return hashed_side(block_key(tile_id), seed)
 
 
 def checkout_version(commit: str, cache: Path) -> Path:
@@ -164,7 +172,7 @@ def make_ldm(args, writer: SetWriter, layouts: PairedTiles, chosen: list[int], s
             for image, target in zip(output.images, targets):
                 save_png(to_uint8(image), target)
         for k, target in enumerate(targets):
-            writer.add(target, "ldm", "v20-text", "text", side_of(f"{name}-{k}", args.seed))
+            writer.add(target, "ldm", "v20-text", "text", hashed_side(f"{name}-{k}", args.seed))
     print(f"ldm v20-text: {len(classes) * args.per_scene} images", flush=True)
 
 

@@ -92,6 +92,10 @@ def detect_train(i, out, *extra):
     return ["detect", "train", "--real", i.real, "--fake", i.fake, "--out", out, *extra]
 
 
+def detect_calibrate(i, out, *extra):
+    return ["detect", "calibrate", "--real", i.genuine, "--out", out, *extra]
+
+
 def detect_eval(i, out, *extra):
     return ["detect", "eval", "--real", i.real, "--fake", i.fake, *extra]
 
@@ -314,6 +318,23 @@ CASES: list[Case] = [
         ("unwritable output", with_out(detect_train, unwritable), "cannot write"),
     ),
     *rows(
+        "detect calibrate",
+        detect_calibrate,
+        (
+            "bad path",
+            lambda i, out: ["detect", "calibrate", "--real", "missing", "--out", out],
+            "folder not found (--real)",
+        ),
+        ("too few images", lambda i, out: ["detect", "calibrate", "--real", i.real, "--out", out], "at least 50"),
+        ("wrong type", ["--max-images", "x"], "invalid int value"),
+        ("out of range", ["--max-images", "10"], "--max-images 10 is under 50"),
+        ("out of range", ["--seed", "-1"], "--seed -1"),
+        ("wrong type", ["--detector", "spectral"], "no calibrated verdicts"),
+        ("corrupted weights", ["--detector", lambda i, o: i.broken_detector], "truncated"),
+        ("unwritable output", with_out(detect_calibrate, existing_file), "an existing file"),
+        ("unwritable output", with_out(detect_calibrate, unwritable), "cannot write"),
+    ),
+    *rows(
         "detect eval",
         detect_eval,
         (
@@ -473,8 +494,9 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
     broken_detector.mkdir()
     (broken_detector / "detector.json").write_text("{}")
     (broken_detector / "weights.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
-    real, fake, many_real, many_fake = (root / name for name in ("real", "fake", "many-real", "many-fake"))
-    for folder, count in ((real, 4), (fake, 4), (many_real, 12), (many_fake, 6)):
+    names = ("real", "fake", "many-real", "many-fake", "genuine")
+    real, fake, many_real, many_fake, genuine = (root / name for name in names)
+    for folder, count in ((real, 4), (fake, 4), (many_real, 12), (many_fake, 6), (genuine, 50)):
         for index in range(count):
             write_rgb(folder / f"{index:04d}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
     run_with_checkpoint = root / "run"
@@ -495,6 +517,7 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
         broken_detector=broken_detector,
         real=real,
         fake=fake,
+        genuine=genuine,
         many_real=many_real,
         many_fake=many_fake,
         image=real / "0000.png",

@@ -62,7 +62,11 @@ def test_detection_benchmark_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("command: python benchmarks/detection.py --sets")
     logo, loso = figures["leave_one_generator_out"], figures["leave_one_source_out"]
-    assert set(logo) == {"nearest", "bilinear", "composite"} and set(loso) == {"one", "two"}
+    assert set(logo) == {"nearest", "bilinear", "composite"}
+    assert set(loso) == {"one", "two", "one+calibrated", "two+calibrated"}
+    # calibrated on its own side-a tiles, the source's test tiles and the fakes are the same as before
+    assert loso["one+calibrated"]["clean"]["n_real"] == loso["one"]["clean"]["n_real"]
+    assert loso["one+calibrated"]["clean"]["n_fake"] == loso["one"]["clean"]["n_fake"]
     for rows in list(logo.values()) + list(loso.values()):
         assert {"clean", "resize0.5"} <= set(rows)  # jpeg75 and crop0.5 too by default
         for row in (rows[v] for v in ("clean", "resize0.5")):
@@ -72,6 +76,7 @@ def test_detection_benchmark_runs_end_to_end(tmp_path, capsys):
     assert 0 <= logo["composite"]["localisation"]["iou_mean_area_25"] <= 1
     assert "localisation_strict" in logo["composite"]
     assert "worst held-out family AUC, clean" in out and "worst held-out source FPR, clean" in out
+    assert "the same, calibrated on the source" in out
     # both unseen at once: each source's real tiles against each family, by a detector that saw neither
     both = figures["leave_source_and_generator_out"]
     # (with source "one" and the bilinear family held out no synthetic image is left to train on: no row)

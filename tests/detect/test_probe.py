@@ -8,8 +8,9 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
-from tests.detect.fake_tiles import make_sets, smooth_field, upsampled_noise
+from tests.detect.fake_tiles import make_sets, smooth_field, upsampled_noise, write_set
 
+from terrasynth.cli import main
 from terrasynth.detect.detector import DetectorConfig, build_detector, load_detector
 from terrasynth.detect.evaluate import roc_auc
 from terrasynth.detect.features import (
@@ -245,3 +246,42 @@ def test_shrunk_copies_never_train_the_trace_probe():
     assert np.allclose(probe.content_coef, everything.content_coef)
     assert np.allclose(probe.forensic_coef, everything.forensic_coef)
     assert not np.allclose(probe.trace_coef, everything.trace_coef, atol=1e-3)
+
+
+def other_source(n: int, seed: int) -> list[np.ndarray]:
+    """Genuine tiles of another sensor: finer structure and heavier noise than the training tiles."""
+    rng = np.random.default_rng(seed)
+    return [smooth_field(rng, 64, noise=14.0, cell=4) for _ in range(n)]
+
+
+def test_calibrate_command_sets_p_values_on_a_new_source_without_retraining(trained, tmp_path, capsys):
+    trained.save(tmp_path / "probe")
+    write_set(tmp_path / "region", other_source(60, seed=11))
+    code = main(["detect", "calibrate", "--real", str(tmp_path / "region"), "--detector", str(tmp_path / "probe"),
+                 "--out", str(tmp_path / "calibrated")])  # fmt: skip
+    assert code == 0 and "recalibrated on 60 genuine images" in capsys.readouterr().out
+    calibrated = load_detector(tmp_path / "calibrated")
+    assert calibrated.config.trained_on["calibration_images"] == 60
+    for name in ("trace_coef", "forensic_coef", "content_coef", "mean", "scale"):  # the probes are not retrained
+        assert np.array_equal(getattr(calibrated, name), getattr(trained, name))
+    assert len(calibrated.trace_calibration) == 120  # each image clean and after an everyday edit
+    fresh = other_source(100, seed=12)
+    before = np.array([trained.assess(x)["content_p_value"] for x in fresh])
+    after = np.array([calibrated.assess(x)["content_p_value"] for x in fresh])
+    # against the training source's calibration the new sensor looks unusual; against its own, p-values are valid
+    assert np.mean(before <= 0.2) > 0.4
+    assert np.mean(after <= 0.2) <= 0.3 and np.mean(after <= 0.05) <= 0.12
+    # scan says which imagery its p-values describe
+    notes = {"probe": "terrasynth detect calibrate", "calibrated": "60 genuine"}
+    for detector, note in ((tmp_path / name, note) for name, note in notes.items()):
+        assert main(["detect", "scan", str(tmp_path / "region"), "--detector", str(detector),
+                     "--out", str(tmp_path / f"{detector.name}.csv")]) == 0  # fmt: skip
+        assert note in capsys.readouterr().out
+
+
+def test_calibrate_command_refuses_too_few_images_before_loading(tmp_path, capsys):
+    write_set(tmp_path / "region", other_source(10, seed=11))
+    code = main(["detect", "calibrate", "--real", str(tmp_path / "region"), "--out", str(tmp_path / "calibrated")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "region" in err and "at least 50 genuine images" in err and not (tmp_path / "calibrated").exists()

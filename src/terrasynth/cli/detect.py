@@ -25,6 +25,32 @@ def cmd_detect_train(args) -> int:
     return 0
 
 
+# with a clean and an edited copy of each, 50 genuine images give 100 calibration statistics: the fewest for which
+# p <= 0.01, the *synthetic* verdict, can be reached at all (conformal p-values are at least 1 / (n + 1))
+MIN_CALIBRATION_IMAGES = 50
+
+
+def cmd_detect_calibrate(args) -> int:
+    import dataclasses
+
+    from ..detect.detector import load_image_folders, resolve_detector
+
+    out = Path(args.out)
+    detector = resolve_detector(args.detector)
+    real = load_image_folders(args.real, args.max_images, args.seed)
+    if len(real) < MIN_CALIBRATION_IMAGES:
+        raise InputError(
+            args.real[0], f"only {len(real)} readable images", f"calibration needs {MIN_CALIBRATION_IMAGES}"
+        )
+    detector.calibrate(real)
+    calibrated_on = {"calibrated_on": [str(p) for p in args.real], "calibration_images": len(real)}
+    detector.config = dataclasses.replace(detector.config, trained_on={**detector.config.trained_on, **calibrated_on})
+    detector.save(out)
+    print(f"{args.detector} detector recalibrated on {len(real)} genuine images: {out}")
+    print(f"operating point: {detector.config.operating_point}")
+    return 0
+
+
 def cmd_detect_eval(args) -> int:
     from ..detect.detector import load_image_folders, resolve_detector
     from ..detect.evaluate import robustness_table
@@ -49,6 +75,18 @@ def cmd_detect_eval(args) -> int:
     return 0
 
 
+def calibration_note(detector) -> str:
+    """Which genuine imagery the p-values describe, and how to make them describe the user's."""
+    trained_on = detector.config.trained_on or {}
+    if "calibrated_on" in trained_on:
+        folders = ", ".join(trained_on["calibrated_on"])
+        return f"p-values calibrated on {trained_on.get('calibration_images', '?')} genuine images of {folders}"
+    return (
+        "p-values calibrated on the detector's own real tiles; for imagery of another sensor or region, run "
+        "`terrasynth detect calibrate --real GENUINE_DIR --out DIR` first (docs/detection.md)"
+    )
+
+
 def cmd_detect_scan(args) -> int:
     from collections import Counter
 
@@ -62,6 +100,7 @@ def cmd_detect_scan(args) -> int:
     verdicts = Counter(row["verdict"] for row in rows if row["status"] == "ok")
     print(f"{len(rows)} files scanned -> {args.out}")
     print(f"operating point: {detector.config.operating_point}")
+    print(calibration_note(detector))
     print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print("verdict: " + (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none"))
     return 0
@@ -197,6 +236,17 @@ def add_commands(commands, common) -> None:
     dtrain.add_argument("--seed", type=int)
     _add_fake_jpeg(dtrain)
     dtrain.set_defaults(func=cmd_detect_train)
+    dcal = detect_commands.add_parser(
+        "calibrate",
+        help="set a probe detector's p-values on known-genuine images of your own region and sensor (no retraining)",
+    )
+    dcal.add_argument("--real", action="append", required=True, help="folder of genuine images (repeatable)")
+    dcal.add_argument("--out", required=True, help="detector folder to write")
+    dcal.add_argument("--detector", default="default", help="detector folder or shipped name (probe, the default)")
+    dcal.add_argument("--max-images", type=int, help="at most this many images (seeded sample)")
+    dcal.add_argument("--seed", type=int, default=0)
+    dcal.add_argument("--overwrite", action="store_true", help="replace an existing detector folder")
+    dcal.set_defaults(func=cmd_detect_calibrate)
     deval = detect_commands.add_parser("eval", help="AUC, accuracy, TPR at 1%% FPR, F1, clean and perturbed")
     deval.add_argument(
         "--detector", default="default", help="detector folder or shipped name (probe, the default; spectral, cnn)"

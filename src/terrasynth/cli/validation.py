@@ -743,6 +743,38 @@ def _check_detect_train(args: argparse.Namespace) -> None:
     output_folder(args.out)
 
 
+@checks("detect calibrate")
+def _check_detect_calibrate(args: argparse.Namespace) -> None:
+    from .detect import MIN_CALIBRATION_IMAGES
+
+    out = output_folder(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError(out, "already exists", "pass --overwrite or choose another --out")
+    total = sum(count_images(input_folder(folder, "--real")) for folder in args.real)
+    if total < MIN_CALIBRATION_IMAGES:
+        raise InputError(
+            args.real[0],
+            f"--real holds {total} image(s); calibration needs at least {MIN_CALIBRATION_IMAGES} genuine images",
+            "add more known-genuine images of the imagery you will scan",
+        )
+    if args.max_images is not None and args.max_images < MIN_CALIBRATION_IMAGES:
+        raise InputError(
+            None, f"--max-images {args.max_images} is under {MIN_CALIBRATION_IMAGES}", "raise it or drop it"
+        )
+    check_detector(args.detector)
+    if str(args.detector) in ("spectral", "cnn"):
+        raise InputError(None, f"--detector {args.detector} has no calibrated verdicts", "use probe (the default)")
+    if Path(args.detector).is_dir():
+        from ..detect.detector import CONFIG_NAME
+
+        try:
+            method = json.loads((Path(args.detector) / CONFIG_NAME).read_text()).get("method")
+        except (OSError, ValueError, AttributeError) as error:
+            raise InputError(Path(args.detector) / CONFIG_NAME, f"unreadable detector config ({error})") from None
+        if method != "probe":
+            raise InputError(args.detector, f"a {method} detector has no calibrated verdicts", "use a probe detector")
+
+
 @checks("detect eval")
 def _check_detect_eval(args: argparse.Namespace) -> None:
     check_detector(args.detector)
