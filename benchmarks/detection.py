@@ -1,8 +1,8 @@
 """Detection figures that measure generalisation, not memory: leave one generator family out, leave one real source
 out, each clean and after JPEG 75, resize ×0.5 and a random crop; localisation on composites.
 
-    python benchmarks/detection_sets.py --out runs/detection-sets-v2          # the sets (once)
-    python benchmarks/detection.py --sets runs/detection-sets-v2/manifest.csv --json runs/detection.json \\
+    python benchmarks/detection_sets.py --out runs/detection-sets-v3          # the sets (once)
+    python benchmarks/detection.py --sets runs/detection-sets-v3/manifest.csv --json runs/detection.json \\
         --save-detector runs/detector-probe
 
 Protocol (the sets' ``side`` column keeps every tile and everything made from it on one side):

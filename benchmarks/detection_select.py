@@ -1,6 +1,6 @@
 """Choose a detector design without looking at the family it will be tested on: nested leave-one-generator-out.
 
-    python benchmarks/detection_select.py --sets runs/detection-sets-v2/manifest.csv --cache runs/detection-features
+    python benchmarks/detection_select.py --sets runs/detection-sets-v3/manifest.csv --cache runs/detection-features
 
 benchmarks/detection.py tests each family F with a detector that never saw F. A design picked on those rows would
 have seen F after all. This script only reads side ``a`` (the benchmark's training side), split again by the tile

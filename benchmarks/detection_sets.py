@@ -1,6 +1,6 @@
 """The detection benchmark's image sets: real tiles of two sources and synthetic tiles of six generator families.
 
-    python benchmarks/detection_sets.py --out runs/detection-sets-v2
+    python benchmarks/detection_sets.py --out runs/detection-sets-v3
 
 Every real tile is given a side (``a`` or ``b``, a seeded hash of its block of 32 neighbouring tile ids, so that
 neighbours cut from one scene stay together); a synthetic image made from a real tile (its layout, its pixels)
@@ -305,7 +305,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--landcover", default="../shared/data/landcoverai_pairs")
     parser.add_argument("--rsscn7", default="../shared/data/rsscn7")
-    parser.add_argument("--out", default="runs/detection-sets-v2")
+    parser.add_argument("--out", default="runs/detection-sets-v3")
     parser.add_argument("--cache", default="runs/model-versions", help="model versions checked out of git")
     parser.add_argument("--per-version", type=int, default=40, help="layouts per ldm version (and per baseline)")
     parser.add_argument("--per-scene", type=int, default=4, help="text-only scenes per RSSCN7 class")

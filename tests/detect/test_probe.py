@@ -285,3 +285,10 @@ def test_calibrate_command_refuses_too_few_images_before_loading(tmp_path, capsy
     assert code == 2
     err = capsys.readouterr().err
     assert "region" in err and "at least 50 genuine images" in err and not (tmp_path / "calibrated").exists()
+    # enough files, but not enough that decode: refused after reading, before the detector is loaded or written
+    write_set(tmp_path / "mixed", other_source(48, seed=11))
+    for index in range(5):
+        (tmp_path / "mixed" / f"broken-{index}.png").write_bytes(b"not a png")
+    code = main(["detect", "calibrate", "--real", str(tmp_path / "mixed"), "--out", str(tmp_path / "calibrated")])
+    assert code == 2 and "only 48 readable images" in capsys.readouterr().err
+    assert not (tmp_path / "calibrated").exists()

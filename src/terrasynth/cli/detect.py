@@ -36,12 +36,12 @@ def cmd_detect_calibrate(args) -> int:
     from ..detect.detector import load_image_folders, resolve_detector
 
     out = Path(args.out)
-    detector = resolve_detector(args.detector)
-    real = load_image_folders(args.real, args.max_images, args.seed)
+    real = load_image_folders(args.real, args.max_images, args.seed)  # unreadable files are skipped with a warning
     if len(real) < MIN_CALIBRATION_IMAGES:
         raise InputError(
             args.real[0], f"only {len(real)} readable images", f"calibration needs {MIN_CALIBRATION_IMAGES}"
         )
+    detector = resolve_detector(args.detector)
     detector.calibrate(real)
     calibrated_on = {"calibrated_on": [str(p) for p in args.real], "calibration_images": len(real)}
     detector.config = dataclasses.replace(detector.config, trained_on={**detector.config.trained_on, **calibrated_on})
