@@ -766,11 +766,10 @@ def _check_detect_calibrate(args: argparse.Namespace) -> None:
         raise InputError(None, f"--detector {args.detector} has no calibrated verdicts", "use probe (the default)")
     if Path(args.detector).is_dir():
         from ..detect.detector import CONFIG_NAME
+        from ..files import read_json
 
-        try:
-            method = json.loads((Path(args.detector) / CONFIG_NAME).read_text()).get("method")
-        except (OSError, ValueError, AttributeError) as error:
-            raise InputError(Path(args.detector) / CONFIG_NAME, f"unreadable detector config ({error})") from None
+        config = read_json(Path(args.detector) / CONFIG_NAME)
+        method = config.get("method") if isinstance(config, dict) else None
         if method != "probe":
             raise InputError(args.detector, f"a {method} detector has no calibrated verdicts", "use a probe detector")
 

@@ -11,7 +11,7 @@
   - the *forensic* probe reads the residual and the natural-scene statistics (how the pixels' local structure
     departs from a photograph's). It ranks generators the trace probe never saw (colour fill, pix2pix) and
     down-scaled images far better, but natural-scene statistics also differ between real sources: with them in
-    the trace probe, 2 of 150 genuine tiles of an unseen source were called *synthetic*;
+    the trace probe, more genuine tiles of an unseen source were called *synthetic* (2 of 150 on the earlier sets);
   - the *content* probe reads the backbone's six blocks (what the image shows and how it is textured).
   The forensic and content probes can make an image *uncertain*, never *synthetic*.
 * Training tiles of real images include everyday processing (JPEG, resizing, sharpening, colour edits,
@@ -55,14 +55,14 @@ CONTENT_COLUMNS = np.r_[0:_RESIDUAL]
 PROBES = ("trace", "forensic", "content")
 PROBE_COLUMNS = {"trace": TRACE_COLUMNS, "forensic": FORENSIC_COLUMNS, "content": CONTENT_COLUMNS}
 # the probes whose largest standardised logit is the image statistic; the trace probe is left out because its
-# direction on a family it never saw can be inverted (colour fill: AUC 0.43 alone), and the forensic probe reads
-# its features anyway
+# direction on a family it never saw can be inverted (colour fill held out: AUC 0.40 alone), and the forensic
+# probe reads its features anyway
 JOINT = ("forensic", "content")
-# localisation scores tiles by all three probes. Chosen on the benchmark's side-a composites (split at
-# LOCAL_SEPARATION 1.5), by a detector that never saw a composite and by one that never saw the spliced-in families
-# either: IoU 0.76 and 0.57 with 4.6 % and 3.3 % of a genuine tile's area marked; the trace and content probes
-# alone: 0.76 and 0.57 with 4.8 % and 10.1 %; the forensic and content probes: 0.72 and 0.48. The benchmark
-# reports it on side b.
+# localisation scores tiles by all three probes. Chosen on the benchmark's side-a composites of the earlier sets
+# (split at LOCAL_SEPARATION 1.5), by a detector that never saw a composite and by one that never saw the
+# spliced-in families either: IoU 0.76 and 0.57 with 4.6 % and 3.3 % of a genuine tile's area marked; the trace and
+# content probes alone: 0.76 and 0.57 with 4.8 % and 10.1 %; the forensic and content probes: 0.72 and 0.48. The
+# benchmark reports it on side b.
 LOCAL_PROBES = PROBES
 CONTENT_COMPONENTS = 16
 # shrunk copies of each training image (×0.4–0.9 each). Two rather than one won for every held-out family in the
@@ -113,8 +113,8 @@ def value_at_p(calibration: np.ndarray, p: float) -> float:
 
 
 # Tile scores in two groups this far apart (in calibration standard deviations) make an image a composite. Chosen
-# on the side-a composites of benchmarks/detection.py (1.0: 16 % of a real image's area flagged; 1.5: 8 % with IoU
-# 0.78; 2.0: IoU 0.62); the benchmark reports it on side b.
+# on the side-a composites of benchmarks/detection.py, earlier sets (1.0: 16 % of a real image's area flagged;
+# 1.5: 8 % with IoU 0.78; 2.0: IoU 0.62); the benchmark reports it on side b.
 LOCAL_SEPARATION = 1.5
 
 
@@ -206,10 +206,10 @@ class ProbeDetector(Detector):
     def fit_features(self, features: np.ndarray, labels: np.ndarray, shrunk: np.ndarray | None = None) -> ProbeDetector:
         """Fit the three probes on tile features (rows) and labels (1 synthetic), and the content domain on the real
         tiles. Rows marked ``shrunk`` (tiles of shrunk copies) train the forensic and content probes, not the trace
-        probe. In the content probe they raised the held-out families' AUC after resizing ×0.5
-        (benchmarks/detection.py: ldm 0.85 → 0.92, sdedit 0.84 → 0.96), in the forensic probe the worst held-out
-        family's after resizing from 0.45 to 0.88; in the trace probe, they raised the false positives on a real
-        source it had never seen from 0 to 10 of 150, and calibrating on shrunk real copies did the same (6 of
+        probe. On the earlier sets of benchmarks/detection.py, in the content probe they raised the held-out
+        families' AUC after resizing ×0.5 (ldm 0.85 → 0.92, sdedit 0.84 → 0.96), in the forensic probe the worst
+        held-out family's after resizing from 0.45 to 0.88; in the trace probe, they raised the false positives on a
+        real source it had never seen from 0 to 10 of 150, and calibrating on shrunk real copies did the same (6 of
         150)."""
         from sklearn.linear_model import LogisticRegression
 
