@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from terrasynth.detect.detector import DetectorConfig, build_detector
+from terrasynth.detect.features import COLOUR_WIDTH, FEATURE_WIDTH
 from terrasynth.detect.probe import ProbeDetector
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,15 +78,32 @@ def designs() -> dict:
     }
 
 
-# how the probes are trained: (probe_c, training variants). "two shrunk copies" won for every outer family
-# (docs/detection_selection.txt) and is now the shipped recipe (TRAIN_VARIANTS)
+# how the probes are trained: (probe_c, training variants, feature columns left out). "two shrunk copies" won for
+# every outer family (docs/detection_selection.txt) and is now the shipped recipe (TRAIN_VARIANTS)
 SHRUNK_ONCE = ("train-clean", "train-processed", "train-downscaled")
+COLOUR_COLUMNS = np.r_[FEATURE_WIDTH - COLOUR_WIDTH : FEATURE_WIDTH]
 TRAININGS = {
-    "one shrunk copy": (0.05, SHRUNK_ONCE),
-    "C 0.02": (0.02, SHRUNK_ONCE),
-    "C 0.2": (0.2, SHRUNK_ONCE),
-    "two shrunk copies": (0.05, TRAIN_VARIANTS),
+    "one shrunk copy": (0.05, SHRUNK_ONCE, ()),
+    "C 0.02": (0.02, SHRUNK_ONCE, ()),
+    "C 0.2": (0.2, SHRUNK_ONCE, ()),
+    "two shrunk copies": (0.05, TRAIN_VARIANTS, ()),
+    "no colour statistics": (0.05, TRAIN_VARIANTS, COLOUR_COLUMNS),
 }
+
+
+class WithoutColumns:
+    """A feature cache whose answers have ``columns`` set to zero: after standardisation a constant column carries
+    no weight, so a probe trained and tested through it never reads them."""
+
+    def __init__(self, cache: FeatureCache, columns):
+        self.cache, self.columns = cache, np.asarray(columns, int)
+
+    def __call__(self, row: dict, variant: str) -> np.ndarray:
+        features = self.cache(row, variant)
+        if len(self.columns):
+            features = features.copy()
+            features[:, self.columns] = 0.0
+        return features
 
 
 def main(argv=None):
@@ -137,21 +155,22 @@ def main(argv=None):
     auc: dict[str, dict] = {name: {} for name in chosen}
     for first, second in itertools.combinations(families, 2):
         train = real_train + [r for r in a1 if r["label"] == 1 and r["family"] not in (first, second)]
-        bases = {}
+        bases, views = {}, {}
         for t in args.trainings:
-            c, variants = TRAININGS[t]
-            bases[t] = train_fold(dataclasses.replace(config, probe_c=c), cache, train, real_cal, variants)
+            c, variants, dropped = TRAININGS[t]
+            views[t] = WithoutColumns(cache, dropped)
+            bases[t] = train_fold(dataclasses.replace(config, probe_c=c), views[t], train, real_cal, variants)
         for name, (cls, t) in chosen.items():
-            base = bases[t]
+            base, view = bases[t], views[t]
             detector = cls(base.config)
             detector.__dict__.update({k: v for k, v in base.__dict__.items() if k != "config"})
             detector.config = base.config
-            detector.calibrate_features([cache(r, v) for r in real_cal for v in ("train-clean", "train-processed")])
+            detector.calibrate_features([view(r, v) for r in real_cal for v in ("train-clean", "train-processed")])
             for outer, tested in ((first, second), (second, first)):
                 fake = [r for r in a2 if r["family"] == tested]
                 for variant in args.perturbations:
                     result = summarise(
-                        score_rows(detector, cache, real_test, variant), score_rows(detector, cache, fake, variant)
+                        score_rows(detector, view, real_test, variant), score_rows(detector, view, fake, variant)
                     )
                     auc[name][(outer, tested, variant)] = result["auc"]
         print(f"pair {first}/{second} done ({cache.computed} feature sets computed)", flush=True)

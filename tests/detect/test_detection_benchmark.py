@@ -103,7 +103,7 @@ def test_design_selection_never_tests_on_what_it_trained_on(tmp_path, capsys):
     result = select.main(
         ["--sets", str(manifest), "--cache", str(tmp_path / "cache"), "--input-size", "32", "--max-tiles", "4",
          "--max-real", "30", "--max-fake", "8", "--perturbations", "clean",
-         "--designs", "max(forensic,content)", "forensic"]
+         "--designs", "max(forensic,content)", "forensic", "--trainings", "two shrunk copies", "no colour statistics"]
     )  # fmt: skip
     out = capsys.readouterr().out
     train_origins = {select.origin(r) for r in result["inner_train"]}
@@ -111,8 +111,29 @@ def test_design_selection_never_tests_on_what_it_trained_on(tmp_path, capsys):
     assert train_origins and test_origins and not train_origins & test_origins
     assert all(r["side"] == "a" for r in result["inner_train"] + result["inner_test"])
     assert set(result["winners"]) == {"nearest", "bilinear", "composite"}
-    assert set(result["winners"].values()) <= {"max(forensic,content)", "forensic"}
+    candidates = {f"{d} / {t}" for d in ("max(forensic,content)", "forensic") for t in ("two shrunk copies", "no colour statistics")}
+    assert set(result["winners"].values()) <= candidates and set(result["auc"]) == candidates
     # each outer family's rows test the other families only
     for rows in result["auc"].values():
         assert rows and all(outer != tested for outer, tested, _ in rows)
     assert "chosen per outer fold" in out
+
+
+def test_a_candidate_without_columns_never_reads_them(tmp_path):
+    select = load_benchmark("detection_select")
+    features = np.arange(3 * 8, dtype=np.float32).reshape(3, 8)
+    view = select.WithoutColumns(lambda row, variant: features, [1, 5])
+    seen = view({}, "clean")
+    assert (seen[:, [1, 5]] == 0).all() and (np.delete(seen, [1, 5], 1) == np.delete(features, [1, 5], 1)).all()
+    assert features[0, 1] == 1  # the cache's own array is left alone
+
+
+def test_chroma_invariance_benchmark_shows_what_full_resolution_colour_reads(tmp_path):
+    """benchmarks/chroma_invariance.py on images stored with full-resolution colour (JPEG 4:4:4): re-storing them as
+    4:2:0 moves full-resolution colour statistics far more than anything the detector reads."""
+    rng = np.random.default_rng(2)
+    for i in range(6):
+        Image.fromarray(smooth_field(rng, 128, noise=10.0)).save(tmp_path / f"{i}.jpg", quality=95, subsampling=0)
+    results = load_benchmark("chroma_invariance").main(["--images", str(tmp_path), "--n", "6"])
+    assert results["colour statistics, full resolution (earlier)"] > 3 * results["colour statistics, σ 3 (shipped)"]
+    assert results["luma residual statistics (45)"] < 0.3

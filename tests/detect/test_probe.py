@@ -1,6 +1,7 @@
 """The probe detector: forensic tile features, a linear probe, split-conformal p-values, the domain check and
 localisation, on fake tiles made in code (smooth fields are "real", nearest-up-sampled noise is "synthetic")."""
 
+import io
 import struct
 import time
 import zlib
@@ -14,7 +15,10 @@ from terrasynth.cli import main
 from terrasynth.detect.detector import DetectorConfig, build_detector, load_detector
 from terrasynth.detect.evaluate import roc_auc
 from terrasynth.detect.features import (
+    COLOUR_WIDTH,
+    FEATURE_WIDTH,
     aggd_fit,
+    colour_features,
     ggd_fit,
     mscn,
     naturalness_features,
@@ -53,8 +57,32 @@ def test_features_have_fixed_width_and_are_finite():
     real, fake = make_sets(3, size=32)
     features = tile_features(np.stack(real + fake))
     assert features.shape == (6, 854) and np.isfinite(features).all()
-    assert residual_features(np.stack(real)).shape == (3, 50)
+    assert residual_features(np.stack(real)).shape == (3, 45)
     assert naturalness_features(np.stack(real)).shape == (3, 36)
+    assert colour_features(np.stack(real)).shape == (3, 5)
+
+
+def jpeg_with_chroma(image: np.ndarray, subsampling: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=95, subsampling=subsampling)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def test_features_do_not_tell_full_from_half_resolution_chroma():
+    # a tile's colour planes stored at full (4:4:4) or half (4:2:0) resolution is the storer's choice, not a trace
+    # of a generator; a feature that read it called genuine 4:4:4 orthophotos synthetic
+    rng = np.random.default_rng(6)
+    images = [smooth_field(rng, 64, noise=12.0) for _ in range(12)]  # noise independent per channel: fine colour
+    full = tile_features(np.stack([jpeg_with_chroma(x, 0) for x in images]))
+    half = tile_features(np.stack([jpeg_with_chroma(x, 2) for x in images]))
+    shift = (np.abs(full - half) / (full.std(0) + 1e-6)).mean(0)  # in units of the spread between tiles
+    # the luma statistics barely move; with full-resolution chroma statistics one moved by over 100 spreads. The
+    # backbone and the coarse colour statistics see low-passed colour and move by less than one spread
+    luma_columns = np.r_[TRACE_COLUMNS[0] : FEATURE_WIDTH - COLOUR_WIDTH]
+    assert shift[luma_columns].max() < 0.3 and np.delete(shift, luma_columns).max() < 1.0
+    # the colour planes of the two copies do differ: 4:2:0 removed the fine chroma
+    fine_chroma = lambda x: np.diff(x[..., 2].astype(float) - x[..., 1], axis=1).std()  # noqa: E731
+    assert fine_chroma(jpeg_with_chroma(images[0], 0)) > 1.5 * fine_chroma(jpeg_with_chroma(images[0], 2))
 
 
 def test_generalised_gaussian_fits_recover_known_shapes():
@@ -84,6 +112,16 @@ def test_naturalness_features_tell_white_noise_from_smooth_texture():
     assert white[:, 3].max() < -0.05 and natural[:, 3].min() > 0
     # column 0: shape of the normalised coefficients; self-normalised white noise is lighter-tailed than a Gaussian
     assert white[:, 0].min() > 2.5 > natural[:, 0].max()
+
+
+def test_colour_features_see_independent_noise_per_channel():
+    rng = np.random.default_rng(5)
+    grey = rng.normal(128, 30, (4, 64, 64, 1))
+    coupled = np.clip(np.concatenate([grey, grey * 0.9 + 10, grey * 0.8 + 20], 3), 0, 255).astype(np.uint8)
+    independent = np.clip(rng.normal(128, 30, (4, 64, 64, 3)), 0, 255).astype(np.uint8)
+    # columns 2–4: correlation of the channels' residuals at a coarse scale; columns 0–1: colour against luma
+    assert colour_features(coupled)[:, 2:].min() > 0.95 > 0.5 > colour_features(independent)[:, 2:].max()
+    assert colour_features(independent)[:, :2].min() > colour_features(coupled)[:, :2].max() + 3
 
 
 def test_residual_features_see_the_upsampling_grid():

@@ -7,14 +7,23 @@ Two kinds of evidence, both computed on the tile as it is (no resampling, which 
   the channel means of blocks from stride 2 to 32 keep low-level texture statistics beside semantic ones.
 * **high-pass residual statistics**, the traces of up-sampling and re-sampling that every decoder and GAN leaves
   (Durall et al., CVPR 2020; NPR, Tan et al., CVPR 2024): the residual's azimuthal power spectrum, the energy of
-  first differences at each phase of periods 2, 4 and 8 (up-sampling and block grids), chroma-to-luma residual
-  energy and the residual's correlation between colour channels (a camera's demosaicing couples them; a decoder
-  does not in the same way).
+  first differences at each phase of periods 2, 4 and 8 (up-sampling and block grids), all read on luma.
 * **natural-scene statistics** (BRISQUE, Mittal et al., IEEE TIP 2012): the distribution of contrast-normalised
   luma and of the products of neighbouring coefficients, at two scales. They describe how any photograph's local
   structure behaves, not one generator's, and they survive down-scaling better than up-sampling traces do: in
   benchmarks/detection.py, read by the probe detector's forensic probe, they raised the held-out colour-fill
   family's AUC from 0.79 to 0.997 (earlier sets; now 1.000) and every held-out family's AUC after resize ×0.5.
+
+* **colour statistics at a coarse scale**: how strong colour-difference texture is against luma texture, and how
+  the channels' residuals correlate, read on the tile low-passed to periods of about 12–20 px. Independent noise
+  per channel (a naive generator) or a decoder's colour drift show there.
+
+No feature reads colour at full resolution. Whether an image's colour planes were stored at full or half
+resolution (JPEG 4:4:4 or 4:2:0, lossless GeoTIFF or a web JPEG) is a choice of whoever stored it, not a trace of
+what made it. With full-resolution chroma statistics, a detector trained on one real source stored as 4:2:0
+learnt "fine colour detail = synthetic" and called 25 % of LandCover.ai's genuine 4:4:4 tiles synthetic. So the
+residual and natural-scene statistics read luma alone, the backbone sees the tile with its chroma low-passed
+(``canonical_chroma``), and the colour statistics read a band that 4:4:4 and 4:2:0 copies of an image share.
 
 Tiles are uint8 ``size×size×3`` arrays; ``tile_features`` returns one row per tile.
 """
@@ -34,11 +43,18 @@ from ..data.images import luma as to_luma
 PROBE_BLOCKS = (2, 4, 7, 10, 14, 15)
 SPECTRUM_BINS = 16
 PERIODS = (2, 4, 8)  # up-sampling by 2 and 4, and the JPEG block grid
-RESIDUAL_WIDTH = 16 + 1 + 2 * sum(PERIODS) + 2 + 3
+RESIDUAL_WIDTH = 16 + 1 + 2 * sum(PERIODS)
 NATURAL_WIDTH = 2 * 18
-FEATURE_WIDTH = 768 + RESIDUAL_WIDTH + NATURAL_WIDTH
+COLOUR_WIDTH = 2 + 3
+FEATURE_WIDTH = 768 + RESIDUAL_WIDTH + NATURAL_WIDTH + COLOUR_WIDTH
 # raised whenever the features of a tile or the choice of tiles change, so cached features are not reused
-FEATURES_VERSION = 3
+FEATURES_VERSION = 5
+# Gaussian low-pass of the colour-difference planes, in pixels: it leaves under 6 % of the amplitude at a
+# quarter of the sampling rate, the highest frequency 4:2:0 chroma keeps, so 4:4:4 and 4:2:0 copies look alike
+CHROMA_SIGMA = 1.5
+# the low-pass before the colour statistics: on LandCover.ai tiles stored 4:4:4 and re-stored 4:2:0, the five
+# statistics moved by 0.08–0.13 of their spread between tiles (σ 1.5: up to 1.07; none: up to 3.9)
+COLOUR_SIGMA = 3.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,15 +94,23 @@ def _rings(size: int, bins: int):
     return index, counts, np.outer(np.hanning(size), np.hanning(size))
 
 
+def canonical_chroma(tiles: np.ndarray) -> np.ndarray:
+    """N×S×S×3 tiles with luma kept and the colour-difference planes low-passed (σ ``CHROMA_SIGMA``), as float32
+    in 0–255: copies of an image stored with full- or half-resolution chroma give nearly the same array."""
+    x = tiles.astype(np.float32)
+    y = to_luma(x)
+    blur = functools.partial(ndimage.gaussian_filter, sigma=(0, CHROMA_SIGMA, CHROMA_SIGMA), mode="reflect")
+    red, blue = y + blur(x[..., 0] - y), y + blur(x[..., 2] - y)
+    green = (y - 0.299 * red - 0.114 * blue) / 0.587
+    return np.clip(np.stack([red, green, blue], -1), 0, 255).astype(np.float32)
+
+
 def residual_features(tiles: np.ndarray) -> np.ndarray:
-    """Residual statistics of N×S×S×3 uint8 tiles: N × ``RESIDUAL_WIDTH`` (50): the residual's spectrum (16) and
-    energy (1), phase energies of first differences at periods 2, 4, 8 across and down (28), chroma-to-luma
-    residual energy (2), residual correlation between colour channels (3)."""
-    x = tiles.astype(np.float32).transpose(0, 3, 1, 2)  # N×3×S×S
+    """Luma residual statistics of N×S×S×3 uint8 tiles: N × ``RESIDUAL_WIDTH`` (45): the residual's spectrum (16)
+    and energy (1), and the phase energies of first differences at periods 2, 4, 8 across and down (28)."""
     luma = to_luma(tiles)
-    residual = x - _box3(x)
     r_luma = luma - _box3(luma)
-    n, size = len(tiles), luma.shape[-1]
+    size = luma.shape[-1]
     eps = 1e-3
     index, counts, window = _rings(size, SPECTRUM_BINS)
     power = np.abs(np.fft.fft2(r_luma * window)) ** 2
@@ -94,7 +118,6 @@ def residual_features(tiles: np.ndarray) -> np.ndarray:
     log_rings = np.log(rings + eps)
     total = np.log(np.mean(r_luma**2, axis=(1, 2)) + eps)
     spectrum = log_rings - log_rings.mean(1, keepdims=True)
-    mean_energy = (r_luma**2).mean((1, 2))[:, None] + eps
     # energy of the first differences across each column (down each row) phase of a period, sorted: the phase of
     # a tile on an up-sampling or block grid is unknown, its inequality is the trace
     across = np.diff(luma, axis=2) ** 2
@@ -108,16 +131,27 @@ def residual_features(tiles: np.ndarray) -> np.ndarray:
             else:
                 columns = [energy[:, j::period, :].mean((1, 2)) for j in range(period)]
             phases.append(np.sort(np.log((np.stack(columns, 1) + eps) / scale), 1))
-    chroma_b = residual[:, 2] - r_luma
-    chroma_r = residual[:, 0] - r_luma
-    chroma = np.stack([np.log((c**2).mean((1, 2)) + eps) - np.log(mean_energy[:, 0]) for c in (chroma_b, chroma_r)], 1)
-    flat = residual.reshape(n, 3, -1)
+    return np.concatenate([spectrum, total[:, None], *phases], 1).astype(np.float32)
+
+
+def colour_features(tiles: np.ndarray, sigma: float = COLOUR_SIGMA) -> np.ndarray:
+    """Coarse colour statistics of N×S×S×3 uint8 tiles: N × ``COLOUR_WIDTH`` (5). On the tile low-passed by
+    ``sigma`` px: the high-pass energy of the blue and red colour differences against that of luma (2), and the
+    correlation of the three channels' high-pass residuals (3). ``sigma`` 0 gives the full-resolution statistics
+    an earlier version read."""
+    x = ndimage.gaussian_filter(tiles.astype(np.float32), sigma=(0, sigma, sigma, 0), mode="reflect")
+    luma = to_luma(x)
+    x = x.transpose(0, 3, 1, 2)
+    residual = x - _box3(x)
+    r_luma = luma - _box3(luma)
+    eps = 1e-3
+    luma_energy = np.log((r_luma**2).mean((1, 2)) + eps)
+    chroma = [np.log(((residual[:, c] - r_luma) ** 2).mean((1, 2)) + eps) - luma_energy for c in (2, 0)]
+    flat = residual.reshape(len(x), 3, -1)
     flat = flat - flat.mean(2, keepdims=True)
     norm = np.sqrt((flat**2).sum(2)) + eps
-    corr = np.stack(
-        [(flat[:, a] * flat[:, b]).sum(1) / (norm[:, a] * norm[:, b]) for a, b in ((0, 1), (1, 2), (0, 2))], 1
-    )
-    return np.concatenate([spectrum, total[:, None], *phases, chroma, corr], 1).astype(np.float32)
+    corr = [(flat[:, a] * flat[:, b]).sum(1) / (norm[:, a] * norm[:, b]) for a, b in ((0, 1), (1, 2), (0, 2))]
+    return np.stack(chroma + corr, 1).astype(np.float32)
 
 
 _SHAPES = np.arange(0.2, 10.0, 0.001)
@@ -185,12 +219,13 @@ def naturalness_features(tiles: np.ndarray) -> np.ndarray:
 
 
 def tile_features(tiles: np.ndarray) -> np.ndarray:
-    """Deep, residual and natural-scene features of N×S×S×3 uint8 tiles, side by side: N × ``FEATURE_WIDTH``
-    (854)."""
+    """Deep (on ``canonical_chroma`` tiles), residual, natural-scene and colour features of N×S×S×3 uint8 tiles,
+    side by side: N × ``FEATURE_WIDTH`` (854)."""
     tiles = np.ascontiguousarray(tiles)
     if len(tiles) == 0:
         return np.zeros((0, FEATURE_WIDTH), np.float32)
-    return np.concatenate([deep_features(tiles), residual_features(tiles), naturalness_features(tiles)], 1)
+    deep = deep_features(canonical_chroma(tiles))
+    return np.concatenate([deep, residual_features(tiles), naturalness_features(tiles), colour_features(tiles)], 1)
 
 
 def tile_grid(height: int, width: int, size: int, stride: int) -> list[tuple[int, int]]:

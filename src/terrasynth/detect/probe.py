@@ -73,7 +73,7 @@ DOMAIN_NAMES = ("residual energy", "high-frequency share", "low-frequency share"
 
 
 def domain_descriptors(features: np.ndarray) -> np.ndarray:
-    """Per-tile capture/storage descriptors from ``tile_features`` rows (N × 818 → N × 5)."""
+    """Per-tile capture/storage descriptors from ``tile_features`` rows (N × ``FEATURE_WIDTH`` → N × 5)."""
     spectrum = features[:, _RESIDUAL : _RESIDUAL + 16]
     energy = features[:, _RESIDUAL + 16]
     cols8 = features[:, _RESIDUAL + 29 : _RESIDUAL + 37]  # sorted phase energies across columns, period 8
