@@ -45,10 +45,11 @@ import torch
 
 from terrasynth.detect.detector import DetectorConfig, build_detector, read_rgb
 from terrasynth.detect.evaluate import roc_auc
-from terrasynth.detect.features import FEATURE_WIDTH, FEATURES_VERSION
+from terrasynth.detect.features import COLOUR_WIDTH, FEATURE_WIDTH, FEATURES_VERSION
 from terrasynth.detect.perturb import crop, everyday_processing, jpeg, random_downscale, resize
 
 TEST_PERTURBATIONS = ("clean", "jpeg75", "resize0.5", "crop0.5")
+COLOUR_COLUMNS = np.r_[FEATURE_WIDTH - COLOUR_WIDTH : FEATURE_WIDTH]
 # every training image as it is, after a random everyday edit, and twice shrunk by a random 0.4–0.9 (the shrunk
 # copies train the forensic and content probes only); calibration images as they are and after an everyday edit
 TRAIN_VARIANTS = ("train-clean", "train-processed", "train-downscaled", "train-downscaled2")
@@ -114,6 +115,24 @@ class FeatureCache:
         np.save(tmp, features)
         tmp.replace(path)
         self.computed += 1
+        return features
+
+
+class WithoutColumns:
+    """A feature cache whose answers have ``columns`` set to zero: after standardisation a constant column carries
+    no weight, so a probe trained and tested through it never reads them (the features of a smaller design)."""
+
+    def __init__(self, cache: FeatureCache, columns):
+        self.cache, self.columns = cache, np.asarray(columns, int)
+
+    def __getattr__(self, name):
+        return getattr(self.cache, name)
+
+    def __call__(self, row: dict, variant: str) -> np.ndarray:
+        features = self.cache(row, variant)
+        if len(self.columns):
+            features = features.copy()
+            features[:, self.columns] = 0.0
         return features
 
 
@@ -403,6 +422,12 @@ def parse_args(argv=None):
         "--no-both", dest="both", action="store_false", help="skip the rows with a source and a family held out at once"
     )
     parser.add_argument("--save-detector", help="also train the shipped detector on every family into DIR")
+    parser.add_argument(
+        "--without-colour",
+        action="store_true",
+        help="probes that never read the coarse colour statistics, the design they were compared with (their columns "
+        "are zero in training, so every probe gives them zero weight)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every figure to this JSON file")
     parser.add_argument("-q", "--quiet", action="store_true")
@@ -427,6 +452,8 @@ def main(argv=None) -> dict:
         trained_on={"sets": str(args.sets), "protocol": "benchmarks/detection.py"},
     )
     cache = FeatureCache(build_detector(config), Path(args.cache))
+    if args.without_colour:
+        cache = WithoutColumns(cache, COLOUR_COLUMNS)
     sets = split_sets(args, rows)
     counts = {f: sum(r["family"] == f for r in sets["fake_train"] + sets["fake_test"]) for f in sets["families"]}
     print(

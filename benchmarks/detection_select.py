@@ -24,14 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from terrasynth.detect.detector import DetectorConfig, build_detector
-from terrasynth.detect.features import COLOUR_WIDTH, FEATURE_WIDTH
 from terrasynth.detect.probe import ProbeDetector
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detection import (  # noqa: E402
+    COLOUR_COLUMNS,
     TEST_PERTURBATIONS,
     TRAIN_VARIANTS,
     FeatureCache,
+    WithoutColumns,
     score_rows,
     split_sets,
     summarise,
@@ -81,7 +82,6 @@ def designs() -> dict:
 # how the probes are trained: (probe_c, training variants, feature columns left out). "two shrunk copies" won for
 # every outer family (docs/detection_selection.txt) and is now the shipped recipe (TRAIN_VARIANTS)
 SHRUNK_ONCE = ("train-clean", "train-processed", "train-downscaled")
-COLOUR_COLUMNS = np.r_[FEATURE_WIDTH - COLOUR_WIDTH : FEATURE_WIDTH]
 TRAININGS = {
     "one shrunk copy": (0.05, SHRUNK_ONCE, ()),
     "C 0.02": (0.02, SHRUNK_ONCE, ()),
@@ -89,21 +89,6 @@ TRAININGS = {
     "two shrunk copies": (0.05, TRAIN_VARIANTS, ()),
     "no colour statistics": (0.05, TRAIN_VARIANTS, COLOUR_COLUMNS),
 }
-
-
-class WithoutColumns:
-    """A feature cache whose answers have ``columns`` set to zero: after standardisation a constant column carries
-    no weight, so a probe trained and tested through it never reads them."""
-
-    def __init__(self, cache: FeatureCache, columns):
-        self.cache, self.columns = cache, np.asarray(columns, int)
-
-    def __call__(self, row: dict, variant: str) -> np.ndarray:
-        features = self.cache(row, variant)
-        if len(self.columns):
-            features = features.copy()
-            features[:, self.columns] = 0.0
-        return features
 
 
 def main(argv=None):

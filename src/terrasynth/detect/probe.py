@@ -1,14 +1,14 @@
 """The ``probe`` detector: linear probes on forensic tile features, calibrated as p-values against real imagery.
 
 * **Features** (:mod:`terrasynth.detect.features`): frozen EfficientNet-Lite0 channel means at six depths,
-  high-pass residual statistics and natural-scene statistics, per native-resolution tile of ``input_size`` pixels.
+  luma residual statistics, natural-scene statistics and coarse colour statistics, per native-resolution tile of
+  ``input_size`` pixels. None reads colour at full resolution, which says how an image was stored, not what made
+  it.
 * **Three probes**, standardised L2-regularised logistic regressions on tiles (UnivFD's recipe, Ojha et al. 2023):
-  - the *trace* probe reads the residual statistics (up-sampling and re-sampling traces, little content). It alone
-    can make a *synthetic* verdict. Its p-values hold for imagery like the calibration images: on a real source
-    it was neither trained nor calibrated on (benchmarks/detection.py: LandCover.ai orthophotos, which are
-    resampled) it called 25 % of genuine tiles synthetic, 0 % once calibrated on that source
-    (:meth:`ProbeDetector.calibrate`, ``terrasynth detect calibrate``);
-  - the *forensic* probe reads the residual and the natural-scene statistics (how the pixels' local structure
+  - the *trace* probe reads the luma residual statistics (up-sampling and re-sampling traces, little content). It
+    alone can make a *synthetic* verdict. Its p-values hold for imagery like the calibration images; for other
+    imagery, :meth:`ProbeDetector.calibrate` (``terrasynth detect calibrate``) sets them on the user's own;
+  - the *forensic* probe reads the residual, natural-scene and colour statistics (how the pixels' local structure
     departs from a photograph's). It ranks generators the trace probe never saw (colour fill, pix2pix) and
     down-scaled images far better, but natural-scene statistics also differ between real sources: with them in
     the trace probe, more genuine tiles of an unseen source were called *synthetic* (2 of 150 on the earlier sets);
