@@ -111,7 +111,8 @@ def test_design_selection_never_tests_on_what_it_trained_on(tmp_path, capsys):
     assert train_origins and test_origins and not train_origins & test_origins
     assert all(r["side"] == "a" for r in result["inner_train"] + result["inner_test"])
     assert set(result["winners"]) == {"nearest", "bilinear", "composite"}
-    candidates = {f"{d} / {t}" for d in ("max(forensic,content)", "forensic") for t in ("two shrunk copies", "no colour statistics")}
+    trainings = ("two shrunk copies", "no colour statistics")
+    candidates = {f"{d} / {t}" for d in ("max(forensic,content)", "forensic") for t in trainings}
     assert set(result["winners"].values()) <= candidates and set(result["auc"]) == candidates
     # each outer family's rows test the other families only
     for rows in result["auc"].values():

@@ -1,6 +1,6 @@
 """Forensic features of native-resolution tiles, for detectors that must generalise to generators never seen.
 
-Two kinds of evidence, both computed on the tile as it is (no resampling, which would erase the traces):
+Four kinds of evidence, all computed on the tile as it is (no resampling, which would erase the traces):
 
 * **frozen ImageNet features at several depths** (UnivFD, Ojha et al., CVPR 2023: a linear probe on frozen features
   generalises across generators better than a fine-tuned network). EfficientNet-Lite0 is the offline backbone here;
@@ -13,9 +13,8 @@ Two kinds of evidence, both computed on the tile as it is (no resampling, which 
   structure behaves, not one generator's, and they survive down-scaling better than up-sampling traces do: in
   benchmarks/detection.py, read by the probe detector's forensic probe, they raised the held-out colour-fill
   family's AUC from 0.79 to 0.997 (earlier sets; now 1.000) and every held-out family's AUC after resize ×0.5.
-
 * **colour statistics at a coarse scale**: how strong colour-difference texture is against luma texture, and how
-  the channels' residuals correlate, read on the tile low-passed to periods of about 12–20 px. Independent noise
+  the channels' residuals correlate, read on the tile low-passed to periods of about 10–20 px. Independent noise
   per channel (a naive generator) or a decoder's colour drift show there.
 
 No feature reads colour at full resolution. Whether an image's colour planes were stored at full or half
@@ -49,11 +48,12 @@ COLOUR_WIDTH = 2 + 3
 FEATURE_WIDTH = 768 + RESIDUAL_WIDTH + NATURAL_WIDTH + COLOUR_WIDTH
 # raised whenever the features of a tile or the choice of tiles change, so cached features are not reused
 FEATURES_VERSION = 5
-# Gaussian low-pass of the colour-difference planes, in pixels: it leaves under 6 % of the amplitude at a
+# Gaussian low-pass of the colour-difference planes, in pixels: it leaves about 6 % of the amplitude at a
 # quarter of the sampling rate, the highest frequency 4:2:0 chroma keeps, so 4:4:4 and 4:2:0 copies look alike
 CHROMA_SIGMA = 1.5
-# the low-pass before the colour statistics: on LandCover.ai tiles stored 4:4:4 and re-stored 4:2:0, the five
-# statistics moved by 0.08–0.13 of their spread between tiles (σ 1.5: up to 1.07; none: up to 3.9)
+# the low-pass before the colour statistics: on 60 LandCover.ai tiles stored 4:4:4 and re-stored 4:2:0, the five
+# statistics move by at most 0.13 of their spread between tiles, at full resolution by up to 3.8
+# (benchmarks/chroma_invariance.py)
 COLOUR_SIGMA = 3.0
 
 
