@@ -8,7 +8,8 @@ every image was made from into ``a1`` (training, calibration) and ``a2`` (test).
 it trains each candidate design without F and without G, and tests it on F and on G alone. For the outer fold F,
 the rows that count are those that tested some G ≠ F: pairs that contain F, scored on the other member. The design
 with the best mean AUC over those rows (every perturbation) is the one fold F may use; a design that wins for
-every F is the one to ship.
+every F is the one to ship. The share of G flagged (*synthetic* or *uncertain*) at the operating point is reported
+beside it, since a statistic can rank better and still flag less at its calibrated threshold.
 """
 
 from __future__ import annotations
@@ -136,8 +137,10 @@ def main(argv=None):
         for t in args.trainings
         for s, cls in statistics.items()
     }
-    # auc[design][(outer F, tested G, perturbation)]
+    # auc[design][(outer F, tested G, perturbation)]; flagged: the share of G called synthetic or uncertain at the
+    # operating point, what a user sees (AUC alone cannot tell a statistic whose calibration threshold rises)
     auc: dict[str, dict] = {name: {} for name in chosen}
+    flagged: dict[str, dict] = {name: {} for name in chosen}
     for first, second in itertools.combinations(families, 2):
         train = real_train + [r for r in a1 if r["label"] == 1 and r["family"] not in (first, second)]
         bases, views = {}, {}
@@ -158,17 +161,22 @@ def main(argv=None):
                         score_rows(detector, view, real_test, variant), score_rows(detector, view, fake, variant)
                     )
                     auc[name][(outer, tested, variant)] = result["auc"]
+                    flagged[name][(outer, tested, variant)] = result["flagged"]
         print(f"pair {first}/{second} done ({cache.computed} feature sets computed)", flush=True)
 
-    print("\nmean AUC over the rows each outer fold may use (inner held-out families, every perturbation)")
-    print(f"  {'design':<26}" + "".join(f"{f:>12}" for f in families) + f"{'worst row':>12}")
-    winners = {}
-    for name in chosen:
-        means = [np.mean([v for (o, _, _), v in auc[name].items() if o == f]) for f in families]
-        print(f"  {name:<26}" + "".join(f"{m:12.4f}" for m in means) + f"{min(auc[name].values()):12.3f}")
-    for f in families:
-        winners[f] = max(chosen, key=lambda n: np.mean([v for (o, _, _), v in auc[n].items() if o == f]))
-    print("\nchosen per outer fold: " + ", ".join(f"{f}: {w}" for f, w in winners.items()))
+    def fold_mean(table: dict, name: str, fold: str) -> float:
+        return float(np.mean([v for (o, _, _), v in table[name].items() if o == fold]))
+
+    winners, flag_winners = {}, {}
+    for title, table, chosen_by in (("AUC", auc, winners), ("share flagged", flagged, flag_winners)):
+        print(f"\nmean {title} over the rows each outer fold may use (inner held-out families, every perturbation)")
+        print(f"  {'design':<26}" + "".join(f"{f:>12}" for f in families) + f"{'worst row':>12}")
+        for name in chosen:
+            means = [fold_mean(table, name, f) for f in families]
+            print(f"  {name:<26}" + "".join(f"{m:12.4f}" for m in means) + f"{min(table[name].values()):12.3f}")
+        for f in families:
+            chosen_by[f] = max(chosen, key=lambda n: fold_mean(table, n, f))
+        print(f"chosen per outer fold by {title}: " + ", ".join(f"{f}: {w}" for f, w in chosen_by.items()))
     for variant in args.perturbations:
         print(
             f"  {variant:<10}"
@@ -176,7 +184,14 @@ def main(argv=None):
                 f"  {name}: {np.mean([v for (_, _, p), v in auc[name].items() if p == variant]):.4f}" for name in chosen
             )
         )
-    return {"winners": winners, "auc": auc, "inner_train": a1, "inner_test": a2}
+    return {
+        "winners": winners,
+        "flag_winners": flag_winners,
+        "auc": auc,
+        "flagged": flagged,
+        "inner_train": a1,
+        "inner_test": a2,
+    }
 
 
 if __name__ == "__main__":

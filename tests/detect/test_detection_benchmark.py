@@ -117,7 +117,8 @@ def test_design_selection_never_tests_on_what_it_trained_on(tmp_path, capsys):
     # each outer family's rows test the other families only
     for rows in result["auc"].values():
         assert rows and all(outer != tested for outer, tested, _ in rows)
-    assert "chosen per outer fold" in out
+    assert "chosen per outer fold by AUC" in out and "chosen per outer fold by share flagged" in out
+    assert set(result["flag_winners"]) == set(result["winners"]) and set(result["flagged"]) == candidates
 
 
 def test_a_candidate_without_columns_never_reads_them(tmp_path):
