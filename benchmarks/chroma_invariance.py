@@ -25,6 +25,7 @@ from terrasynth.detect.features import (
     deep_features,
     naturalness_features,
     residual_features,
+    tile_grid,
 )
 from terrasynth.detect.perturb import jpeg
 
@@ -32,8 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiles_of(images: list[np.ndarray], size: int = 64) -> np.ndarray:
-    return np.stack([x[r : r + size, c : c + size] for x in images for r in range(0, x.shape[0] - size + 1, size)
-                     for c in range(0, x.shape[1] - size + 1, size)])  # fmt: skip
+    return np.stack([x[r : r + size, c : c + size] for x in images for r, c in tile_grid(*x.shape[:2], size, size)])
 
 
 def largest_shift(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,7 +1,6 @@
 """The probe detector: forensic tile features, a linear probe, split-conformal p-values, the domain check and
 localisation, on fake tiles made in code (smooth fields are "real", nearest-up-sampled noise is "synthetic")."""
 
-import io
 import struct
 import time
 import zlib
@@ -26,7 +25,7 @@ from terrasynth.detect.features import (
     tile_features,
     tile_grid,
 )
-from terrasynth.detect.perturb import EVERYDAY, everyday_processing
+from terrasynth.detect.perturb import EVERYDAY, everyday_processing, jpeg
 from terrasynth.detect.probe import TRACE_COLUMNS, conformal_p, two_means, value_at_p
 
 
@@ -62,19 +61,13 @@ def test_features_have_fixed_width_and_are_finite():
     assert colour_features(np.stack(real)).shape == (3, 5)
 
 
-def jpeg_with_chroma(image: np.ndarray, subsampling: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=95, subsampling=subsampling)
-    return np.asarray(Image.open(buffer).convert("RGB"))
-
-
 def test_features_do_not_tell_full_from_half_resolution_chroma():
     # a tile's colour planes stored at full (4:4:4) or half (4:2:0) resolution is the storer's choice, not a trace
     # of a generator; a feature that read it called genuine 4:4:4 orthophotos synthetic
     rng = np.random.default_rng(6)
     images = [smooth_field(rng, 64, noise=12.0) for _ in range(12)]  # noise independent per channel: fine colour
-    full = tile_features(np.stack([jpeg_with_chroma(x, 0) for x in images]))
-    half = tile_features(np.stack([jpeg_with_chroma(x, 2) for x in images]))
+    full = tile_features(np.stack([jpeg(x, 95, subsampling=0) for x in images]))
+    half = tile_features(np.stack([jpeg(x, 95, subsampling=2) for x in images]))
     shift = (np.abs(full - half) / (full.std(0) + 1e-6)).mean(0)  # in units of the spread between tiles
     # the luma statistics barely move; with full-resolution chroma statistics one moved by over 100 spreads. The
     # backbone and the coarse colour statistics see low-passed colour and move by less than one spread
@@ -82,7 +75,7 @@ def test_features_do_not_tell_full_from_half_resolution_chroma():
     assert shift[luma_columns].max() < 0.3 and np.delete(shift, luma_columns).max() < 1.0
     # the colour planes of the two copies do differ: 4:2:0 removed the fine chroma
     fine_chroma = lambda x: np.diff(x[..., 2].astype(float) - x[..., 1], axis=1).std()  # noqa: E731
-    assert fine_chroma(jpeg_with_chroma(images[0], 0)) > 1.5 * fine_chroma(jpeg_with_chroma(images[0], 2))
+    assert fine_chroma(jpeg(images[0], 95, subsampling=0)) > 1.5 * fine_chroma(jpeg(images[0], 95, subsampling=2))
 
 
 def test_generalised_gaussian_fits_recover_known_shapes():

@@ -12,10 +12,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    """Re-encode as JPEG at ``quality`` (PIL, 4:2:0 chroma subsampling as most encoders use)."""
+def jpeg(image: np.ndarray, quality: int, subsampling: int = 2) -> np.ndarray:
+    """Re-encode as JPEG at ``quality``; ``subsampling`` 2 is 4:2:0 chroma (PIL's default, as most encoders use),
+    0 is 4:4:4 (full-resolution colour)."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
     buffer.seek(0)
     with Image.open(buffer) as decoded:
         return np.asarray(decoded.convert("RGB"))
