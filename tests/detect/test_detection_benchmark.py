@@ -139,3 +139,23 @@ def test_chroma_invariance_benchmark_shows_what_full_resolution_colour_reads(tmp
     results = load_benchmark("chroma_invariance").main(["--images", str(tmp_path), "--n", "6"])
     assert results["colour statistics, full resolution (earlier)"] > 3 * results["colour statistics, σ 3 (shipped)"]
     assert results["luma residual statistics (45)"] < 0.3
+
+
+def test_forensic_probe_selection_reads_side_a_and_applies_its_rule(tmp_path, capsys):
+    """benchmarks/forensic_probe_select.py: held-out-family AUC and the unseen-source tail per candidate, side a only;
+    the chosen candidate passes the tail rule."""
+    manifest = write_manifest(tmp_path / "sets", n=12)
+    select = load_benchmark("forensic_probe_select")
+    result = select.main(
+        ["--sets", str(manifest), "--cache", str(tmp_path / "cache"), "--input-size", "32", "--max-tiles", "4",
+         "--candidates", "linear", "depth 2, leaf 1000, 100"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert all(r["side"] == "a" for r in result["inner_train"] + result["inner_test"])
+    assert set(result["auc"]) == {"linear", "depth 2, leaf 1000, 100"}
+    assert {family for family, _ in result["auc"]["linear"]} == {"nearest", "bilinear", "composite"}
+    assert result["auc"]["linear"][("nearest", "clean")] > 0.8
+    assert "linear" in result["passing"] and result["chosen"] in result["passing"]
+    for rows in result["tail"].values():
+        assert {source for source, _ in rows} == {"one", "two"} and all(0 <= v <= 1 for v in rows.values())
+    assert "chosen:" in out

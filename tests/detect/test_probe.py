@@ -323,3 +323,44 @@ def test_calibrate_command_refuses_too_few_images_before_loading(tmp_path, capsy
     code = main(["detect", "calibrate", "--real", str(tmp_path / "mixed"), "--out", str(tmp_path / "calibrated")])
     assert code == 2 and "only 48 readable images" in capsys.readouterr().err
     assert not (tmp_path / "calibrated").exists()
+
+
+def test_boosted_forensic_probe_separates_and_round_trips(tmp_path):
+    real, fake = make_sets(40, size=64, seed=1)
+    detector = build_detector(config(forensic_probe="boosted")).fit(real, fake)
+    detector.calibrate(make_sets(60, size=64, seed=2)[0])
+    assert detector.forensic_trees is not None and not detector.forensic_coef.any()
+    test_real, test_fake = make_sets(20, size=64, seed=3)
+    forensic = [detector.assess(x)["probe_logits"]["forensic"] for x in test_real + test_fake]
+    assert roc_auc(np.r_[np.zeros(20), np.ones(20)], np.array(forensic)) > 0.95
+    detector.save(tmp_path / "boosted")
+    loaded = load_detector(tmp_path / "boosted")
+    assert loaded.config.forensic_probe == "boosted"
+    assert loaded.assess(test_fake[0]) == detector.assess(test_fake[0])
+    # a linear detector keeps no trees, and refitting a boosted one as linear drops them
+    linear = build_detector(config()).fit_features(*_features_and_labels(real[:8], fake[:8]))
+    assert linear.forensic_trees is None and linear.forensic_coef.any()
+
+
+def _features_and_labels(real, fake):
+    features = np.concatenate([tile_features(np.stack(build_detector(config()).tiles(x))) for x in real + fake])
+    per_image = len(build_detector(config()).tiles(real[0]))
+    return features, np.repeat(np.r_[np.zeros(len(real)), np.ones(len(fake))], per_image)
+
+
+def test_unknown_forensic_probe_is_refused():
+    with pytest.raises(ValueError, match="forensic_probe"):
+        config(forensic_probe="forest")
+
+
+def test_a_probe_detector_saved_before_the_boosted_option_loads_as_linear(trained, tmp_path):
+    import json
+
+    trained.save(tmp_path / "old")
+    settings = json.loads((tmp_path / "old" / "detector.json").read_text())
+    del settings["forensic_probe"]
+    (tmp_path / "old" / "detector.json").write_text(json.dumps(settings))
+    loaded = load_detector(tmp_path / "old")
+    assert loaded.config.forensic_probe == "linear" and loaded.forensic_trees is None
+    fake = make_sets(2, size=64, seed=5)[1][0]
+    assert loaded.assess(fake) == trained.assess(fake)

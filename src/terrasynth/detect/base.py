@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..files import atomic_path, write_json_atomic
 
 METHODS = ("spectral", "cnn", "probe")
+FORENSIC_PROBES = ("linear", "boosted")
 CONFIG_NAME = "detector.json"
 WEIGHTS_NAME = "model.safetensors"
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 × 8000
@@ -49,6 +50,8 @@ class DetectorConfig:
     trainable_blocks: int = 4
     # probe: L2 strength of the logistic regression, the p-values of the verdicts, the domain check's limit
     probe_c: float = 0.05
+    # the forensic probe: "linear" (logistic regression, as the other probes) or "boosted" (shallow trees)
+    forensic_probe: str = "linear"
     synthetic_p: float = 0.01
     uncertain_p: float = 0.05
     domain_z: float = 6.0
@@ -61,6 +64,8 @@ class DetectorConfig:
             raise ValueError(f"input_size must be at least 16, got {self.input_size}")
         if self.max_tiles < 1 or self.max_pixels < self.input_size**2:
             raise ValueError("max_tiles must be >= 1 and max_pixels at least one tile")
+        if self.forensic_probe not in FORENSIC_PROBES:
+            raise ValueError(f"forensic_probe must be one of {', '.join(FORENSIC_PROBES)}, got {self.forensic_probe!r}")
         if not 0 < self.synthetic_p <= self.uncertain_p < 1:
             raise ValueError("need 0 < synthetic_p <= uncertain_p < 1")
 

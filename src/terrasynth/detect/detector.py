@@ -62,7 +62,10 @@ def load_detector(directory: str | Path) -> Detector:
         raise InputError(
             directory, f"not a detector folder (no {CONFIG_NAME})", "train one with `terrasynth detect train`"
         )
-    config = config_from_dict(DetectorConfig, read_json(directory / CONFIG_NAME), directory / CONFIG_NAME)
+    data = read_json(directory / CONFIG_NAME)
+    if isinstance(data, dict) and data.get("method") == "probe":
+        data.setdefault("forensic_probe", "linear")  # written before the boosted probe existed
+    config = config_from_dict(DetectorConfig, data, directory / CONFIG_NAME)
     detector = build_detector(config, pretrained=False)  # the weights come from the file
     try:
         detector.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
