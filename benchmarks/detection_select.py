@@ -92,6 +92,9 @@ TRAININGS = {
     "no colour statistics": ({}, TRAIN_VARIANTS, COLOUR_COLUMNS),
     "three shrunk copies": ({}, (*TRAIN_VARIANTS, "train-downscaled3"), ()),
     "boosted forensic probe": ({"forensic_probe": "boosted"}, TRAIN_VARIANTS, ()),
+    # the content probe on the four shallower of its six blocks (24–112 channels), or on the three deeper (112–320)
+    "content without the two deepest blocks": ({}, TRAIN_VARIANTS, np.r_[256:768]),
+    "content without the three shallowest blocks": ({}, TRAIN_VARIANTS, np.r_[0:144]),
 }
 
 
