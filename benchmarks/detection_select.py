@@ -54,6 +54,16 @@ def inner_side(row: dict, seed: int) -> str:
     return "a1" if digest[0] < 170 else "a2"  # two thirds train, one third test
 
 
+def inner_split(sets_path: str, seed: int, max_real: int = 600, max_fake: int = 120) -> tuple[list, list]:
+    """Side a of the benchmark's sets (as benchmarks/detection.py draws them), split by origin into a1 and a2."""
+    with open(sets_path, newline="") as handle:
+        rows = [{**row, "label": int(row["label"])} for row in csv.DictReader(handle)]
+    defaults = argparse.Namespace(max_real=max_real, max_real_test=150, max_fake=max_fake, max_fake_test=60, seed=seed)
+    sets = split_sets(defaults, rows)
+    side_a = sets["real_train"] + sets["real_cal"] + sets["fake_train"]
+    return [r for r in side_a if inner_side(r, seed) == "a1"], [r for r in side_a if inner_side(r, seed) == "a2"]
+
+
 def designs() -> dict:
     """Candidate image statistics, each a ProbeDetector whose ``joint`` differs (the features and probes do not)."""
 
@@ -113,21 +123,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(f"command: python benchmarks/detection_select.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    with open(args.sets, newline="") as handle:
-        rows = [{**row, "label": int(row["label"])} for row in csv.DictReader(handle)]
-    defaults = argparse.Namespace(
-        max_real=args.max_real, max_real_test=150, max_fake=args.max_fake, max_fake_test=60, seed=args.seed
-    )
-    sets = split_sets(defaults, rows)
-    side_a = sets["real_train"] + sets["real_cal"] + sets["fake_train"]
-    a1 = [r for r in side_a if inner_side(r, args.seed) == "a1"]
-    a2 = [r for r in side_a if inner_side(r, args.seed) == "a2"]
+    a1, a2 = inner_split(args.sets, args.seed, args.max_real, args.max_fake)
     real_a1 = [r for r in a1 if r["label"] == 0]
     real_a1 = [real_a1[i] for i in np.random.default_rng(args.seed).permutation(len(real_a1))]
     cut = int(round(len(real_a1) * 0.8))
     real_train, real_cal = real_a1[:cut], real_a1[cut:]
     real_test = [r for r in a2 if r["label"] == 0]
-    families = sorted({r["family"] for r in side_a if r["label"] == 1})
+    families = sorted({r["family"] for r in a1 + a2 if r["label"] == 1})
     print(
         f"inner sets: real train {len(real_train)}, calibration {len(real_cal)}, test {len(real_test)}; "
         f"families {families}"

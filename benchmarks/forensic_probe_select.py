@@ -17,7 +17,6 @@ held-out-family AUC is chosen.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -34,10 +33,9 @@ from detection import (  # noqa: E402
     TEST_PERTURBATIONS,
     TRAIN_VARIANTS,
     FeatureCache,
-    split_sets,
     tile_rows,
 )
-from detection_select import inner_side  # noqa: E402
+from detection_select import inner_split  # noqa: E402
 
 # the settings compared, in the order they were tried; "linear" is the logistic regression of the other probes
 CANDIDATES = {
@@ -89,13 +87,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(f"command: python benchmarks/forensic_probe_select.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    with open(args.sets, newline="") as handle:
-        rows = [{**row, "label": int(row["label"])} for row in csv.DictReader(handle)]
-    defaults = argparse.Namespace(max_real=600, max_real_test=150, max_fake=120, max_fake_test=60, seed=args.seed)
-    sets = split_sets(defaults, rows)
-    side_a = sets["real_train"] + sets["real_cal"] + sets["fake_train"]
-    a1 = [r for r in side_a if inner_side(r, args.seed) == "a1"]
-    a2 = [r for r in side_a if inner_side(r, args.seed) == "a2"]
+    a1, a2 = inner_split(args.sets, args.seed)
     cache = FeatureCache(
         build_detector(DetectorConfig(method="probe", input_size=args.input_size, max_tiles=args.max_tiles)),
         Path(args.cache),
