@@ -65,7 +65,8 @@ def inner_split(sets_path: str, seed: int, max_real: int = 600, max_fake: int = 
 
 
 def designs() -> dict:
-    """Candidate image statistics, each a ProbeDetector whose ``joint`` differs (the features and probes do not)."""
+    """Candidate image statistics, each a ProbeDetector whose ``joint`` or tile share differs (the features and probes
+    do not): an image's logit per probe is the mean of its top quarter of tiles unless the name says otherwise."""
 
     class Max3(ProbeDetector):
         @staticmethod
@@ -82,8 +83,16 @@ def designs() -> dict:
         def joint(stats, in_content=True):
             return stats["forensic"] if in_content else stats["trace"]
 
+    class TopHalf(ProbeDetector):
+        TOP_SHARE = 0.5
+
+    class AllTiles(ProbeDetector):
+        TOP_SHARE = 1.0
+
     return {
         "max(forensic,content)": ProbeDetector,
+        "max(forensic,content), top half of tiles": TopHalf,
+        "max(forensic,content), all tiles": AllTiles,
         "max(all three)": Max3,
         "mean(forensic,content)": Mean2,
         "forensic": Forensic,

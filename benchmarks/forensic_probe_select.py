@@ -24,7 +24,7 @@ import numpy as np
 
 from terrasynth.detect.detector import DetectorConfig, build_detector
 from terrasynth.detect.evaluate import roc_auc
-from terrasynth.detect.probe import PROBE_COLUMNS, top_quarter_mean
+from terrasynth.detect.probe import PROBE_COLUMNS, top_mean
 from terrasynth.detect.trees import BoostedTrees
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
     names = ["linear", *[c for c in args.candidates if c != "linear"]]
 
     def image_logit(model, mean, scale, row, variant) -> float:
-        return top_quarter_mean(model((cache(row, variant)[:, columns] - mean) / scale))
+        return top_mean(model((cache(row, variant)[:, columns] - mean) / scale))
 
     families = sorted({r["family"] for r in a1 if r["label"] == 1})
     real_a1 = [r for r in a1 if r["label"] == 0]

@@ -100,9 +100,10 @@ def domain_descriptors(features: np.ndarray) -> np.ndarray:
     )
 
 
-def top_quarter_mean(values: np.ndarray) -> float:
+def top_mean(values: np.ndarray, share: float = 0.25) -> float:
+    """The mean of the largest ``share`` of ``values`` (at least one)."""
     values = np.sort(np.asarray(values, np.float64))[::-1]
-    return float(values[: max(1, len(values) // 4)].mean())
+    return float(values[: max(1, int(len(values) * share))].mean())
 
 
 def conformal_p(calibration: np.ndarray, value: float) -> float:
@@ -147,6 +148,9 @@ def _sigmoid(x):
 
 
 class ProbeDetector(Detector):
+    # an image's logit per probe is the mean of this share of its tile logits, the largest ones
+    TOP_SHARE = 0.25
+
     def __init__(self, config):
         super().__init__(config)
         self.mean = np.zeros(FEATURE_WIDTH)
@@ -280,7 +284,7 @@ class ProbeDetector(Detector):
         tiles (``distance``)."""
         z = self._standardised(features)
         # the standardisation is affine and increasing, so it commutes with the top-quarter mean
-        stats = {name: top_quarter_mean(logits) for name, logits in self.tile_logits(z).items()}
+        stats = {name: top_mean(logits, self.TOP_SHARE) for name, logits in self.tile_logits(z).items()}
         # Mahalanobis distance in the real tiles' principal subspace plus the distance off it, each per dimension
         centred = z[:, CONTENT_COLUMNS].mean(0) - self.content_centre
         projected = self.content_axes @ centred
