@@ -27,6 +27,7 @@ from terrasynth.detect.features import (
 )
 from terrasynth.detect.perturb import EVERYDAY, everyday_processing, jpeg
 from terrasynth.detect.probe import TRACE_COLUMNS, conformal_p, two_means, value_at_p
+from terrasynth.errors import InputError
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -337,7 +338,15 @@ def test_boosted_forensic_probe_separates_and_round_trips(tmp_path):
     loaded = load_detector(tmp_path / "boosted")
     assert loaded.config.forensic_probe == "boosted"
     assert loaded.assess(test_fake[0]) == detector.assess(test_fake[0])
-    # a linear detector keeps no trees, and refitting a boosted one as linear drops them
+    # a file whose trees read columns the features do not have is refused in one line, before any scoring
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(tmp_path / "boosted" / "model.safetensors"))
+    state["forensic_trees.feature"] = state["forensic_trees.feature"] + 10_000
+    save_file(state, str(tmp_path / "boosted" / "model.safetensors"))
+    with pytest.raises(InputError, match="cannot load detector weights"):
+        load_detector(tmp_path / "boosted")
+    # a linear detector keeps no trees
     linear = build_detector(config()).fit_features(*_features_and_labels(real[:8], fake[:8]))
     assert linear.forensic_trees is None and linear.forensic_coef.any()
 

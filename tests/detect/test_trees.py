@@ -47,3 +47,14 @@ def test_incomplete_or_ragged_state_is_refused():
     ragged = {**state, "t.left": state["t.left"][:, :-1]}
     with pytest.raises(ValueError, match="shape"):
         BoostedTrees.from_state(ragged, "t")
+
+
+def test_trees_that_point_outside_themselves_or_their_features_are_refused():
+    x, y = interaction_data(500, seed=5)
+    state = BoostedTrees.fit(x, y, max_iter=5, max_depth=2, min_samples_leaf=20).state("t")
+    broken = {**state, "t.left": state["t.left"] + 99}
+    with pytest.raises(ValueError, match="outside"):
+        BoostedTrees.from_state(broken, "t")
+    with pytest.raises(ValueError, match="reads feature"):
+        BoostedTrees.from_state(state, "t", n_features=1)
+    assert BoostedTrees.from_state(state, "t", n_features=5).decision(x[:3]).shape == (3,)

@@ -69,7 +69,7 @@ def load_detector(directory: str | Path) -> Detector:
     detector = build_detector(config, pretrained=False)  # the weights come from the file
     try:
         detector.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
-    except (SafetensorError, FileNotFoundError, OSError, KeyError, RuntimeError) as error:
+    except (SafetensorError, FileNotFoundError, OSError, KeyError, RuntimeError, ValueError) as error:
         raise InputError(directory / WEIGHTS_NAME, f"cannot load detector weights ({error})") from None
     return detector
 

@@ -283,7 +283,7 @@ class ProbeDetector(Detector):
         standardised by the calibration images, and the content's squared Mahalanobis distance from the real
         tiles (``distance``)."""
         z = self._standardised(features)
-        # the standardisation is affine and increasing, so it commutes with the top-quarter mean
+        # the standardisation is affine and increasing, so it commutes with the mean of the top share
         stats = {name: top_mean(logits, self.TOP_SHARE) for name, logits in self.tile_logits(z).items()}
         # Mahalanobis distance in the real tiles' principal subspace plus the distance off it, each per dimension
         centred = z[:, CONTENT_COLUMNS].mean(0) - self.content_centre
@@ -488,5 +488,7 @@ class ProbeDetector(Detector):
         self.forensic_trees = None
         if self.config.forensic_probe == "boosted":
             self.forensic_trees = BoostedTrees.from_state(
-                {k: v.numpy() for k, v in state.items() if k.startswith("forensic_trees.")}, "forensic_trees"
+                {k: v.numpy() for k, v in state.items() if k.startswith("forensic_trees.")},
+                "forensic_trees",
+                len(FORENSIC_COLUMNS),
             )

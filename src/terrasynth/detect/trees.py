@@ -26,6 +26,11 @@ class BoostedTrees:
         self.value = np.asarray(arrays["value"], np.float64)
         self.missing_left = np.asarray(arrays["missing_left"]).astype(bool)
         self.baseline = float(baseline)
+        nodes = self.feature.shape[1]
+        inner = ~self.leaf
+        children = np.concatenate([self.left[inner], self.right[inner]])
+        if (self.feature < 0).any() or (children < 0).any() or (children >= nodes).any():
+            raise ValueError("tree arrays point outside their trees: not a file terrasynth wrote")
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, seed: int = 0, **options) -> BoostedTrees:
@@ -81,9 +86,13 @@ class BoostedTrees:
         return out
 
     @classmethod
-    def from_state(cls, state: dict, prefix: str) -> BoostedTrees:
+    def from_state(cls, state: dict, prefix: str, n_features: int | None = None) -> BoostedTrees:
+        """Trees from :meth:`state`'s arrays; with ``n_features``, trees that read a column beyond it are refused."""
         missing = [name for name in (*FIELDS, "baseline") if f"{prefix}.{name}" not in state]
         if missing:
             raise KeyError(f"{prefix}: {', '.join(missing)} missing")
         arrays = {name: np.asarray(state[f"{prefix}.{name}"]) for name in FIELDS}
-        return cls(arrays, float(np.asarray(state[f"{prefix}.baseline"]).ravel()[0]))
+        trees = cls(arrays, float(np.asarray(state[f"{prefix}.baseline"]).ravel()[0]))
+        if n_features is not None and trees.feature.size and trees.feature.max() >= n_features:
+            raise ValueError(f"{prefix} reads feature {trees.feature.max()}, but there are {n_features}")
+        return trees
