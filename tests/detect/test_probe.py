@@ -373,3 +373,25 @@ def test_a_probe_detector_saved_before_the_boosted_option_loads_as_linear(traine
     assert loaded.config.forensic_probe == "linear" and loaded.forensic_trees is None
     fake = make_sets(2, size=64, seed=5)[1][0]
     assert loaded.assess(fake) == trained.assess(fake)
+
+
+def test_verdicts_name_their_evidence(trained, tmp_path, monkeypatch):
+    from terrasynth.detect.scan import scan_files
+
+    real = make_sets(6, size=64, seed=8)[0]
+    answers = [trained.assess(x) for x in real]
+    assert answers[0]["verdict"] == "real" and all("evidence" not in a for a in answers if a["verdict"] == "real")
+    features = trained.image_features(real[0])
+    stats = trained.statistics(features)
+    # traces past every calibration image: synthetic, and the scan's detail column says why
+    monkeypatch.setattr(trained, "statistics", lambda _: {**stats, "trace": 50.0})
+    answer = trained.assess_features(features)
+    assert answer["verdict"] == "synthetic" and "trace probe p =" in answer["evidence"]
+    Image.fromarray(real[0]).save(tmp_path / "tile.png")
+    (row,) = scan_files(trained, [tmp_path / "tile.png"])
+    assert row["verdict"] == "synthetic" and row["detail"].startswith("up-sampling or re-sampling traces")
+    # no traces, but local statistics far from every calibration image: uncertain, and it says which probe
+    monkeypatch.setattr(trained, "statistics", lambda _: {**stats, "trace": -10.0, "forensic": 50.0, "content": -10.0})
+    answer = trained.assess_features(features)
+    assert answer["verdict"] == "uncertain"
+    assert answer["evidence"].startswith("local pixel statistics") and "no up-sampling traces" in answer["evidence"]

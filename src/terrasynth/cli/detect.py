@@ -183,6 +183,8 @@ def cmd_verify(args) -> int:
         )
         if "domain_detail" in detector_result:
             print(f"  outside the calibrated domain: {detector_result['domain_detail']}")
+        if "evidence" in detector_result:
+            print(f"  evidence: {detector_result['evidence']}")
         if "p_value" in detector_result:
             print(f"  {calibration_note(detector)}")
         if "localize" in detector_result:

@@ -65,6 +65,12 @@ JOINT = ("forensic", "content")
 # content probes alone: 0.76 and 0.57 with 4.8 % and 10.1 %; the forensic and content probes: 0.72 and 0.48. The
 # benchmark reports it on side b.
 LOCAL_PROBES = PROBES
+# what each probe reads, as the ``evidence`` of a verdict names it
+EVIDENCE = {
+    "trace": "up-sampling and re-sampling traces",
+    "forensic": "local pixel statistics (residuals, natural-scene and coarse colour statistics)",
+    "content": "texture and content (backbone features)",
+}
 CONTENT_COMPONENTS = 16
 # shrunk copies of each training image (×0.4–0.9 each). In the nested leave-one-generator-out of
 # benchmarks/detection_select.py, two rather than one won for every held-out family (earlier features; inner
@@ -381,6 +387,14 @@ class ProbeDetector(Detector):
         elif not in_content:
             result["domain_detail"] = (
                 f"content unlike the calibration images (p = {content_p:.3g}): judged on generator traces alone"
+            )
+        elif verdict == "synthetic":
+            result["evidence"] = f"up-sampling or re-sampling traces (trace probe p = {trace_p:.3g})"
+        elif verdict == "uncertain":
+            strongest = max(JOINT, key=lambda name: stats[name])
+            result["evidence"] = (
+                f"{EVIDENCE[strongest]} less real-looking than the calibration images' (p = {joint_p:.3g}); "
+                f"no up-sampling traces (trace probe p = {trace_p:.3g})"
             )
         return result
 

@@ -64,7 +64,7 @@ def scan_files(detector: Detector, files: list[Path]) -> Iterator[dict]:
             row["verdict"] = answer["verdict"]
             if "p_value" in answer:
                 row["p_value"] = f"{answer['p_value']:.6f}"
-            row["detail"] = answer.get("domain_detail", "")
+            row["detail"] = answer.get("domain_detail") or answer.get("evidence", "")
         except InputError as error:
             row["status"] = _status(error)
             row["detail"] = error.problem
