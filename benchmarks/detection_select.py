@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from terrasynth.detect.detector import DetectorConfig, build_detector
+from terrasynth.detect.features import BLOCK_WIDTHS
 from terrasynth.detect.probe import ProbeDetector
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -103,6 +104,7 @@ def designs() -> dict:
 # won for every outer family (docs/detection_selection.txt) and is the shipped recipe (TRAIN_VARIANTS); "three shrunk
 # copies" won too, but lowered the side-b localisation IoU below its target (docs/detection.md)
 SHRUNK_ONCE = ("train-clean", "train-processed", "train-downscaled")
+BLOCK_STARTS = np.cumsum((0, *BLOCK_WIDTHS))  # the first feature column of each backbone block, and the end
 TRAININGS = {
     "one shrunk copy": ({}, SHRUNK_ONCE, ()),
     "C 0.02": ({"probe_c": 0.02}, SHRUNK_ONCE, ()),
@@ -111,9 +113,9 @@ TRAININGS = {
     "no colour statistics": ({}, TRAIN_VARIANTS, COLOUR_COLUMNS),
     "three shrunk copies": ({}, (*TRAIN_VARIANTS, "train-downscaled3"), ()),
     "boosted forensic probe": ({"forensic_probe": "boosted"}, TRAIN_VARIANTS, ()),
-    # the content probe on the four shallower of its six blocks (24–112 channels), or on the three deeper (112–320)
-    "content without the two deepest blocks": ({}, TRAIN_VARIANTS, np.r_[256:768]),
-    "content without the three shallowest blocks": ({}, TRAIN_VARIANTS, np.r_[0:144]),
+    # the content probe on the four shallower of the backbone's six blocks, or on the three deeper
+    "content without the two deepest blocks": ({}, TRAIN_VARIANTS, np.r_[BLOCK_STARTS[4] : BLOCK_STARTS[6]]),
+    "content without the three shallowest blocks": ({}, TRAIN_VARIANTS, np.r_[BLOCK_STARTS[0] : BLOCK_STARTS[3]]),
 }
 
 

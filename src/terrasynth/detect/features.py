@@ -38,14 +38,16 @@ from scipy.special import gamma
 
 from ..data.images import luma as to_luma
 
-# Blocks of EfficientNet-Lite0 whose channel means are kept (24, 40, 80, 112, 192, 320 channels).
+# Blocks of EfficientNet-Lite0 whose channel means are kept, and their channel counts
 PROBE_BLOCKS = (2, 4, 7, 10, 14, 15)
+BLOCK_WIDTHS = (24, 40, 80, 112, 192, 320)
+DEEP_WIDTH = sum(BLOCK_WIDTHS)  # 768
 SPECTRUM_BINS = 16
 PERIODS = (2, 4, 8)  # up-sampling by 2 and 4, and the JPEG block grid
 RESIDUAL_WIDTH = 16 + 1 + 2 * sum(PERIODS)
 NATURAL_WIDTH = 2 * 18
 COLOUR_WIDTH = 2 + 3
-FEATURE_WIDTH = 768 + RESIDUAL_WIDTH + NATURAL_WIDTH + COLOUR_WIDTH
+FEATURE_WIDTH = DEEP_WIDTH + RESIDUAL_WIDTH + NATURAL_WIDTH + COLOUR_WIDTH
 # raised whenever the features of a tile or the choice of tiles change, so cached features are not reused
 FEATURES_VERSION = 5
 # Gaussian low-pass of the colour-difference planes, in pixels: it leaves about 6 % of the amplitude at a
@@ -73,7 +75,7 @@ def deep_features(tiles: np.ndarray, batch_size: int = 64) -> np.ndarray:
         batch = torch.from_numpy(tiles[start : start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
         maps = model.endpoints(batch, PROBE_BLOCKS)
         out.append(torch.cat([m.mean((2, 3)) for m in maps], 1).numpy())
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 768), np.float32)
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, DEEP_WIDTH), np.float32)
 
 
 def _box3(x: np.ndarray) -> np.ndarray:

@@ -44,11 +44,11 @@ import torch
 
 from ..errors import InputError
 from .base import Detector
-from .features import FEATURE_WIDTH, RESIDUAL_WIDTH, tile_features, tile_grid
+from .features import DEEP_WIDTH, FEATURE_WIDTH, RESIDUAL_WIDTH, tile_features, tile_grid
 from .trees import BoostedTrees
 
 # residual-feature columns (after the 768 deep ones) that describe capture and storage, not content
-_RESIDUAL = 768
+_RESIDUAL = DEEP_WIDTH
 # the trace probe's columns: the residual statistics; the content probe's: the six blocks of the backbone
 TRACE_COLUMNS = np.r_[_RESIDUAL : _RESIDUAL + RESIDUAL_WIDTH]
 FORENSIC_COLUMNS = np.r_[_RESIDUAL:FEATURE_WIDTH]
@@ -67,7 +67,7 @@ JOINT = ("forensic", "content")
 LOCAL_PROBES = PROBES
 # what each probe reads, as the ``evidence`` of a verdict names it
 EVIDENCE = {
-    "trace": "up-sampling and re-sampling traces",
+    "trace": "up-sampling or re-sampling traces",
     "forensic": "local pixel statistics (residuals, natural-scene and coarse colour statistics)",
     "content": "texture and content (backbone features)",
 }
@@ -389,7 +389,7 @@ class ProbeDetector(Detector):
                 f"content unlike the calibration images (p = {content_p:.3g}): judged on generator traces alone"
             )
         elif verdict == "synthetic":
-            result["evidence"] = f"up-sampling or re-sampling traces (trace probe p = {trace_p:.3g})"
+            result["evidence"] = f"{EVIDENCE['trace']} (trace probe p = {trace_p:.3g})"
         elif verdict == "uncertain":
             strongest = max(JOINT, key=lambda name: stats[name])
             result["evidence"] = (
