@@ -144,9 +144,9 @@ def tile_rows(features: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]
     return features, np.full(len(features), label)
 
 
-def train_fold(
-    config: DetectorConfig, cache: FeatureCache, train: list[dict], calibration: list[dict], variants=TRAIN_VARIANTS
-):
+def training_rows(cache: FeatureCache, train: list[dict], variants=TRAIN_VARIANTS):
+    """Tile features, labels and shrunk-copy flags of every training image in ``variants`` (composites: as they are,
+    with per-tile labels)."""
     xs, ys, shrunk = [], [], []
     for row in train:
         for variant in ("train-clean",) if row.get("mask") else variants:
@@ -154,8 +154,14 @@ def train_fold(
             xs.append(x)
             ys.append(y)
             shrunk.append(np.full(len(y), variant.startswith("train-downscaled")))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(shrunk)
+
+
+def train_fold(
+    config: DetectorConfig, cache: FeatureCache, train: list[dict], calibration: list[dict], variants=TRAIN_VARIANTS
+):
     detector = build_detector(config)
-    detector.fit_features(np.concatenate(xs), np.concatenate(ys), np.concatenate(shrunk))
+    detector.fit_features(*training_rows(cache, train, variants))
     calibration_features = [cache(row, v) for row in calibration for v in CALIBRATION_VARIANTS]
     detector.calibrate_features(calibration_features)
     return detector

@@ -31,9 +31,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from detection import (  # noqa: E402
     CALIBRATION_VARIANTS,
     TEST_PERTURBATIONS,
-    TRAIN_VARIANTS,
     FeatureCache,
-    tile_rows,
+    training_rows,
 )
 from detection_select import inner_split  # noqa: E402
 
@@ -67,13 +66,8 @@ def fit(name: str, x: np.ndarray, y: np.ndarray, probe_c: float):
 
 
 def training_matrix(cache, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for row in rows:
-        for variant in ("train-clean",) if row.get("mask") else TRAIN_VARIANTS:
-            x, y = tile_rows(cache(row, variant), row["label"])
-            xs.append(x)
-            ys.append(y)
-    return np.concatenate(xs)[:, PROBE_COLUMNS["forensic"]].astype(np.float64), np.concatenate(ys)
+    x, y, _ = training_rows(cache, rows)
+    return x[:, PROBE_COLUMNS["forensic"]].astype(np.float64), y
 
 
 def main(argv=None) -> dict:
