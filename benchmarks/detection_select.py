@@ -10,6 +10,10 @@ the rows that count are those that tested some G ≠ F: pairs that contain F, sc
 with the best mean AUC over those rows (every perturbation) is the one fold F may use; a design that wins for
 every F is the one to ship. The share of G flagged (*synthetic* or *uncertain*) at the operating point is reported
 beside it, since a statistic can rank better and still flag less at its calibrated threshold.
+
+With ``--hold-out-source`` every pair is also trained and calibrated without one real source S (no real tile of S,
+nothing made from one), and tested on S's own inner test tiles: a new region and a new generator at once, as
+outside the lab. The rows of both sources count for each outer fold.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from terrasynth.detect.detector import DetectorConfig, build_detector
 from terrasynth.detect.features import BLOCK_WIDTHS
-from terrasynth.detect.probe import ProbeDetector
+from terrasynth.detect.probe import JOINT, ProbeDetector
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detection import (  # noqa: E402
@@ -84,6 +88,19 @@ def designs() -> dict:
         def joint(stats, in_content=True):
             return stats["forensic"] if in_content else stats["trace"]
 
+    class JointEverywhere(ProbeDetector):
+        """The same statistic whether or not the content is like the calibration images' (the verdict still
+        abstains there): the score ranks images of a new region on one scale."""
+
+        @staticmethod
+        def joint(stats, in_content=True):
+            return max(stats[n] for n in JOINT)
+
+    class ForensicOutside(ProbeDetector):
+        @staticmethod
+        def joint(stats, in_content=True):
+            return max(stats[n] for n in JOINT) if in_content else stats["forensic"]
+
     class TopHalf(ProbeDetector):
         TOP_SHARE = 0.5
 
@@ -94,6 +111,8 @@ def designs() -> dict:
         "max(forensic,content)": ProbeDetector,
         "max(forensic,content), top half of tiles": TopHalf,
         "max(forensic,content), all tiles": AllTiles,
+        "max(forensic,content) everywhere": JointEverywhere,
+        "max(forensic,content), forensic outside the content domain": ForensicOutside,
         "max(all three)": Max3,
         "mean(forensic,content)": Mean2,
         "forensic": Forensic,
@@ -126,6 +145,9 @@ def main(argv=None):
     parser.add_argument("--perturbations", nargs="+", default=list(TEST_PERTURBATIONS), choices=TEST_PERTURBATIONS)
     parser.add_argument("--designs", nargs="+", help="a subset of the candidate image statistics")
     parser.add_argument("--trainings", nargs="+", default=["two shrunk copies"], choices=list(TRAININGS))
+    parser.add_argument(
+        "--hold-out-source", action="store_true", help="also hold out each real source in turn (tested on its tiles)"
+    )
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--max-tiles", type=int, default=16)
     parser.add_argument("--max-real", type=int, default=600, help="as in benchmarks/detection.py")
@@ -141,9 +163,10 @@ def main(argv=None):
     real_train, real_cal = real_a1[:cut], real_a1[cut:]
     real_test = [r for r in a2 if r["label"] == 0]
     families = sorted({r["family"] for r in a1 + a2 if r["label"] == 1})
+    sources = sorted({r["source"] for r in real_a1})
     print(
         f"inner sets: real train {len(real_train)}, calibration {len(real_cal)}, test {len(real_test)}; "
-        f"families {families}"
+        f"families {families}" + (f"; each of {sources} held out in turn" if args.hold_out_source else "")
     )
 
     config = DetectorConfig(
@@ -156,35 +179,48 @@ def main(argv=None):
         for t in args.trainings
         for s, cls in statistics.items()
     }
-    # auc[design][(outer F, tested G, perturbation)]; flagged: the share of G called synthetic or uncertain at the
-    # operating point, what a user sees (AUC alone cannot tell a statistic whose calibration threshold rises)
+    # auc[design][(outer F, tested G, perturbation)] (with --hold-out-source, (S, F, G, perturbation)); flagged: the
+    # share of G called synthetic or uncertain at the operating point, what a user sees (AUC alone cannot tell a
+    # statistic whose calibration threshold rises)
     auc: dict[str, dict] = {name: {} for name in chosen}
     flagged: dict[str, dict] = {name: {} for name in chosen}
-    for first, second in itertools.combinations(families, 2):
-        train = real_train + [r for r in a1 if r["label"] == 1 and r["family"] not in (first, second)]
-        bases, views = {}, {}
-        for t in args.trainings:
-            settings, variants, dropped = TRAININGS[t]
-            views[t] = WithoutColumns(cache, dropped)
-            bases[t] = train_fold(dataclasses.replace(config, **settings), views[t], train, real_cal, variants)
-        for name, (cls, t) in chosen.items():
-            base, view = bases[t], views[t]
-            detector = cls(base.config)
-            detector.__dict__.update({k: v for k, v in base.__dict__.items() if k != "config"})
-            detector.config = base.config
-            detector.calibrate_features([view(r, v) for r in real_cal for v in ("train-clean", "train-processed")])
-            for outer, tested in ((first, second), (second, first)):
-                fake = [r for r in a2 if r["family"] == tested]
-                for variant in args.perturbations:
-                    result = summarise(
-                        score_rows(detector, view, real_test, variant), score_rows(detector, view, fake, variant)
-                    )
-                    auc[name][(outer, tested, variant)] = result["auc"]
-                    flagged[name][(outer, tested, variant)] = result["flagged"]
-        print(f"pair {first}/{second} done ({cache.computed} feature sets computed)", flush=True)
+    for held_source in sources if args.hold_out_source else (None,):
+        kept = [r for r in real_train if r["source"] != held_source]
+        calibration = [r for r in real_cal if r["source"] != held_source]
+        tested_real = [r for r in real_test if held_source in (None, r["source"])]
+        for first, second in itertools.combinations(families, 2):
+            fakes = [r for r in a1 if r["label"] == 1 and r["family"] not in (first, second)]
+            train = kept + [r for r in fakes if r["source"] != held_source]
+            if all(r["label"] == 0 for r in train):
+                print(f"pair {first}/{second} without {held_source}: no synthetic image left to train on, skipped")
+                continue
+            bases, views = {}, {}
+            for t in args.trainings:
+                settings, variants, dropped = TRAININGS[t]
+                views[t] = WithoutColumns(cache, dropped)
+                bases[t] = train_fold(dataclasses.replace(config, **settings), views[t], train, calibration, variants)
+            for name, (cls, t) in chosen.items():
+                base, view = bases[t], views[t]
+                detector = cls(base.config)
+                detector.__dict__.update({k: v for k, v in base.__dict__.items() if k != "config"})
+                detector.config = base.config
+                detector.calibrate_features(
+                    [view(r, v) for r in calibration for v in ("train-clean", "train-processed")]
+                )
+                for outer, tested in ((first, second), (second, first)):
+                    fake = [r for r in a2 if r["family"] == tested]
+                    for variant in args.perturbations:
+                        result = summarise(
+                            score_rows(detector, view, tested_real, variant), score_rows(detector, view, fake, variant)
+                        )
+                        key = (outer, tested, variant) if held_source is None else (held_source, outer, tested, variant)
+                        auc[name][key] = result["auc"]
+                        flagged[name][key] = result["flagged"]
+            where = "" if held_source is None else f" without {held_source}"
+            print(f"pair {first}/{second}{where} done ({cache.computed} feature sets computed)", flush=True)
 
     def fold_mean(table: dict, name: str, fold: str) -> float:
-        return float(np.mean([v for (o, _, _), v in table[name].items() if o == fold]))
+        return float(np.mean([v for key, v in table[name].items() if key[-3] == fold]))
 
     winners, flag_winners = {}, {}
     for title, table, chosen_by in (("AUC", auc, winners), ("share flagged", flagged, flag_winners)):
@@ -200,9 +236,17 @@ def main(argv=None):
         print(
             f"  {variant:<10}"
             + "".join(
-                f"  {name}: {np.mean([v for (_, _, p), v in auc[name].items() if p == variant]):.4f}" for name in chosen
+                f"  {name}: {np.mean([v for key, v in auc[name].items() if key[-1] == variant]):.4f}" for name in chosen
             )
         )
+    if args.hold_out_source:
+        for source in sources:
+            print(
+                f"  without {source:<10}"
+                + "".join(
+                    f"  {name}: {np.mean([v for k, v in auc[name].items() if k[0] == source]):.4f}" for name in chosen
+                )
+            )
     return {
         "winners": winners,
         "flag_winners": flag_winners,

@@ -121,6 +121,38 @@ def test_design_selection_never_tests_on_what_it_trained_on(tmp_path, capsys):
     assert set(result["flag_winners"]) == set(result["winners"]) and set(result["flagged"]) == candidates
 
 
+def test_design_selection_can_hold_out_a_source_too(tmp_path, capsys):
+    """With --hold-out-source, each row is a detector that saw neither the tested family nor the tested real source:
+    its real test tiles are that source's alone."""
+    manifest = write_manifest(tmp_path / "sets", n=12)
+    select = load_benchmark("detection_select")
+    result = select.main(
+        ["--sets", str(manifest), "--cache", str(tmp_path / "cache"), "--input-size", "32", "--max-tiles", "4",
+         "--max-real", "30", "--max-fake", "8", "--perturbations", "clean", "--hold-out-source",
+         "--designs", "max(forensic,content)", "max(forensic,content) everywhere"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    rows = result["auc"]["max(forensic,content) everywhere"]
+    assert {source for source, _, _, _ in rows} == {"one", "two"}
+    assert all(outer != tested for _, outer, tested, _ in rows)
+    # source "one" held out with nearest and composite: only bilinear fakes (made from "two") are left to train on;
+    # with bilinear held out too, nothing is, and the pair is skipped rather than trained on real tiles alone
+    assert ("one", "composite", "nearest", "clean") in rows and ("one", "bilinear", "nearest", "clean") not in rows
+    assert "no synthetic image left to train on, skipped" in out and "without one" in out
+    assert set(result["winners"]) == {"nearest", "bilinear", "composite"}
+
+
+def test_the_everywhere_statistic_scores_new_regions_on_the_joint_scale():
+    """Outside the content domain the shipped statistic falls back to the trace probe's; the candidate keeps the
+    joint one. Inside it the two are the same."""
+    select = load_benchmark("detection_select")
+    stats = {"trace": -1.0, "forensic": 2.5, "content": 0.5}
+    everywhere = select.designs()["max(forensic,content) everywhere"]
+    shipped = select.designs()["max(forensic,content)"]
+    assert shipped.joint(stats, in_content=False) == -1.0 and everywhere.joint(stats, in_content=False) == 2.5
+    assert shipped.joint(stats) == everywhere.joint(stats) == 2.5
+
+
 def test_a_candidate_without_columns_never_reads_them(tmp_path):
     select = load_benchmark("detection_select")
     features = np.arange(3 * 8, dtype=np.float32).reshape(3, 8)
