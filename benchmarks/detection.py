@@ -35,6 +35,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -111,7 +112,7 @@ class FeatureCache:
             share = np.array([m.mean() for m in self.detector.tiles(np.repeat(mask[..., None], 3, 2))])
             labels = np.where(share >= 0.5, 1.0, np.where(share == 0, 0.0, np.nan))
             features = np.concatenate([features, labels[:, None].astype(np.float32)], 1)
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # two runs may share one cache
         np.save(tmp, features)
         tmp.replace(path)
         self.computed += 1

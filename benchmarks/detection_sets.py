@@ -1,4 +1,5 @@
-"""The detection benchmark's image sets: real tiles of two sources and synthetic tiles of six generator families.
+"""The detection benchmark's image sets: real tiles of two sources and synthetic tiles of six or seven generator
+families.
 
     python benchmarks/detection_sets.py --out runs/detection-sets-v3
 
@@ -18,7 +19,10 @@ Families (``family`` column; ``generator`` names the member):
 - ``composite``: real tiles with a region (25-60 % of the area) replaced by the same tile's redraw (v20 SDEdit at
   strength 0.7, or another version's autoencoder round trip): spliced, seam-free tampering;
 - ``pix2pix``: the shipped pix2pix baseline from layouts;
-- ``colourfill``: the colour fill + noise baseline from layouts.
+- ``colourfill``: the colour fill + noise baseline from layouts;
+- ``smallae`` (with ``--small-autoencoders N``): N real tiles through each of four small autoencoders of other
+  designs (up-sampling by nearest + convolution, transposed convolution, sub-pixel convolution, bilinear +
+  convolution), trained here for minutes on side-``a`` real tiles (``benchmarks/small_autoencoders.py``).
 
 Model versions are read from git history (``git archive``), so this script needs the repository's history.
 """
@@ -195,6 +199,29 @@ def make_aligned(args, writer: SetWriter, tiles: list[dict]) -> None:
         print(f"aligned {version}: {len(tiles)} images", flush=True)
 
 
+def make_small_autoencoders(args, writer: SetWriter, reals: list[dict], tiles: list[dict]) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from small_autoencoders import DESIGNS, small_round_trip, train_small_autoencoder
+
+    training = [r for r in reals if r["side"] == "a"]
+    training = [training[i] for i in np.random.default_rng(args.seed + 7).permutation(len(training))[:600]]
+    pixels = None
+    for design in DESIGNS:
+        targets = [writer.target("smallae", design.name, tile["id"]) for tile in tiles]
+        if not all(t.exists() for t in targets):
+            pixels = pixels or [np.asarray(Image.open(r["path"]).convert("RGB")) for r in training]
+            start = time.perf_counter()
+            model = train_small_autoencoder(design, pixels, Path(args.out) / "smallae-weights" / design.name)
+            print(f"smallae {design.name}: trained or loaded in {time.perf_counter() - start:.0f} s", flush=True)
+            for tile, target in zip(tiles, targets):
+                if not target.exists():
+                    image = np.asarray(Image.open(tile["path"]).convert("RGB"))
+                    save_png(small_round_trip(model, image, 2**design.stages), target)
+        for tile, target in zip(tiles, targets):
+            writer.add(target, "smallae", design.name, tile["source"], tile["side"])
+        print(f"smallae {design.name}: {len(tiles)} images", flush=True)
+
+
 def layout_of(tile: dict, layouts: PairedTiles) -> torch.Tensor | None:
     if tile["source"] != "landcoverai":
         return None
@@ -312,6 +339,9 @@ def parse_args(argv=None):
     parser.add_argument("--aligned", type=int, default=60, help="real tiles per autoencoder")
     parser.add_argument("--sdedit", type=int, default=60)
     parser.add_argument("--composites", type=int, default=80)
+    parser.add_argument(
+        "--small-autoencoders", type=int, default=0, help="real tiles per small autoencoder (family smallae; 0: none)"
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--families", nargs="+", default=["ldm", "aligned", "sdedit", "composite", "baselines"])
@@ -332,6 +362,10 @@ def main(argv=None) -> Path:
     start = time.perf_counter()
     half = lambda n: pick(reals, n // 2, rng, "landcoverai") + pick(reals, n - n // 2, rng, "rsscn7")  # noqa: E731
     aligned_tiles, sdedit_tiles, composite_tiles = half(args.aligned), half(args.sdedit), half(args.composites)
+    # drawn after the others, so that adding this family leaves every other family's tiles as they were
+    small_tiles = half(args.small_autoencoders) if args.small_autoencoders else []
+    if small_tiles:
+        make_small_autoencoders(args, writer, reals, small_tiles)
     if "baselines" in args.families:
         make_baselines(args, writer, layouts, chosen, sides)
     if "aligned" in args.families:

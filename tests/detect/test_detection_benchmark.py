@@ -16,7 +16,7 @@ def bilinear_noise(rng, size=64):
     return np.asarray(Image.fromarray(small).resize((size, size), Image.Resampling.BILINEAR))
 
 
-def write_manifest(root, n=24, size=64):
+def write_manifest(root, n=24, size=64, optional_family=False):
     rng = np.random.default_rng(0)
     rows = []
 
@@ -42,6 +42,8 @@ def write_manifest(root, n=24, size=64):
         mask_path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(mask).save(mask_path)
         add(image, 1, "composite", "half", "one", i, str(mask_path))
+        if optional_family:
+            add(upsampled_noise(rng, size), 1, "smallae", "nearest", "two", i)
     manifest = root / "manifest.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -140,6 +142,33 @@ def test_design_selection_can_hold_out_a_source_too(tmp_path, capsys):
     assert ("one", "composite", "nearest", "clean") in rows and ("one", "bilinear", "nearest", "clean") not in rows
     assert "no synthetic image left to train on, skipped" in out and "without one" in out
     assert set(result["winners"]) == {"nearest", "bilinear", "composite"}
+
+
+def test_an_optional_family_trains_only_the_candidate_that_names_it(tmp_path):
+    """A family under trial (smallae) is never held out nor tested: it is extra training data for the candidate
+    'with small autoencoders', and the baseline candidate never sees it."""
+    manifest = write_manifest(tmp_path / "sets", n=12, optional_family=True)
+    select = load_benchmark("detection_select")
+    trained = []
+    original = select.train_fold
+
+    def recording(config, cache, train, calibration, variants):
+        trained.append({r["family"] for r in train if r["label"] == 1})
+        return original(config, cache, train, calibration, variants)
+
+    select.train_fold = recording
+    result = select.main(
+        ["--sets", str(manifest), "--cache", str(tmp_path / "cache"), "--input-size", "32", "--max-tiles", "4",
+         "--max-real", "30", "--max-fake", "8", "--perturbations", "clean", "--designs", "max(forensic,content)",
+         "--trainings", "two shrunk copies", "with small autoencoders"]
+    )  # fmt: skip
+    assert set(result["winners"]) == {"nearest", "bilinear", "composite"}
+    assert all("smallae" not in key for rows in result["auc"].values() for key in rows)
+    # three pairs, each trained once per candidate: the baseline without smallae, the candidate with it
+    assert len(trained) == 6
+    assert all("smallae" not in families for families in trained[0::2])
+    assert all("smallae" in families for families in trained[1::2])
+    assert all(0 <= v <= 1 for rows in result["false_positives"].values() for v in rows.values())
 
 
 def test_the_everywhere_statistic_scores_new_regions_on_the_joint_scale():
