@@ -175,6 +175,7 @@ CASES: list[Case] = [
         ("too small", ["--layout", lambda i, o: i.tiny_mask], "below the 16 px minimum"),
         ("too large", ["--height", "4096", "--width", "4096"], "over --max-pixels"),
         ("too large", ["--layout", lambda i, o: i.mask, "--max-pixels", "100"], "over --max-pixels 100"),
+        ("too large", ["--init-image", lambda i, o: i.bomb], "20000×20000 = 400,000,000 pixels, over --max-pixels"),
         ("wrong CRS", ["--layout", lambda i, o: i.geojson, "--grid", "0,0,64,64"], "without --grid-crs"),
         (
             "wrong CRS",
@@ -212,6 +213,7 @@ CASES: list[Case] = [
         ("bad path", ["missing.png"], "file not found (FILE)"),
         ("bad path", [lambda i, o: i.real], "a folder, where a file is wanted"),
         ("wrong type", [lambda i, o: i.image, "--json=yes"], "ignored explicit argument"),
+        ("too large", [lambda i, o: i.bomb], "image of 400,000,000 pixels is above the"),
     ),
     *rows(
         "verify",
@@ -219,6 +221,7 @@ CASES: list[Case] = [
         ("bad path", ["missing.png"], "file not found (FILE)"),
         ("bad path", [lambda i, o: i.image, "--detector", "no-such-detector"], "not a detector folder"),
         ("corrupted weights", [lambda i, o: i.image, "--detector", lambda i, o: i.broken_detector], "truncated"),
+        ("too large", [lambda i, o: i.bomb], "image of 400,000,000 pixels is above the 64,000,000-pixel limit"),
     ),
     *rows(
         "demo",
@@ -367,6 +370,11 @@ CASES: list[Case] = [
         ("bad path", lambda i, out: ["detect", "localize", "missing.png", "--out", f"{out}.png"], "file not found"),
         ("unwritable output", lambda i, out: ["detect", "localize", i.image, "--out", f"{out}.jpg"], "end in .png"),
         ("unwritable output", lambda i, out: ["detect", "localize", i.image, "--out", f"{out}/m.png"], "not exist"),
+        (
+            "too large",
+            lambda i, out: ["detect", "localize", i.bomb, "--out", f"{out}.png"],
+            "image of 400,000,000 pixels is above the 64,000,000-pixel limit",
+        ),
         ("corrupted weights", ["--detector", lambda i, o: i.broken_detector], "truncated"),
     ),
     *rows(
@@ -476,6 +484,25 @@ def _make_chain(folder: Path) -> SimpleNamespace:
     return paths
 
 
+def _header_only_png(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares width × height pixels and whose data holds almost none: a decompression bomb's
+    first bytes, cheap to make."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -522,6 +549,7 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
         many_fake=many_fake,
         image=real / "0000.png",
         images=images,
+        bomb=_header_only_png(root / "bomb.png", 20000, 20000),
         mask=write_mask_png(root / "layout.png", random_mask(rng, 32)),
         tiny_mask=write_mask_png(root / "tiny.png", random_mask(rng, 3)),
         geojson=write_geojson(root / "fields.geojson", sample_features(), crs=UTM_33N),

@@ -325,23 +325,30 @@ def image_size(path: Path) -> tuple[int, int]:
             raise InputError(path, f"not a readable GeoTIFF ({error})") from None
     from PIL import Image, UnidentifiedImageError
 
+    # the header alone is read, so Pillow's decompression-bomb guard (which refuses to open, not to decode) is lifted
+    # here: the caller compares the size with its own limit and says so in one line
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(path) as image:
             return image.height, image.width
     except (UnidentifiedImageError, OSError) as error:
         raise InputError(path, f"not a readable image ({error})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
-def check_size(height: int, width: int, minimum: int, maximum_pixels: int, what: str, needs: str) -> None:
+def check_size(
+    height: int, width: int, minimum: int, maximum_pixels: int, what: str, needs: str, thing: str = "layout"
+) -> None:
     if min(height, width) < minimum:
         raise InputError(
-            None, f"{what} is {width}×{height}, below the {minimum} px minimum side ({needs})", "give a larger layout"
+            None, f"{what} is {width}×{height}, below the {minimum} px minimum side ({needs})", f"give a larger {thing}"
         )
     if height * width > maximum_pixels:
         raise InputError(
             None,
             f"{what} is {width}×{height} = {height * width:,} pixels, over --max-pixels {maximum_pixels:,}",
-            "give a smaller layout, or raise --max-pixels if this size is intended",
+            f"give a smaller {thing}, or raise --max-pixels if this size is intended",
         )
 
 
@@ -606,18 +613,18 @@ def _check_generate(args: argparse.Namespace) -> None:
     if multiple > 1:
         needs.append(f"the model down-samples by {multiple}")
     max_pixels = getattr(args, "max_pixels", None) or DEFAULT_MAX_PIXELS
-    size = None
+    size, thing = None, "layout"
     if args.layout is not None:
         if Path(args.layout).suffix.lower() in (".geojson", ".json"):
             size, what = (args.size, args.size), f"the GeoJSON layout at --size {args.size}"
         else:
             size, what = image_size(Path(args.layout)), f"the layout {args.layout}"
     elif args.init_image is not None:
-        size, what = image_size(Path(args.init_image)), f"the init image {args.init_image}"
+        size, what, thing = image_size(Path(args.init_image)), f"the init image {args.init_image}", "init image"
     elif args.height is not None or args.width is not None:
         size, what = (args.height or args.width, args.width or args.height), "--height × --width"
     if size is not None:
-        check_size(*size, minimum, max_pixels, what, " and ".join(needs) or "the smallest image written")
+        check_size(*size, minimum, max_pixels, what, " and ".join(needs) or "the smallest image written", thing)
     existing = existing_outputs(out, generated_stem(args), args.n)
     if existing and not getattr(args, "overwrite", False):
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,14 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
 
 
+def too_large(path: Path, error: Image.DecompressionBombError, limit: int | None = None) -> InputError:
+    """The one-line refusal of an image whose header declares more pixels than Pillow will decode."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    limit = limit or 2 * Image.MAX_IMAGE_PIXELS
+    return InputError(path, f"image of {size} is above the {limit:,}-pixel limit", "tile it or scale it down first")
+
+
 def _open_pil(path: Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
@@ -44,7 +53,9 @@ def _open_pil(path: Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise too_large(path, error) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InputError(path, f"cannot read image ({error})", "is it a complete PNG/JPEG/TIFF file?") from None
 
 

@@ -98,7 +98,11 @@ def read_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
             return np.asarray(image.convert("RGB"))
     except UnidentifiedImageError:
         raise InputError(path, "not an image file") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        from ..data.images import too_large
+
+        raise too_large(path, error, max_pixels) from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise InputError(path, f"cannot read image ({error})", "is it a complete image file?") from None
 
 

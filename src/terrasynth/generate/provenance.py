@@ -339,7 +339,11 @@ def _inspect_pil(path: Path) -> tuple[dict[str, Any], ProvenanceRecord | None]:
                 "mode": image.mode,
                 "georeference": None,
             }
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:
+        from ..data.images import too_large
+
+        raise too_large(path, error) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InputError(path, f"cannot read image ({error})", "is it a complete PNG/JPEG/WebP/TIFF file?") from None
     text = meta.get(PNG_KEY)
     if isinstance(text, (str, bytes)):
