@@ -34,6 +34,7 @@ from terrasynth.detect.probe import JOINT, ProbeDetector
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detection import (  # noqa: E402
+    CALIBRATION_VARIANTS,
     COLOUR_COLUMNS,
     TEST_PERTURBATIONS,
     TRAIN_VARIANTS,
@@ -70,25 +71,34 @@ def inner_split(sets_path: str, seed: int, max_real: int = 600, max_fake: int = 
 
 
 def designs() -> dict:
-    """Candidate image statistics, each a ProbeDetector whose ``joint`` or tile share differs (the features and probes
-    do not): an image's logit per probe is the mean of its top quarter of tiles unless the name says otherwise."""
+    """Candidate image statistics, each a ProbeDetector whose ``joint``, score (``ranking``) or tile share differs (the
+    features and probes do not): an image's logit per probe is the mean of its top quarter of tiles unless the name
+    says otherwise, and its score is its image statistic unless the name says otherwise (the shipped detector is
+    "max(forensic,content), scored by all three")."""
 
-    class Max3(ProbeDetector):
+    class StatisticScored(ProbeDetector):
+        """Scored by the image statistic itself, as the shipped detector was until its score read all three probes."""
+
+        @classmethod
+        def ranking(cls, stats, in_content=True):
+            return cls.joint(stats, in_content)
+
+    class Max3(StatisticScored):
         @staticmethod
         def joint(stats, in_content=True):
             return max(stats[n] for n in ("trace", "forensic", "content")) if in_content else stats["trace"]
 
-    class Mean2(ProbeDetector):
+    class Mean2(StatisticScored):
         @staticmethod
         def joint(stats, in_content=True):
             return (stats["forensic"] + stats["content"]) / 2**0.5 if in_content else stats["trace"]
 
-    class Forensic(ProbeDetector):
+    class Forensic(StatisticScored):
         @staticmethod
         def joint(stats, in_content=True):
             return stats["forensic"] if in_content else stats["trace"]
 
-    class JointEverywhere(ProbeDetector):
+    class JointEverywhere(StatisticScored):
         """The same statistic whether or not the content is like the calibration images' (the verdict still
         abstains there): the score ranks images of a new region on one scale."""
 
@@ -96,19 +106,20 @@ def designs() -> dict:
         def joint(stats, in_content=True):
             return max(stats[n] for n in JOINT)
 
-    class ForensicOutside(ProbeDetector):
+    class ForensicOutside(StatisticScored):
         @staticmethod
         def joint(stats, in_content=True):
             return max(stats[n] for n in JOINT) if in_content else stats["forensic"]
 
-    class TopHalf(ProbeDetector):
+    class TopHalf(StatisticScored):
         TOP_SHARE = 0.5
 
-    class AllTiles(ProbeDetector):
+    class AllTiles(StatisticScored):
         TOP_SHARE = 1.0
 
     return {
-        "max(forensic,content)": ProbeDetector,
+        "max(forensic,content)": StatisticScored,
+        "max(forensic,content), scored by all three": ProbeDetector,
         "max(forensic,content), top half of tiles": TopHalf,
         "max(forensic,content), all tiles": AllTiles,
         "max(forensic,content) everywhere": JointEverywhere,
@@ -132,6 +143,8 @@ TRAININGS = {
     "C 0.02": ({"probe_c": 0.02}, SHRUNK_ONCE, ()),
     "C 0.2": ({"probe_c": 0.2}, SHRUNK_ONCE, ()),
     "two shrunk copies": ({}, TRAIN_VARIANTS, ()),
+    "two shrunk copies, C 0.01": ({"probe_c": 0.01}, TRAIN_VARIANTS, ()),
+    "two shrunk copies, C 0.2": ({"probe_c": 0.2}, TRAIN_VARIANTS, ()),
     "no colour statistics": ({}, TRAIN_VARIANTS, COLOUR_COLUMNS),
     "three shrunk copies": ({}, (*TRAIN_VARIANTS, "train-downscaled3"), ()),
     "boosted forensic probe": ({"forensic_probe": "boosted"}, TRAIN_VARIANTS, ()),
@@ -212,9 +225,7 @@ def main(argv=None):
                 detector = cls(base.config)
                 detector.__dict__.update({k: v for k, v in base.__dict__.items() if k != "config"})
                 detector.config = base.config
-                detector.calibrate_features(
-                    [view(r, v) for r in calibration for v in ("train-clean", "train-processed")]
-                )
+                detector.calibrate_features([view(r, v) for r in calibration for v in CALIBRATION_VARIANTS])
                 for outer, tested in ((first, second), (second, first)):
                     fake = [r for r in a2 if r["family"] == tested]
                     for variant in args.perturbations:

@@ -27,6 +27,19 @@ UTM_33N = "EPSG:32633"
 ORIGIN_X, ORIGIN_Y, PIXEL_M = 500_000.0, 5_550_000.0, 0.5
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` × ``height`` pixels but holds no pixel data: opening it costs nothing, decoding
+    it would take gigabytes (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
 def write_classes_json(root: str | Path, classes: list[dict] | None = None) -> Path:
     path = Path(root) / "classes.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from tests.fakes import (
     UTM_33N,
     make_paired_tiles,
     make_scene_folder,
+    png_header,
     random_mask,
     sample_features,
     write_geojson,
@@ -484,25 +485,6 @@ def _make_chain(folder: Path) -> SimpleNamespace:
     return paths
 
 
-def _header_only_png(path: Path, width: int, height: int) -> Path:
-    """A PNG whose header declares width × height pixels and whose data holds almost none: a decompression bomb's
-    first bytes, cheap to make."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
-    )
-    return path
-
-
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -537,6 +519,7 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
     study_db.write_bytes(b"")
     images = root / "images"
     write_rgb(images / "a.png", np.zeros((32, 32, 3), np.uint8))
+    (root / "bomb.png").write_bytes(png_header(20000, 20000))
     return SimpleNamespace(
         root=root,
         model=model,
@@ -549,7 +532,7 @@ def inputs(tmp_path_factory) -> SimpleNamespace:
         many_fake=many_fake,
         image=real / "0000.png",
         images=images,
-        bomb=_header_only_png(root / "bomb.png", 20000, 20000),
+        bomb=root / "bomb.png",
         mask=write_mask_png(root / "layout.png", random_mask(rng, 32)),
         tiny_mask=write_mask_png(root / "tiny.png", random_mask(rng, 3)),
         geojson=write_geojson(root / "fields.geojson", sample_features(), crs=UTM_33N),

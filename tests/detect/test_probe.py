@@ -1,14 +1,13 @@
 """The probe detector: forensic tile features, a linear probe, split-conformal p-values, the domain check and
 localisation, on fake tiles made in code (smooth fields are "real", nearest-up-sampled noise is "synthetic")."""
 
-import struct
 import time
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 from tests.detect.fake_tiles import make_sets, smooth_field, upsampled_noise, write_set
+from tests.fakes import png_header
 
 from terrasynth.cli import main
 from terrasynth.detect.detector import DetectorConfig, build_detector, load_detector
@@ -28,17 +27,6 @@ from terrasynth.detect.features import (
 from terrasynth.detect.perturb import EVERYDAY, everyday_processing, jpeg
 from terrasynth.detect.probe import TRACE_COLUMNS, conformal_p, two_means, value_at_p
 from terrasynth.errors import InputError
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that declares ``width`` × ``height`` pixels but holds no pixel data: opening it costs nothing, decoding
-    it would take gigabytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
 def config(**overrides):
@@ -395,3 +383,34 @@ def test_verdicts_name_their_evidence(trained, tmp_path, monkeypatch):
     answer = trained.assess_features(features)
     assert answer["verdict"] == "uncertain"
     assert answer["evidence"].startswith("local pixel statistics") and "no up-sampling traces" in answer["evidence"]
+
+
+def test_the_score_ranks_by_all_three_probes_and_decides_nothing(trained):
+    """The score is the largest of the three probes' standardised logits (as a probability); the verdict's statistic
+    is still the forensic and content probes' alone."""
+    real, fake = make_sets(6, size=64, seed=5)
+    checked = 0
+    for image in real + fake:
+        features = trained.image_features(image)
+        result = trained.assess_features(features)
+        stats = trained.statistics(features)
+        assert trained.joint(stats) == max(stats["forensic"], stats["content"])
+        if result["in_domain"]:
+            expected = 1 / (1 + np.exp(-max(stats[name] for name in ("trace", "forensic", "content"))))
+            assert result["score"] == pytest.approx(expected)
+            assert trained.score([image])[0] == pytest.approx(expected)
+            checked += 1
+    assert checked >= 6
+
+
+def test_trace_evidence_alone_raises_the_score(trained, monkeypatch):
+    """Where only the trace probe speaks, the score follows it (before, it read the forensic and content probes
+    alone, so a strong trace could sit beside a low score)."""
+    image = make_sets(1, size=64, seed=6)[0][0]
+    features = trained.image_features(image)
+    stats = trained.statistics(features)
+    quiet = max(stats["forensic"], stats["content"])
+    monkeypatch.setattr(trained, "statistics", lambda f: {**stats, "trace": quiet + 4.0})
+    result = trained.assess_features(features)
+    assert result["in_domain"]
+    assert result["score"] == pytest.approx(1 / (1 + np.exp(-(quiet + 4.0))))
