@@ -414,3 +414,20 @@ def test_trace_evidence_alone_raises_the_score(trained, monkeypatch):
     result = trained.assess_features(features)
     assert result["in_domain"]
     assert result["score"] == pytest.approx(1 / (1 + np.exp(-(quiet + 4.0))))
+
+
+def test_every_synthetic_verdict_scores_at_least_the_threshold(trained, monkeypatch):
+    """The scan's threshold column is the trace probe's operating point on the score's scale: a *synthetic* verdict
+    implies a score at or above it, whatever the other probes say (the converse need not hold)."""
+    image = make_sets(1, size=64, seed=7)[0][0]
+    features = trained.image_features(image)
+    stats = trained.statistics(features)
+    cut = value_at_p(trained.trace_calibration, trained.config.synthetic_p)
+    for trace, others in ((cut + 1e-3, cut - 5.0), (cut + 2.0, cut + 4.0), (cut - 1.0, cut + 3.0)):
+        changed = {**stats, "trace": trace, "forensic": others, "content": others - 1.0}
+        monkeypatch.setattr(trained, "statistics", lambda f, changed=changed: changed)
+        result = trained.assess_features(features)
+        if result["verdict"] == "synthetic":
+            assert result["score"] >= trained.config.threshold - 1e-9
+        else:  # the third case: only the other probes are high, so the score passes the threshold without the verdict
+            assert trace < cut and result["score"] > trained.config.threshold
