@@ -155,7 +155,7 @@ TRAININGS = {
 }
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", required=True)
     parser.add_argument("--cache", default="runs/detection-features")
@@ -171,41 +171,21 @@ def main(argv=None):
     parser.add_argument("--max-fake", type=int, default=120, help="as in benchmarks/detection.py")
     parser.add_argument("--probe-c", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    print(f"command: python benchmarks/detection_select.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    a1, a2 = inner_split(args.sets, args.seed, args.max_real, args.max_fake)
-    real_a1 = [r for r in a1 if r["label"] == 0]
-    real_a1 = [real_a1[i] for i in np.random.default_rng(args.seed).permutation(len(real_a1))]
-    cut = int(round(len(real_a1) * 0.8))
-    real_train, real_cal = real_a1[:cut], real_a1[cut:]
-    real_test = [r for r in a2 if r["label"] == 0]
-    families = sorted({r["family"] for r in a1 + a2 if r["label"] == 1} - set(OPTIONAL_FAMILIES))
-    sources = sorted({r["source"] for r in real_a1})
-    print(
-        f"inner sets: real train {len(real_train)}, calibration {len(real_cal)}, test {len(real_test)}; "
-        f"families {families}" + (f"; each of {sources} held out in turn" if args.hold_out_source else "")
-    )
+    return parser.parse_args(argv)
 
-    config = DetectorConfig(
-        method="probe", input_size=args.input_size, max_tiles=args.max_tiles, probe_c=args.probe_c, seed=args.seed
-    )
-    cache = FeatureCache(build_detector(config), Path(args.cache))
-    statistics = {k: v for k, v in designs().items() if not args.designs or k in args.designs}
-    chosen = {
-        (f"{s} / {t}" if len(args.trainings) > 1 else s): (cls, t)
-        for t in args.trainings
-        for s, cls in statistics.items()
-    }
-    # auc[design][(outer F, tested G, perturbation)] (with --hold-out-source, (S, F, G, perturbation)); flagged: the
-    # share of G called synthetic or uncertain at the operating point, what a user sees (AUC alone cannot tell a
-    # statistic whose calibration threshold rises)
-    auc: dict[str, dict] = {name: {} for name in chosen}
-    flagged: dict[str, dict] = {name: {} for name in chosen}
-    false_positives: dict[str, dict] = {name: {} for name in chosen}  # the share of real test tiles called synthetic
-    for held_source in sources if args.hold_out_source else (None,):
-        kept = [r for r in real_train if r["source"] != held_source]
-        calibration = [r for r in real_cal if r["source"] != held_source]
-        tested_real = [r for r in real_test if held_source in (None, r["source"])]
+
+def compare(args, cache: FeatureCache, config: DetectorConfig, chosen: dict, inner: dict) -> dict:
+    """Every candidate on every pair of families held out (and, with --hold-out-source, every real source): tables
+    ``auc``, ``flagged`` (the share of the tested family called synthetic or uncertain at the operating point, what a
+    user sees: AUC alone cannot tell a statistic whose calibration threshold rises) and ``false_positives`` (the
+    share of real test tiles called synthetic), each ``[candidate][(outer F, tested G, perturbation)]``, keyed
+    ``(S, F, G, perturbation)`` with a source held out."""
+    tables = {key: {name: {} for name in chosen} for key in ("auc", "flagged", "false_positives")}
+    a1, a2, families = inner["a1"], inner["a2"], inner["families"]
+    for held_source in inner["sources"] if args.hold_out_source else (None,):
+        kept = [r for r in inner["real_train"] if r["source"] != held_source]
+        calibration = [r for r in inner["real_cal"] if r["source"] != held_source]
+        tested_real = [r for r in inner["real_test"] if held_source in (None, r["source"])]
         for first, second in itertools.combinations(families, 2):
             fakes = [r for r in a1 if r["label"] == 1 and r["family"] not in (first, second)]
             train = kept + [r for r in fakes if r["source"] != held_source and r["family"] in families]
@@ -233,17 +213,22 @@ def main(argv=None):
                             score_rows(detector, view, tested_real, variant), score_rows(detector, view, fake, variant)
                         )
                         key = (outer, tested, variant) if held_source is None else (held_source, outer, tested, variant)
-                        auc[name][key] = result["auc"]
-                        flagged[name][key] = result["flagged"]
-                        false_positives[name][key] = result["fpr"]
+                        for table, field in (("auc", "auc"), ("flagged", "flagged"), ("false_positives", "fpr")):
+                            tables[table][name][key] = result[field]
             where = "" if held_source is None else f" without {held_source}"
             print(f"pair {first}/{second}{where} done ({cache.computed} feature sets computed)", flush=True)
+    return tables
+
+
+def report(args, tables: dict, chosen: dict, inner: dict) -> tuple[dict, dict]:
+    """Print each candidate's mean per outer fold; return the winner per fold by AUC and by share flagged."""
+    auc, families = tables["auc"], inner["families"]
 
     def fold_mean(table: dict, name: str, fold: str) -> float:
         return float(np.mean([v for key, v in table[name].items() if key[-3] == fold]))
 
     winners, flag_winners = {}, {}
-    for title, table, chosen_by in (("AUC", auc, winners), ("share flagged", flagged, flag_winners)):
+    for title, table, chosen_by in (("AUC", auc, winners), ("share flagged", tables["flagged"], flag_winners)):
         print(f"\nmean {title} over the rows each outer fold may use (inner held-out families, every perturbation)")
         print(f"  {'design':<26}" + "".join(f"{f:>12}" for f in families) + f"{'worst row':>12}")
         for name in chosen:
@@ -252,34 +237,58 @@ def main(argv=None):
         for f in families:
             chosen_by[f] = max(chosen, key=lambda n: fold_mean(table, n, f))
         print(f"chosen per outer fold by {title}: " + ", ".join(f"{f}: {w}" for f, w in chosen_by.items()))
+
+    def mean_where(name: str, index: int, value: str) -> float:
+        return float(np.mean([v for key, v in auc[name].items() if key[index] == value]))
+
     for variant in args.perturbations:
-        print(
-            f"  {variant:<10}"
-            + "".join(
-                f"  {name}: {np.mean([v for key, v in auc[name].items() if key[-1] == variant]):.4f}" for name in chosen
-            )
-        )
+        print(f"  {variant:<10}" + "".join(f"  {name}: {mean_where(name, -1, variant):.4f}" for name in chosen))
     print(
         "real test tiles called synthetic, worst row: "
-        + ", ".join(f"{name}: {max(false_positives[name].values()):.3f}" for name in chosen)
+        + ", ".join(f"{name}: {max(tables['false_positives'][name].values()):.3f}" for name in chosen)
     )
     if args.hold_out_source:
-        for source in sources:
+        for source in inner["sources"]:
             print(
-                f"  without {source:<10}"
-                + "".join(
-                    f"  {name}: {np.mean([v for k, v in auc[name].items() if k[0] == source]):.4f}" for name in chosen
-                )
+                f"  without {source:<10}" + "".join(f"  {name}: {mean_where(name, 0, source):.4f}" for name in chosen)
             )
-    return {
-        "winners": winners,
-        "flag_winners": flag_winners,
-        "auc": auc,
-        "flagged": flagged,
-        "false_positives": false_positives,
-        "inner_train": a1,
-        "inner_test": a2,
+    return winners, flag_winners
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"command: python benchmarks/detection_select.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    a1, a2 = inner_split(args.sets, args.seed, args.max_real, args.max_fake)
+    real_a1 = [r for r in a1 if r["label"] == 0]
+    real_a1 = [real_a1[i] for i in np.random.default_rng(args.seed).permutation(len(real_a1))]
+    cut = int(round(len(real_a1) * 0.8))
+    inner = {
+        "a1": a1,
+        "a2": a2,
+        "real_train": real_a1[:cut],
+        "real_cal": real_a1[cut:],
+        "real_test": [r for r in a2 if r["label"] == 0],
+        "families": sorted({r["family"] for r in a1 + a2 if r["label"] == 1} - set(OPTIONAL_FAMILIES)),
+        "sources": sorted({r["source"] for r in real_a1}),
     }
+    print(
+        f"inner sets: real train {len(inner['real_train'])}, calibration {len(inner['real_cal'])}, test "
+        f"{len(inner['real_test'])}; families {inner['families']}"
+        + (f"; each of {inner['sources']} held out in turn" if args.hold_out_source else "")
+    )
+    config = DetectorConfig(
+        method="probe", input_size=args.input_size, max_tiles=args.max_tiles, probe_c=args.probe_c, seed=args.seed
+    )
+    cache = FeatureCache(build_detector(config), Path(args.cache))
+    statistics = {k: v for k, v in designs().items() if not args.designs or k in args.designs}
+    chosen = {
+        (f"{s} / {t}" if len(args.trainings) > 1 else s): (cls, t)
+        for t in args.trainings
+        for s, cls in statistics.items()
+    }
+    tables = compare(args, cache, config, chosen, inner)
+    winners, flag_winners = report(args, tables, chosen, inner)
+    return {"winners": winners, "flag_winners": flag_winners, **tables, "inner_train": a1, "inner_test": a2}
 
 
 if __name__ == "__main__":
