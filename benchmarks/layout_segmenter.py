@@ -6,8 +6,10 @@ layout fidelity see every class (buildings above all)?
 For each segmenter: IoU per class on the real tiles of each ``--splits`` split against their masks; on the
 model's images generated from the first split's layouts (the realism benchmark's cached set under ``--work``,
 generated if missing); and on the demo's hand-drawn layouts (``--demo-per-layout`` images each), with how many of
-their buildings and water bodies are drawn (at least half their pixels segmented as that class). Prints the table
-and the command; writes ``--json`` atomically.
+their buildings and water bodies are drawn (at least half their pixels segmented as that class). Also, with no
+segmenter, how each class looks inside the layouts (``evaluate/defects.py``, ``class_appearance``): mean luma and
+local texture of the generated images against the real tiles of the same layouts (water drawn as a dark, flat blob
+shows as ratios below 1). Prints the tables and the command; writes ``--json`` atomically.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realism  # noqa: E402
+from terrasynth.evaluate.defects import class_appearance  # noqa: E402
 from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, layout_scores, load_segmenter  # noqa: E402
 from terrasynth.files import write_json_atomic  # noqa: E402
 from terrasynth.generate.schedulers import DEFAULT_SCHEDULER  # noqa: E402
@@ -75,6 +78,18 @@ def main(argv=None, bundle=None) -> dict:
     generated_layouts = list(realism.stack(evaluated, "layout"))
 
     results = {"command": command, "model": bundle[1], "model_sha256": bundle[2], "segmenters": {}}
+    real_images = list(realism.stack(evaluated, "image"))
+    appearance = {}
+    for index, name in enumerate(evaluated.class_table.names):
+        real_look = class_appearance(real_images, generated_layouts, index)
+        generated_look = class_appearance(list(generated), generated_layouts, index)
+        appearance[name] = {
+            "real": vars(real_look),
+            "generated": vars(generated_look),
+            "luma_ratio": generated_look.luma / real_look.luma if real_look.pixels else None,
+            "texture_ratio": generated_look.texture / real_look.texture if real_look.pixels else None,
+        }
+    results["class_appearance"] = appearance
     for name in args.segmenters.split(","):
         folder = SHIPPED_SEGMENTER if name == "shipped" else Path(name)
         segmenter = load_segmenter(folder)
@@ -108,6 +123,19 @@ def main(argv=None, bundle=None) -> dict:
         f"generation seed {args.generation_seed}; N = {len(evaluated)} generated, real: "
         + ", ".join(f"{s} {len(d)}" for s, d in real.items())
     )
+    print(f"how each class looks inside the {splits[0]} layouts (erosion 2 px): generated against real tiles")
+    print(f"  {'class':12s} {'pixels':>9s} {'luma real':>10s} {'generated':>10s} {'ratio':>6s} "
+          f"{'texture real':>13s} {'generated':>10s} {'ratio':>6s}")  # fmt: skip
+    for name, look in appearance.items():
+        real_look, generated_look = look["real"], look["generated"]
+        if not real_look["pixels"]:
+            print(f"  {name:12s} {0:9d}  (no layout holds it)")
+            continue
+        print(
+            f"  {name:12s} {real_look['pixels']:9d} {real_look['luma']:10.3f} {generated_look['luma']:10.3f} "
+            f"{look['luma_ratio']:6.2f} {real_look['texture']:13.4f} {generated_look['texture']:10.4f} "
+            f"{look['texture_ratio']:6.2f}"
+        )
     for folder, result in results["segmenters"].items():
         names = load_segmenter(Path(folder)).config.class_names
         print(f"segmenter {folder}")

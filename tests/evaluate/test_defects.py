@@ -1,7 +1,9 @@
-"""Defect measurements on hand-computed examples: the magenta-speck share and the per-component coverage."""
+"""Defect measurements on hand-computed examples: the magenta-speck share, the per-component coverage and the
+appearance of one class's pixels."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +80,31 @@ def test_component_coverage_per_building():
 def test_diagonal_pixels_are_one_component():
     layout = torch.eye(4, dtype=torch.long) * 3  # a one-pixel-wide diagonal river
     assert component_coverage(layout, layout, 3).sizes == (4,)
+
+
+def test_class_appearance_sees_a_dark_flat_blob_where_the_layout_has_water():
+    """Water drawn as a dark, flat blob: lower luma and far less local texture inside the layout's water than a
+    textured, brighter rendering of the same layout; edges are shaved off, and a class no layout holds gives NaN."""
+    from terrasynth.evaluate.defects import class_appearance
+
+    rng = np.random.default_rng(0)
+    layouts = torch.zeros(3, 32, 32, dtype=torch.long)
+    layouts[:, 8:24, 8:24] = 3
+    textured = torch.from_numpy(np.clip(0.5 + 0.1 * rng.standard_normal((3, 3, 32, 32)), 0, 1)).float()
+    blob = textured.clone()
+    blob[:, :, 8:24, 8:24] = 0.1
+    real, fake = class_appearance(textured, layouts, 3), class_appearance(blob, layouts, 3)
+    assert fake.pixels == real.pixels == 3 * 12 * 12  # 16 × 16 shaved by 2 px on each side
+    assert fake.luma == pytest.approx(0.1) and real.luma == pytest.approx(0.5, abs=0.02)
+    assert fake.texture < 0.2 * real.texture
+    # the reference: mean luma and 5×5 spread read directly inside the eroded square
+    luma = 0.299 * textured[0, 0] + 0.587 * textured[0, 1] + 0.114 * textured[0, 2]
+    assert class_appearance(textured[:1], layouts[:1], 3).luma == pytest.approx(float(luma[10:22, 10:22].mean()))
+    spreads = [
+        float(luma[r - 2 : r + 3, c - 2 : c + 3].double().std(unbiased=False))
+        for r in range(10, 22)
+        for c in range(10, 22)
+    ]
+    assert class_appearance(textured[:1], layouts[:1], 3).texture == pytest.approx(np.mean(spreads), rel=1e-6)
+    empty = class_appearance(textured, layouts, 1)
+    assert empty.pixels == 0 and np.isnan(empty.luma)

@@ -1,5 +1,5 @@
 """benchmarks/layout_segmenter.py end to end on tiny fake data: two segmenters, real and generated rows, the
-demo's hand-drawn layouts with their buildings and water bodies counted."""
+demo's hand-drawn layouts with their buildings and water bodies counted, how each class looks inside the layouts."""
 
 from __future__ import annotations
 
@@ -35,4 +35,12 @@ def test_benchmark_scores_real_generated_and_demo_rows(tmp_path):
         assert demo["river_village"]["features"]["water"]["of"] == 1
         assert demo["river_village"]["features"]["building"]["of"] == 5
         assert 0 <= demo["river_village"]["features"]["building"]["drawn"] <= 5
+    # how each class looks inside the layouts, generated against real: every class the layouts hold is read
+    appearance = results["class_appearance"]
+    assert set(appearance) == set(NAMES)
+    for look in appearance.values():
+        if look["real"]["pixels"]:
+            assert look["generated"]["pixels"] == look["real"]["pixels"]
+            assert 0 <= look["real"]["luma"] <= 1 and look["luma_ratio"] > 0 and look["texture_ratio"] >= 0
+    assert any(look["real"]["pixels"] for look in appearance.values())
     assert (tmp_path / "out.json").is_file()

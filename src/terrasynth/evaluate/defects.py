@@ -7,6 +7,9 @@ thin or small features are not drawn. Pure functions of image and class tensors.
 - :func:`component_coverage`: for each connected component of a class in a layout (a building, a river), the
   share of its pixels that a segmenter labels with that class; a component is *drawn* when that share reaches a
   bound.
+- :func:`class_appearance`: how bright and how textured the pixels a layout gives one class are (water drawn as a
+  dark, flat blob): the mean luma and the mean local spread of luma inside the class, edges shaved off. Its ratio,
+  generated ÷ real on the same layouts, finds that defect again.
 """
 
 from __future__ import annotations
@@ -110,3 +113,45 @@ def component_coverage(predicted: torch.Tensor, layout: torch.Tensor, class_inde
     hits = np.bincount(labels.ravel(), weights=hit.ravel().astype(np.float64), minlength=count + 1)[1:]
     order = np.argsort(-sizes, kind="stable")
     return ComponentCoverage(tuple(int(sizes[i]) for i in order), tuple(float(hits[i] / sizes[i]) for i in order))
+
+
+@dataclass(frozen=True)
+class ClassAppearance:
+    """Of the pixels layouts give one class (edges shaved off): mean luma (0–1), mean local standard deviation of
+    luma in ``window``-px squares, and how many pixels were read."""
+
+    luma: float
+    texture: float
+    pixels: int
+
+
+def class_appearance(
+    images: torch.Tensor | list[torch.Tensor],
+    layouts: torch.Tensor | list[torch.Tensor],
+    class_index: int,
+    erosion: int = 2,
+    window: int = 5,
+) -> ClassAppearance:
+    """Mean luma and local texture of ``images`` (N×3×H×W in [0, 1]) inside ``class_index`` of ``layouts`` (N×H×W
+    class ids), each class region eroded by ``erosion`` px so that shore pixels, half one class and half another,
+    do not count. NaNs (and 0 pixels) when no layout holds the class."""
+    from scipy import ndimage
+
+    luma_sum = texture_sum = 0.0
+    count = 0
+    for image, layout in zip(images, layouts):
+        rgb = np.asarray(image, np.float64)
+        luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+        inside = np.asarray(layout) == class_index
+        if erosion:
+            inside = ndimage.binary_erosion(inside, iterations=erosion)
+        if not inside.any():
+            continue
+        mean = ndimage.uniform_filter(luma, window, mode="reflect")
+        spread = np.sqrt(np.maximum(ndimage.uniform_filter(luma**2, window, mode="reflect") - mean**2, 0.0))
+        luma_sum += float(luma[inside].sum())
+        texture_sum += float(spread[inside].sum())
+        count += int(inside.sum())
+    if count == 0:
+        return ClassAppearance(float("nan"), float("nan"), 0)
+    return ClassAppearance(luma_sum / count, texture_sum / count, count)
