@@ -8,8 +8,9 @@ model's images generated from the first split's layouts (the realism benchmark's
 generated if missing); and on the demo's hand-drawn layouts (``--demo-per-layout`` images each), with how many of
 their buildings and water bodies are drawn (at least half their pixels segmented as that class). Also, with no
 segmenter, how each class looks inside the layouts (``evaluate/defects.py``, ``class_appearance``): mean luma and
-local texture of the generated images against the real tiles of the same layouts (water drawn as a dark, flat blob
-shows as ratios below 1). Prints the tables and the command; writes ``--json`` atomically.
+local texture of the generated images against the real tiles of the same layouts, with 95 % bootstrap intervals
+over layouts (water drawn as a dark, flat blob shows as ratios below 1). Prints the tables and the command;
+writes ``--json`` atomically.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realism  # noqa: E402
-from terrasynth.evaluate.defects import class_appearance  # noqa: E402
+from terrasynth.evaluate.defects import appearance_ratios, class_appearance  # noqa: E402
 from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, layout_scores, load_segmenter  # noqa: E402
 from terrasynth.files import write_json_atomic  # noqa: E402
 from terrasynth.generate.schedulers import DEFAULT_SCHEDULER  # noqa: E402
@@ -86,8 +87,7 @@ def main(argv=None, bundle=None) -> dict:
         appearance[name] = {
             "real": vars(real_look),
             "generated": vars(generated_look),
-            "luma_ratio": generated_look.luma / real_look.luma if real_look.pixels else None,
-            "texture_ratio": generated_look.texture / real_look.texture if real_look.pixels else None,
+            **appearance_ratios(list(generated), real_images, generated_layouts, index, seed=args.seed),
         }
     results["class_appearance"] = appearance
     for name in args.segmenters.split(","):
@@ -124,17 +124,19 @@ def main(argv=None, bundle=None) -> dict:
         + ", ".join(f"{s} {len(d)}" for s, d in real.items())
     )
     print(f"how each class looks inside the {splits[0]} layouts (erosion 2 px): generated against real tiles")
-    print(f"  {'class':12s} {'pixels':>9s} {'luma real':>10s} {'generated':>10s} {'ratio':>6s} "
-          f"{'texture real':>13s} {'generated':>10s} {'ratio':>6s}")  # fmt: skip
+    print(f"  {'class':12s} {'pixels':>9s} {'luma real':>10s} {'generated':>10s} {'ratio [95 % interval]':>22s} "
+          f"{'texture real':>13s} {'generated':>10s} {'ratio [95 % interval]':>22s}")  # fmt: skip
     for name, look in appearance.items():
         real_look, generated_look = look["real"], look["generated"]
         if not real_look["pixels"]:
             print(f"  {name:12s} {0:9d}  (no layout holds it)")
             continue
+        luma_low, luma_high = look["luma_interval"]
+        texture_low, texture_high = look["texture_interval"]
         print(
             f"  {name:12s} {real_look['pixels']:9d} {real_look['luma']:10.3f} {generated_look['luma']:10.3f} "
-            f"{look['luma_ratio']:6.2f} {real_look['texture']:13.4f} {generated_look['texture']:10.4f} "
-            f"{look['texture_ratio']:6.2f}"
+            f"{look['luma_ratio']:6.2f} [{luma_low:.2f}, {luma_high:.2f}]    {real_look['texture']:13.4f} "
+            f"{generated_look['texture']:10.4f} {look['texture_ratio']:6.2f} [{texture_low:.2f}, {texture_high:.2f}]"
         )
     for folder, result in results["segmenters"].items():
         names = load_segmenter(Path(folder)).config.class_names

@@ -108,3 +108,22 @@ def test_class_appearance_sees_a_dark_flat_blob_where_the_layout_has_water():
     assert class_appearance(textured[:1], layouts[:1], 3).texture == pytest.approx(np.mean(spreads), rel=1e-6)
     empty = class_appearance(textured, layouts, 1)
     assert empty.pixels == 0 and np.isnan(empty.luma)
+
+
+def test_appearance_ratios_pair_images_by_layout_and_bound_the_ratio():
+    """Generated ÷ real luma and texture inside one class, paired by layout, with a bootstrap interval: the same
+    images give exactly 1; a dark, flat blob in every image gives ratios whose whole interval lies below 1."""
+    from terrasynth.evaluate.defects import appearance_ratios
+
+    rng = np.random.default_rng(1)
+    layouts = torch.zeros(12, 32, 32, dtype=torch.long)
+    layouts[:, 4:28, 4:28] = 3
+    real = torch.from_numpy(np.clip(0.4 + 0.1 * rng.standard_normal((12, 3, 32, 32)), 0, 1)).float()
+    same = appearance_ratios(real, real, layouts, 3, resamples=200)
+    assert same["luma_ratio"] == pytest.approx(1.0) and same["luma_interval"] == pytest.approx([1.0, 1.0])
+    dark = real.clone()
+    dark[:, :, 4:28, 4:28] = 0.5 * dark[:, :, 4:28, 4:28].mean() + 0.02 * torch.rand(12, 3, 24, 24)
+    ratios = appearance_ratios(dark, real, layouts, 3, resamples=200)
+    assert ratios["luma_interval"][1] < 1 and ratios["texture_interval"][1] < 0.5
+    assert ratios["luma_interval"][0] <= ratios["luma_ratio"] <= ratios["luma_interval"][1]
+    assert appearance_ratios(dark, real, layouts, 1)["luma_ratio"] is None

@@ -125,6 +125,22 @@ class ClassAppearance:
     pixels: int
 
 
+def _class_sums(image, layout, class_index: int, erosion: int, window: int) -> tuple[float, float, int]:
+    """Sums of luma and of local luma spread over one image's pixels of ``class_index`` (eroded), and their count."""
+    from scipy import ndimage
+
+    rgb = np.asarray(image, np.float64)
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    inside = np.asarray(layout) == class_index
+    if erosion:
+        inside = ndimage.binary_erosion(inside, iterations=erosion)
+    if not inside.any():
+        return 0.0, 0.0, 0
+    mean = ndimage.uniform_filter(luma, window, mode="reflect")
+    spread = np.sqrt(np.maximum(ndimage.uniform_filter(luma**2, window, mode="reflect") - mean**2, 0.0))
+    return float(luma[inside].sum()), float(spread[inside].sum()), int(inside.sum())
+
+
 def class_appearance(
     images: torch.Tensor | list[torch.Tensor],
     layouts: torch.Tensor | list[torch.Tensor],
@@ -135,23 +151,46 @@ def class_appearance(
     """Mean luma and local texture of ``images`` (N×3×H×W in [0, 1]) inside ``class_index`` of ``layouts`` (N×H×W
     class ids), each class region eroded by ``erosion`` px so that shore pixels, half one class and half another,
     do not count. NaNs (and 0 pixels) when no layout holds the class."""
-    from scipy import ndimage
-
-    luma_sum = texture_sum = 0.0
-    count = 0
-    for image, layout in zip(images, layouts):
-        rgb = np.asarray(image, np.float64)
-        luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-        inside = np.asarray(layout) == class_index
-        if erosion:
-            inside = ndimage.binary_erosion(inside, iterations=erosion)
-        if not inside.any():
-            continue
-        mean = ndimage.uniform_filter(luma, window, mode="reflect")
-        spread = np.sqrt(np.maximum(ndimage.uniform_filter(luma**2, window, mode="reflect") - mean**2, 0.0))
-        luma_sum += float(luma[inside].sum())
-        texture_sum += float(spread[inside].sum())
-        count += int(inside.sum())
+    sums = np.array([_class_sums(x, y, class_index, erosion, window) for x, y in zip(images, layouts)]).reshape(-1, 3)
+    count = int(sums[:, 2].sum())
     if count == 0:
         return ClassAppearance(float("nan"), float("nan"), 0)
-    return ClassAppearance(luma_sum / count, texture_sum / count, count)
+    return ClassAppearance(float(sums[:, 0].sum() / count), float(sums[:, 1].sum() / count), count)
+
+
+def appearance_ratios(
+    generated: torch.Tensor | list[torch.Tensor],
+    real: torch.Tensor | list[torch.Tensor],
+    layouts: torch.Tensor | list[torch.Tensor],
+    class_index: int,
+    resamples: int = 2000,
+    seed: int = 0,
+    erosion: int = 2,
+    window: int = 5,
+) -> dict:
+    """Generated ÷ real mean luma and texture inside ``class_index``, the images paired by layout, with 95 %
+    bootstrap intervals over layouts (resampled with replacement, pairs kept together). None when no layout holds
+    the class."""
+    pairs = [
+        (_class_sums(g, y, class_index, erosion, window), _class_sums(r, y, class_index, erosion, window))
+        for g, r, y in zip(generated, real, layouts)
+    ]
+    gen = np.array([p[0] for p in pairs], np.float64).reshape(-1, 3)
+    ref = np.array([p[1] for p in pairs], np.float64).reshape(-1, 3)
+    if ref[:, 2].sum() == 0:
+        return {"luma_ratio": None, "luma_interval": None, "texture_ratio": None, "texture_interval": None}
+
+    def ratios(rows):
+        g, r = gen[rows].sum(0), ref[rows].sum(0)
+        return g[0] / r[0], g[1] / r[1]  # the counts are the same layouts' pixels, so they cancel
+
+    rng = np.random.default_rng(seed)
+    holding = np.flatnonzero(ref[:, 2] > 0)
+    draws = np.array([ratios(rng.choice(holding, len(holding))) for _ in range(resamples)])
+    luma, texture = ratios(holding)
+    return {
+        "luma_ratio": float(luma),
+        "luma_interval": [float(v) for v in np.percentile(draws[:, 0], [2.5, 97.5])],
+        "texture_ratio": float(texture),
+        "texture_interval": [float(v) for v in np.percentile(draws[:, 1], [2.5, 97.5])],
+    }
