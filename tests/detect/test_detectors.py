@@ -69,6 +69,18 @@ def test_robustness_table_has_a_row_per_perturbation(tiny_sets):
     assert set(table["clean"]) == {"auc", "accuracy", "tpr@1%fpr", "f1", "n"} and table["clean"]["n"] == 12
 
 
+def test_a_calibrated_detector_is_scored_on_its_verdicts():
+    """For the probe detector, accuracy counts what it calls synthetic, not score > threshold."""
+    real, fake = make_sets(30, size=64, seed=1)
+    detector = build_detector(DetectorConfig(method="probe", input_size=32, max_tiles=4)).fit(real, fake)
+    detector.calibrate(make_sets(60, size=64, seed=2)[0])
+    test_real, test_fake = make_sets(5, size=64, seed=3)
+    table = robustness_table(detector, test_real, test_fake, ["clean"])
+    verdicts = [detector.assess(x)["verdict"] == "synthetic" for x in test_real + test_fake]
+    expected = np.mean(np.array(verdicts) == np.array([False] * 5 + [True] * 5))
+    assert table["clean"]["accuracy"] == pytest.approx(expected)
+
+
 def test_bad_detector_folders_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="not a detector folder"):
         load_detector(tmp_path)

@@ -31,10 +31,12 @@ def threshold_at_fpr(real_scores: np.ndarray, fpr: float = 0.01) -> float:
     return float(real[len(real) - 1 - allowed]) if allowed < len(real) else float("-inf")
 
 
-def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """AUC, accuracy and F1 at ``threshold``, TPR at 1 % FPR, and N."""
+def detection_metrics(
+    labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5, predicted: np.ndarray | None = None
+) -> dict[str, float]:
+    """AUC, accuracy and F1 at ``threshold`` (or of the given ``predicted`` synthetic calls), TPR at 1 % FPR, and N."""
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    predicted = scores > threshold
+    predicted = scores > threshold if predicted is None else np.asarray(predicted, bool)
     tp = float(np.sum(predicted & (labels == 1)))
     fp = float(np.sum(predicted & (labels == 0)))
     fn = float(np.sum(~predicted & (labels == 1)))
@@ -51,12 +53,20 @@ def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float =
 def robustness_table(
     detector, real: list[np.ndarray], fake: list[np.ndarray], perturbations: list[str], seed: int = 0
 ) -> dict[str, dict[str, float]]:
-    """``{perturbation: detection_metrics}`` of ``detector`` on held-out real and fake uint8 images."""
+    """``{perturbation: detection_metrics}`` of ``detector`` on held-out real and fake uint8 images. A calibrated
+    detector (one that answers with verdicts, ``probe``) is scored on its verdicts: accuracy and F1 count the
+    images it calls *synthetic*, since its score ranks and decides nothing."""
     from .perturb import perturb
 
     table = {}
     labels = np.array([0] * len(real) + [1] * len(fake))
     for name in perturbations:
         images = [perturb(x, name, seed + i) for i, x in enumerate(real + fake)]
-        table[name] = detection_metrics(labels, detector.score(images), detector.threshold)
+        if hasattr(detector, "assess"):
+            answers = [detector.assess(x) for x in images]
+            scores = np.array([a["score"] for a in answers])
+            predicted = np.array([a["verdict"] == "synthetic" for a in answers])
+            table[name] = detection_metrics(labels, scores, predicted=predicted)
+        else:
+            table[name] = detection_metrics(labels, detector.score(images), detector.threshold)
     return table
