@@ -195,7 +195,8 @@ def compare(args, cache: FeatureCache, config: DetectorConfig, chosen: dict, inn
             bases, views = {}, {}
             for t in args.trainings:
                 settings, variants, dropped, *optional = TRAININGS[t]
-                extra = [r for r in fakes if r["source"] != held_source and r["family"] in (optional or [()])[0]]
+                named = optional[0] if optional else ()  # the optional families this candidate trains on
+                extra = [r for r in fakes if r["source"] != held_source and r["family"] in named]
                 views[t] = WithoutColumns(cache, dropped)
                 bases[t] = train_fold(
                     dataclasses.replace(config, **settings), views[t], train + extra, calibration, variants

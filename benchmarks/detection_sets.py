@@ -202,6 +202,7 @@ def make_aligned(args, writer: SetWriter, tiles: list[dict]) -> None:
 def make_small_autoencoders(args, writer: SetWriter, reals: list[dict], tiles: list[dict]) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from small_autoencoders import DESIGNS, small_round_trip, train_small_autoencoder
+    from terrasynth.detect.detector import read_rgb
 
     training = [r for r in reals if r["side"] == "a"]
     training = [training[i] for i in np.random.default_rng(args.seed + 7).permutation(len(training))[:600]]
@@ -209,14 +210,13 @@ def make_small_autoencoders(args, writer: SetWriter, reals: list[dict], tiles: l
     for design in DESIGNS:
         targets = [writer.target("smallae", design.name, tile["id"]) for tile in tiles]
         if not all(t.exists() for t in targets):
-            pixels = pixels or [np.asarray(Image.open(r["path"]).convert("RGB")) for r in training]
+            pixels = pixels or [read_rgb(r["path"]) for r in training]
             start = time.perf_counter()
             model = train_small_autoencoder(design, pixels, Path(args.out) / "smallae-weights" / design.name)
             print(f"smallae {design.name}: trained or loaded in {time.perf_counter() - start:.0f} s", flush=True)
             for tile, target in zip(tiles, targets):
                 if not target.exists():
-                    image = np.asarray(Image.open(tile["path"]).convert("RGB"))
-                    save_png(small_round_trip(model, image, 2**design.stages), target)
+                    save_png(small_round_trip(model, read_rgb(tile["path"]), 2**design.stages), target)
         for tile, target in zip(tiles, targets):
             writer.add(target, "smallae", design.name, tile["source"], tile["side"])
         print(f"smallae {design.name}: {len(tiles)} images", flush=True)
