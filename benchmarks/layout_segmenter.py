@@ -7,7 +7,7 @@ For each segmenter: IoU per class on the real tiles of each ``--splits`` split a
 model's images generated from the first split's layouts (the realism benchmark's cached set under ``--work``,
 generated if missing); and on the demo's hand-drawn layouts (``--demo-per-layout`` images each), with how many of
 their buildings and water bodies are drawn (at least half their pixels segmented as that class). Also, with no
-segmenter, how each class looks inside the layouts (``evaluate/defects.py``, ``class_appearance``): mean luma and
+segmenter, how each class looks inside the layouts (``evaluate/defects.py``, ``appearance_ratios``): mean luma and
 local texture of the generated images against the real tiles of the same layouts, with 95 % bootstrap intervals
 over layouts (water drawn as a dark, flat blob shows as ratios below 1). Prints the tables and the command;
 writes ``--json`` atomically.
@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realism  # noqa: E402
-from terrasynth.evaluate.defects import appearance_ratios, class_appearance  # noqa: E402
+from terrasynth.evaluate.defects import appearance_ratios  # noqa: E402
 from terrasynth.evaluate.layout_fidelity import SHIPPED_SEGMENTER, layout_scores, load_segmenter  # noqa: E402
 from terrasynth.files import write_json_atomic  # noqa: E402
 from terrasynth.generate.schedulers import DEFAULT_SCHEDULER  # noqa: E402
@@ -82,13 +82,7 @@ def main(argv=None, bundle=None) -> dict:
     real_images = list(realism.stack(evaluated, "image"))
     appearance = {}
     for index, name in enumerate(evaluated.class_table.names):
-        real_look = class_appearance(real_images, generated_layouts, index)
-        generated_look = class_appearance(list(generated), generated_layouts, index)
-        appearance[name] = {
-            "real": vars(real_look),
-            "generated": vars(generated_look),
-            **appearance_ratios(list(generated), real_images, generated_layouts, index, seed=args.seed),
-        }
+        appearance[name] = appearance_ratios(list(generated), real_images, generated_layouts, index, seed=args.seed)
     results["class_appearance"] = appearance
     for name in args.segmenters.split(","):
         folder = SHIPPED_SEGMENTER if name == "shipped" else Path(name)

@@ -157,6 +157,13 @@ def two_means(values: np.ndarray, iterations: int = 30) -> tuple[float, float, f
     return (low + high) / 2, float(low), float(high)
 
 
+def linear_probe(c: float):
+    """The probes' classifier, unfitted: an L2-regularised logistic regression with balanced classes (UnivFD)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
 
@@ -240,8 +247,6 @@ class ProbeDetector(Detector):
         held-out family's after resizing from 0.45 to 0.88; in the trace probe, they raised the false positives on a
         real source it had never seen from 0 to 10 of 150, and calibrating on shrunk real copies did the same (6 of
         150)."""
-        from sklearn.linear_model import LogisticRegression
-
         features, labels = np.asarray(features, np.float64), np.asarray(labels)
         shrunk = np.zeros(len(labels), bool) if shrunk is None else np.asarray(shrunk, bool)
         self.mean, self.scale = features.mean(0), features.std(0) + 1e-6
@@ -257,8 +262,7 @@ class ProbeDetector(Detector):
                 )
                 self.forensic_coef, self.forensic_intercept = np.zeros(len(columns)), 0.0
                 continue
-            model = LogisticRegression(C=self.config.probe_c, max_iter=3000, class_weight="balanced")
-            model.fit(z[rows][:, columns], labels[rows])
+            model = linear_probe(self.config.probe_c).fit(z[rows][:, columns], labels[rows])
             setattr(self, f"{name}_coef", model.coef_[0])
             setattr(self, f"{name}_intercept", float(model.intercept_[0]))
         real = z[labels == 0][:, CONTENT_COLUMNS]

@@ -151,7 +151,12 @@ def class_appearance(
     """Mean luma and local texture of ``images`` (N×3×H×W in [0, 1]) inside ``class_index`` of ``layouts`` (N×H×W
     class ids), each class region eroded by ``erosion`` px so that shore pixels, half one class and half another,
     do not count. NaNs (and 0 pixels) when no layout holds the class."""
-    sums = np.array([_class_sums(x, y, class_index, erosion, window) for x, y in zip(images, layouts)]).reshape(-1, 3)
+    sums = np.array([_class_sums(x, y, class_index, erosion, window) for x, y in zip(images, layouts)])
+    return _appearance(sums.reshape(-1, 3))
+
+
+def _appearance(sums: np.ndarray) -> ClassAppearance:
+    """Pooled over images: rows of (luma sum, texture sum, pixel count)."""
     count = int(sums[:, 2].sum())
     if count == 0:
         return ClassAppearance(float("nan"), float("nan"), 0)
@@ -169,16 +174,17 @@ def appearance_ratios(
     window: int = 5,
 ) -> dict:
     """Generated ÷ real mean luma and texture inside ``class_index``, the images paired by layout, with 95 %
-    bootstrap intervals over layouts (resampled with replacement, pairs kept together). None when no layout holds
-    the class."""
+    bootstrap intervals over layouts (resampled with replacement, pairs kept together), and each set's
+    :class:`ClassAppearance` (``generated``, ``real``, as dicts). Ratios None when no layout holds the class."""
     pairs = [
         (_class_sums(g, y, class_index, erosion, window), _class_sums(r, y, class_index, erosion, window))
         for g, r, y in zip(generated, real, layouts)
     ]
     gen = np.array([p[0] for p in pairs], np.float64).reshape(-1, 3)
     ref = np.array([p[1] for p in pairs], np.float64).reshape(-1, 3)
+    looks = {"generated": vars(_appearance(gen)), "real": vars(_appearance(ref))}
     if ref[:, 2].sum() == 0:
-        return {"luma_ratio": None, "luma_interval": None, "texture_ratio": None, "texture_interval": None}
+        return {**looks, "luma_ratio": None, "luma_interval": None, "texture_ratio": None, "texture_interval": None}
 
     def ratios(rows):
         g, r = gen[rows].sum(0), ref[rows].sum(0)
@@ -189,6 +195,7 @@ def appearance_ratios(
     draws = np.array([ratios(rng.choice(holding, len(holding))) for _ in range(resamples)])
     luma, texture = ratios(holding)
     return {
+        **looks,
         "luma_ratio": float(luma),
         "luma_interval": [float(v) for v in np.percentile(draws[:, 0], [2.5, 97.5])],
         "texture_ratio": float(texture),
