@@ -159,9 +159,14 @@ def training_rows(cache: FeatureCache, train: list[dict], variants=TRAIN_VARIANT
 
 
 def train_fold(
-    config: DetectorConfig, cache: FeatureCache, train: list[dict], calibration: list[dict], variants=TRAIN_VARIANTS
+    config: DetectorConfig,
+    cache: FeatureCache,
+    train: list[dict],
+    calibration: list[dict],
+    variants=TRAIN_VARIANTS,
+    detector_class=None,
 ):
-    detector = build_detector(config)
+    detector = build_detector(config) if detector_class is None else detector_class(config)
     detector.fit_features(*training_rows(cache, train, variants))
     calibration_features = [cache(row, v) for row in calibration for v in CALIBRATION_VARIANTS]
     detector.calibrate_features(calibration_features)

@@ -30,7 +30,7 @@ import numpy as np
 
 from terrasynth.detect.detector import DetectorConfig, build_detector
 from terrasynth.detect.features import BLOCK_WIDTHS
-from terrasynth.detect.probe import JOINT, ProbeDetector
+from terrasynth.detect.probe import JOINT, PEAK_COLUMNS, PROBE_COLUMNS, TRACE_COLUMNS, ProbeDetector
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detection import (  # noqa: E402
@@ -130,8 +130,25 @@ def designs() -> dict:
     }
 
 
-# how the probes are trained: (detector settings, training variants, feature columns left out, and optional families
-# trained on). "two shrunk copies" won for every outer family (docs/detection_selection.txt) and is the shipped recipe
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """How the probes of a candidate are trained: detector settings, training variants, feature columns left out
+    (set to zero), optional families trained on, and the detector class (which columns each probe reads)."""
+
+    settings: dict = dataclasses.field(default_factory=dict)
+    variants: tuple = TRAIN_VARIANTS
+    dropped: tuple = ()
+    optional: tuple = ()
+    detector: type = ProbeDetector
+
+
+class TraceReadsPeaks(ProbeDetector):
+    """The trace probe reads the grid peaks too (the shipped one does not)."""
+
+    probe_columns = {**PROBE_COLUMNS, "trace": np.r_[TRACE_COLUMNS, PEAK_COLUMNS]}
+
+
+# "two shrunk copies" won for every outer family (docs/detection_selection.txt) and is the shipped recipe
 # (TRAIN_VARIANTS); "three shrunk copies" won too, but lowered the side-b localisation IoU below its target
 # (docs/detection.md). An optional family (OPTIONAL_FAMILIES) is more training data under trial: it trains only the
 # candidates that name it, and is never one of the held-out pairs
@@ -139,19 +156,21 @@ OPTIONAL_FAMILIES = ("smallae",)
 SHRUNK_ONCE = ("train-clean", "train-processed", "train-downscaled")
 BLOCK_STARTS = np.cumsum((0, *BLOCK_WIDTHS))  # the first feature column of each backbone block, and the end
 TRAININGS = {
-    "one shrunk copy": ({}, SHRUNK_ONCE, ()),
-    "C 0.02": ({"probe_c": 0.02}, SHRUNK_ONCE, ()),
-    "C 0.2": ({"probe_c": 0.2}, SHRUNK_ONCE, ()),
-    "two shrunk copies": ({}, TRAIN_VARIANTS, ()),
-    "two shrunk copies, C 0.01": ({"probe_c": 0.01}, TRAIN_VARIANTS, ()),
-    "two shrunk copies, C 0.2": ({"probe_c": 0.2}, TRAIN_VARIANTS, ()),
-    "no colour statistics": ({}, TRAIN_VARIANTS, COLOUR_COLUMNS),
-    "three shrunk copies": ({}, (*TRAIN_VARIANTS, "train-downscaled3"), ()),
-    "boosted forensic probe": ({"forensic_probe": "boosted"}, TRAIN_VARIANTS, ()),
+    "one shrunk copy": Training(variants=SHRUNK_ONCE),
+    "C 0.02": Training({"probe_c": 0.02}, SHRUNK_ONCE),
+    "C 0.2": Training({"probe_c": 0.2}, SHRUNK_ONCE),
+    "two shrunk copies": Training(),
+    "two shrunk copies, C 0.01": Training({"probe_c": 0.01}),
+    "two shrunk copies, C 0.2": Training({"probe_c": 0.2}),
+    "no colour statistics": Training(dropped=tuple(COLOUR_COLUMNS)),
+    "three shrunk copies": Training(variants=(*TRAIN_VARIANTS, "train-downscaled3")),
+    "boosted forensic probe": Training({"forensic_probe": "boosted"}),
     # the content probe on the four shallower of the backbone's six blocks, or on the three deeper
-    "content without the two deepest blocks": ({}, TRAIN_VARIANTS, np.r_[BLOCK_STARTS[4] : BLOCK_STARTS[6]]),
-    "content without the three shallowest blocks": ({}, TRAIN_VARIANTS, np.r_[BLOCK_STARTS[0] : BLOCK_STARTS[3]]),
-    "with small autoencoders": ({}, TRAIN_VARIANTS, (), ("smallae",)),
+    "content without the two deepest blocks": Training(dropped=tuple(np.r_[BLOCK_STARTS[4] : BLOCK_STARTS[6]])),
+    "content without the three shallowest blocks": Training(dropped=tuple(np.r_[BLOCK_STARTS[0] : BLOCK_STARTS[3]])),
+    "with small autoencoders": Training(optional=("smallae",)),
+    "no grid peaks": Training(dropped=tuple(PEAK_COLUMNS)),
+    "grid peaks in the trace probe too": Training(detector=TraceReadsPeaks),
 }
 
 
@@ -194,18 +213,22 @@ def compare(args, cache: FeatureCache, config: DetectorConfig, chosen: dict, inn
                 continue
             bases, views = {}, {}
             for t in args.trainings:
-                settings, variants, dropped, *optional = TRAININGS[t]
-                named = optional[0] if optional else ()  # the optional families this candidate trains on
-                extra = [r for r in fakes if r["source"] != held_source and r["family"] in named]
-                views[t] = WithoutColumns(cache, dropped)
+                training = TRAININGS[t]
+                extra = [r for r in fakes if r["source"] != held_source and r["family"] in training.optional]
+                views[t] = WithoutColumns(cache, training.dropped)
                 bases[t] = train_fold(
-                    dataclasses.replace(config, **settings), views[t], train + extra, calibration, variants
+                    dataclasses.replace(config, **training.settings),
+                    views[t],
+                    train + extra,
+                    calibration,
+                    training.variants,
+                    training.detector,
                 )
             for name, (cls, t) in chosen.items():
                 base, view = bases[t], views[t]
                 detector = cls(base.config)
                 detector.__dict__.update({k: v for k, v in base.__dict__.items() if k != "config"})
-                detector.config = base.config
+                detector.config, detector.probe_columns = base.config, base.probe_columns
                 detector.calibrate_features([view(r, v) for r in calibration for v in CALIBRATION_VARIANTS])
                 for outer, tested in ((first, second), (second, first)):
                     fake = [r for r in a2 if r["family"] == tested]
@@ -248,6 +271,15 @@ def report(args, tables: dict, chosen: dict, inner: dict) -> tuple[dict, dict]:
         "real test tiles called synthetic, worst row: "
         + ", ".join(f"{name}: {max(tables['false_positives'][name].values()):.3f}" for name in chosen)
     )
+    false_positives = tables["false_positives"]
+    for where in inner["sources"] if args.hold_out_source else (None,):
+        for variant in args.perturbations:
+            line = []
+            for name in chosen:
+                rates = [v for k, v in false_positives[name].items() if k[-1] == variant and where in (None, k[0])]
+                line.append(f"{name}: mean {np.mean(rates):.4f}, worst {max(rates):.3f}")
+            label = variant if where is None else f"{variant} without {where}"
+            print(f"  called synthetic, {label:<28}" + "  ".join(line))
     if args.hold_out_source:
         for source in inner["sources"]:
             print(

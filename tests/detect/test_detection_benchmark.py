@@ -8,7 +8,10 @@ from PIL import Image
 from tests.benchmark_scripts import load_benchmark
 from tests.detect.fake_tiles import smooth_field, upsampled_noise
 
-from terrasynth.detect.detector import load_detector
+from terrasynth.detect.detector import DetectorConfig, load_detector
+from terrasynth.detect.evaluate import roc_auc
+from terrasynth.detect.features import FEATURE_WIDTH
+from terrasynth.detect.probe import FORENSIC_COLUMNS, PEAK_COLUMNS, TRACE_COLUMNS, ProbeDetector
 
 
 def bilinear_noise(rng, size=64):
@@ -152,9 +155,9 @@ def test_an_optional_family_trains_only_the_candidate_that_names_it(tmp_path):
     trained = []
     original = select.train_fold
 
-    def recording(config, cache, train, calibration, variants):
+    def recording(config, cache, train, calibration, variants, detector_class):
         trained.append({r["family"] for r in train if r["label"] == 1})
-        return original(config, cache, train, calibration, variants)
+        return original(config, cache, train, calibration, variants, detector_class)
 
     select.train_fold = recording
     result = select.main(
@@ -169,6 +172,29 @@ def test_an_optional_family_trains_only_the_candidate_that_names_it(tmp_path):
     assert all("smallae" not in families for families in trained[0::2])
     assert all("smallae" in families for families in trained[1::2])
     assert all(0 <= v <= 1 for rows in result["false_positives"].values() for v in rows.values())
+
+
+def test_a_training_may_change_the_columns_a_probe_reads():
+    """'grid peaks in the trace probe too' trains a detector whose trace probe reads the grid peaks; the shipped
+    trace probe never does, and the forensic probe reads them in both."""
+    select = load_benchmark("detection_select")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(3000, FEATURE_WIDTH))
+    labels = (features[:, PEAK_COLUMNS[0]] + 0.3 * rng.normal(size=3000) > 0).astype(int)  # told by one peak column
+    config = DetectorConfig(method="probe")
+    shipped = ProbeDetector(config).fit_features(features, labels)
+    candidate = select.TRAININGS["grid peaks in the trace probe too"].detector(config).fit_features(features, labels)
+    assert not set(TRACE_COLUMNS) & set(PEAK_COLUMNS) and set(PEAK_COLUMNS) <= set(FORENSIC_COLUMNS)
+    assert len(candidate.trace_coef) == len(TRACE_COLUMNS) + len(PEAK_COLUMNS)
+    assert np.abs(candidate.trace_coef[-len(PEAK_COLUMNS) :]).max() > 5 * np.abs(shipped.trace_coef).max()
+    z = (features - shipped.mean) / shipped.scale
+    assert (
+        roc_auc(labels, candidate.tile_logits(z)["trace"])
+        > 0.9
+        > 0.6
+        > roc_auc(labels, shipped.tile_logits(z)["trace"])
+    )
+    assert roc_auc(labels, shipped.tile_logits(z)["forensic"]) > 0.9
 
 
 def test_the_everywhere_statistic_scores_new_regions_on_the_joint_scale():
@@ -199,7 +225,7 @@ def test_chroma_invariance_benchmark_shows_what_full_resolution_colour_reads(tmp
         Image.fromarray(smooth_field(rng, 128, noise=10.0)).save(tmp_path / f"{i}.jpg", quality=95, subsampling=0)
     results = load_benchmark("chroma_invariance").main(["--images", str(tmp_path), "--n", "6"])
     assert results["colour statistics, full resolution (earlier)"] > 3 * results["colour statistics, σ 3 (shipped)"]
-    assert results["luma residual statistics (45)"] < 0.3
+    assert results["luma residual statistics (51)"] < 0.3
 
 
 def test_forensic_probe_selection_reads_side_a_and_applies_its_rule(tmp_path, capsys):

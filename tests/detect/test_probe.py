@@ -15,6 +15,7 @@ from terrasynth.detect.evaluate import roc_auc
 from terrasynth.detect.features import (
     COLOUR_WIDTH,
     FEATURE_WIDTH,
+    PEAK_WIDTH,
     aggd_fit,
     colour_features,
     ggd_fit,
@@ -44,8 +45,8 @@ def trained():
 def test_features_have_fixed_width_and_are_finite():
     real, fake = make_sets(3, size=32)
     features = tile_features(np.stack(real + fake))
-    assert features.shape == (6, 854) and np.isfinite(features).all()
-    assert residual_features(np.stack(real)).shape == (3, 45)
+    assert features.shape == (6, FEATURE_WIDTH) == (6, 860) and np.isfinite(features).all()
+    assert residual_features(np.stack(real)).shape == (3, 51)
     assert naturalness_features(np.stack(real)).shape == (3, 36)
     assert colour_features(np.stack(real)).shape == (3, 5)
 
@@ -112,6 +113,28 @@ def test_residual_features_see_the_upsampling_grid():
     spread_real = np.ptp(residual_features(np.stack(real))[:, 17:19], 1).mean()
     spread_fake = np.ptp(residual_features(np.stack(fake))[:, 17:19], 1).mean()
     assert spread_fake > 2 + spread_real  # nearest ×2 up-sampling: no change inside a 2×2 block
+
+
+def test_grid_peaks_name_the_period_of_a_periodic_trace_at_any_phase():
+    rng = np.random.default_rng(8)
+    # kept off 0 and 255: one-sided clipping would give the traces harmonics on other grids
+    field = np.stack([smooth_field(rng, 72, noise=6.0) for _ in range(6)]) * 0.7 + 38.0
+    x = np.arange(72)
+    checker = 4.0 * (-1.0) ** (x[:, None] + x[None, :])  # a transposed convolution's ×2 checkerboard
+    period4 = 4.0 * np.cos(np.pi / 2 * x)[None, :] * np.ones((72, 1))  # a ×4 grid across
+
+    def peaks(images, offset=0):
+        tiles = np.clip(images[:, offset : offset + 64, offset : offset + 64], 0, 255).astype(np.uint8)
+        return residual_features(tiles)[:, -PEAK_WIDTH:]  # mean and largest height at periods 2, 4 and 8
+
+    plain, with_checker = peaks(field), peaks(field + checker[..., None])
+    with_period4 = peaks(field + period4[..., None])
+    assert with_checker[:, 1].min() > plain[:, 1].max() + 3  # period 2
+    assert with_period4[:, 3].min() > plain[:, 3].max() + 3  # period 4 ...
+    assert np.abs(with_period4[:, 1] - plain[:, 1]).max() < 1.0  # ... and not period 2
+    # the grid's phase moves nothing: the same trace one pixel over (one bin's power is noisy, so the means on bins
+    # without a trace move by about 1)
+    np.testing.assert_allclose(peaks(field + checker[..., None], 1)[:, 1], with_checker[:, 1], atol=1.0)
 
 
 def test_tile_grid_reaches_every_edge():

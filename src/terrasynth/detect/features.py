@@ -7,7 +7,9 @@ Four kinds of evidence, all computed on the tile as it is (no resampling, which 
   the channel means of blocks from stride 2 to 32 keep low-level texture statistics beside semantic ones.
 * **high-pass residual statistics**, the traces of up-sampling and re-sampling that every decoder and GAN leaves
   (Durall et al., CVPR 2020; NPR, Tan et al., CVPR 2024): the residual's azimuthal power spectrum, the energy of
-  first differences at each phase of periods 2, 4 and 8 (up-sampling and block grids), all read on luma.
+  first differences at each phase of periods 2, 4 and 8 (up-sampling and block grids), and how far the residual's
+  2-D spectrum peaks at the frequencies of a period-2, -4 or -8 grid above its neighbourhood (Zhang et al., WIFS
+  2019; Corvi et al., ICASSP 2023), all read on luma.
 * **natural-scene statistics** (BRISQUE, Mittal et al., IEEE TIP 2012): the distribution of contrast-normalised
   luma and of the products of neighbouring coefficients, at two scales. They describe how any photograph's local
   structure behaves, not one generator's, and they survive down-scaling better than up-sampling traces do: in
@@ -44,12 +46,13 @@ BLOCK_WIDTHS = (24, 40, 80, 112, 192, 320)
 DEEP_WIDTH = sum(BLOCK_WIDTHS)  # 768
 SPECTRUM_BINS = 16
 PERIODS = (2, 4, 8)  # up-sampling by 2 and 4, and the JPEG block grid
-RESIDUAL_WIDTH = 16 + 1 + 2 * sum(PERIODS)
+PEAK_WIDTH = 2 * len(PERIODS)
+RESIDUAL_WIDTH = 16 + 1 + 2 * sum(PERIODS) + PEAK_WIDTH
 NATURAL_WIDTH = 2 * 18
 COLOUR_WIDTH = 2 + 3
 FEATURE_WIDTH = DEEP_WIDTH + RESIDUAL_WIDTH + NATURAL_WIDTH + COLOUR_WIDTH
 # raised whenever the features of a tile or the choice of tiles change, so cached features are not reused
-FEATURES_VERSION = 5
+FEATURES_VERSION = 6
 # Gaussian low-pass of the colour-difference planes, in pixels: it leaves about 6 % of the amplitude at a
 # quarter of the sampling rate, the highest frequency 4:2:0 chroma keeps, so 4:4:4 and 4:2:0 copies look alike
 CHROMA_SIGMA = 1.5
@@ -108,8 +111,9 @@ def canonical_chroma(tiles: np.ndarray) -> np.ndarray:
 
 
 def residual_features(tiles: np.ndarray) -> np.ndarray:
-    """Luma residual statistics of N×S×S×3 uint8 tiles: N × ``RESIDUAL_WIDTH`` (45): the residual's spectrum (16)
-    and energy (1), and the phase energies of first differences at periods 2, 4, 8 across and down (28)."""
+    """Luma residual statistics of N×S×S×3 uint8 tiles: N × ``RESIDUAL_WIDTH`` (51): the residual's spectrum (16)
+    and energy (1), the phase energies of first differences at periods 2, 4, 8 across and down (28), and the
+    spectrum's peaks on the grids of those periods (6)."""
     luma = to_luma(tiles)
     r_luma = luma - _box3(luma)
     size = luma.shape[-1]
@@ -133,7 +137,37 @@ def residual_features(tiles: np.ndarray) -> np.ndarray:
             else:
                 columns = [energy[:, j::period, :].mean((1, 2)) for j in range(period)]
             phases.append(np.sort(np.log((np.stack(columns, 1) + eps) / scale), 1))
-    return np.concatenate([spectrum, total[:, None], *phases], 1).astype(np.float32)
+    return np.concatenate([spectrum, total[:, None], *phases, grid_peaks(power)], 1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _grid_frequencies(size: int):
+    """For each period, the 2-D frequency bins of a grid of that period that no shorter period has, and for each
+    bin its neighbours 2 and 3 bins away along its row and column."""
+    out, seen = [], {(0, 0)}
+    for period in PERIODS:
+        steps = sorted({round(k * size / period) % size for k in range(period)})
+        bins = [(y, x) for y in steps for x in steps if (y, x) not in seen]
+        seen.update(bins)
+        offsets = (-3, -2, 2, 3)
+        around = [[((y + d) % size, x) for d in offsets] + [(y, (x + d) % size) for d in offsets] for y, x in bins]
+        out.append((np.array(bins), np.array(around)))
+    return out
+
+
+def grid_peaks(power: np.ndarray) -> np.ndarray:
+    """Mean and largest log-height of the 2-D power spectrum's peaks on each period's grid frequencies above the
+    median of their neighbourhood (N × S × S → N × ``PEAK_WIDTH``). Up-sampling by 2 or 4 in any decoder or GAN,
+    and a JPEG block grid, leave such peaks; their height does not depend on the grid's phase, and a ×4 grid read
+    after halving the image is a ×2 one."""
+    log_power = np.log(power + 1e-3)
+    out = []
+    for bins, around in _grid_frequencies(power.shape[-1]):
+        peak = log_power[:, bins[:, 0], bins[:, 1]]
+        floor = np.median(log_power[:, around[..., 0], around[..., 1]], axis=2)
+        height = peak - floor
+        out += [height.mean(1), height.max(1)]
+    return np.stack(out, 1)
 
 
 def colour_features(tiles: np.ndarray, sigma: float = COLOUR_SIGMA) -> np.ndarray:
@@ -222,7 +256,7 @@ def naturalness_features(tiles: np.ndarray) -> np.ndarray:
 
 def tile_features(tiles: np.ndarray) -> np.ndarray:
     """Deep (on ``canonical_chroma`` tiles), residual, natural-scene and colour features of N×S×S×3 uint8 tiles,
-    side by side: N × ``FEATURE_WIDTH`` (854)."""
+    side by side: N × ``FEATURE_WIDTH`` (860)."""
     tiles = np.ascontiguousarray(tiles)
     if len(tiles) == 0:
         return np.zeros((0, FEATURE_WIDTH), np.float32)
