@@ -83,6 +83,19 @@ def designs() -> dict:
         def ranking(cls, stats, in_content=True):
             return cls.joint(stats, in_content)
 
+    class ScoredByMean3(ProbeDetector):
+        """Verdicts as shipped; scored by the scaled sum of all three probes' standardised logits, so one probe's
+        noise does not set the score as it can set the largest."""
+
+        @staticmethod
+        def ranking(stats, in_content=True):
+            return sum(stats[n] for n in ("trace", "forensic", "content")) / 3**0.5 if in_content else stats["trace"]
+
+    class ScoredByForensic(ProbeDetector):
+        @staticmethod
+        def ranking(stats, in_content=True):
+            return stats["forensic"] if in_content else stats["trace"]
+
     class Max3(StatisticScored):
         @staticmethod
         def joint(stats, in_content=True):
@@ -120,6 +133,8 @@ def designs() -> dict:
     return {
         "max(forensic,content)": StatisticScored,
         "max(forensic,content), scored by all three": ProbeDetector,
+        "max(forensic,content), scored by the mean of all three": ScoredByMean3,
+        "max(forensic,content), scored by the forensic probe": ScoredByForensic,
         "max(forensic,content), top half of tiles": TopHalf,
         "max(forensic,content), all tiles": AllTiles,
         "max(forensic,content) everywhere": JointEverywhere,
