@@ -163,6 +163,13 @@ class TraceReadsPeaks(ProbeDetector):
     probe_columns = {**PROBE_COLUMNS, "trace": np.r_[TRACE_COLUMNS, PEAK_COLUMNS]}
 
 
+class TraceReadsUpsamplingPeaks(ProbeDetector):
+    """The trace probe reads the peaks of the period-2 and period-4 grids (up-sampling), not those only a period-8
+    grid has (a JPEG block grid's, and a ×8 decoder's)."""
+
+    probe_columns = {**PROBE_COLUMNS, "trace": np.r_[TRACE_COLUMNS, PEAK_COLUMNS[:4]]}
+
+
 # "two shrunk copies" won for every outer family (docs/detection_selection.txt) and is the shipped recipe
 # (TRAIN_VARIANTS); "three shrunk copies" won too, but lowered the side-b localisation IoU below its target
 # (docs/detection.md). An optional family (OPTIONAL_FAMILIES) is more training data under trial: it trains only the
@@ -186,6 +193,7 @@ TRAININGS = {
     "with small autoencoders": Training(optional=("smallae",)),
     "no grid peaks": Training(dropped=tuple(PEAK_COLUMNS)),
     "grid peaks in the trace probe too": Training(detector=TraceReadsPeaks),
+    "period-2 and -4 grid peaks in the trace probe too": Training(detector=TraceReadsUpsamplingPeaks),
 }
 
 
