@@ -144,12 +144,11 @@ def residual_features(tiles: np.ndarray) -> np.ndarray:
 def _grid_frequencies(size: int):
     """For each period, the 2-D frequency bins of a grid of that period that no shorter period has, and for each
     bin its neighbours 2 and 3 bins away along its row and column."""
-    out, seen = [], {(0, 0)}
+    out, seen, offsets = [], {(0, 0)}, (-3, -2, 2, 3)
     for period in PERIODS:
         steps = sorted({round(k * size / period) % size for k in range(period)})
         bins = [(y, x) for y in steps for x in steps if (y, x) not in seen]
         seen.update(bins)
-        offsets = (-3, -2, 2, 3)
         around = [[((y + d) % size, x) for d in offsets] + [(y, (x + d) % size) for d in offsets] for y, x in bins]
         out.append((np.array(bins), np.array(around)))
     return out

@@ -299,12 +299,11 @@ class ProbeDetector(Detector):
         """Each probe's tile logits, standardised by the calibration images, for standardised tile features."""
         out = {}
         for index, name in enumerate(PROBES):
+            read = z[:, self.probe_columns[name]]
             if name == "forensic" and self.forensic_trees is not None:
-                logits = self.forensic_trees.decision(z[:, self.probe_columns[name]])
+                logits = self.forensic_trees.decision(read)
             else:
-                logits = z[:, self.probe_columns[name]] @ getattr(self, f"{name}_coef") + getattr(
-                    self, f"{name}_intercept"
-                )
+                logits = read @ getattr(self, f"{name}_coef") + getattr(self, f"{name}_intercept")
             location, spread = self.standardise[2 * index : 2 * index + 2]
             out[name] = (logits - location) / spread
         return out
