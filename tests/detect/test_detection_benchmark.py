@@ -197,6 +197,32 @@ def test_a_training_may_change_the_columns_a_probe_reads():
     assert roc_auc(labels, shipped.tile_logits(z)["forensic"]) > 0.9
 
 
+def test_grid_peaks_benchmark_ranks_each_family_by_the_peaks_alone(tmp_path):
+    """benchmarks/grid_peaks.py: a family with a transposed convolution's ×2 checkerboard ranks far above genuine
+    tiles by its period-2 peaks, one without a grid does not, and the two real sources get a row of their own."""
+    rng = np.random.default_rng(3)
+    x = np.arange(128)
+    checker = 5.0 * (-1.0) ** (x[:, None] + x[None, :])
+    rows = []
+    for i in range(36):
+        family, source, label = [("real", "one", 0), ("real", "two", 0), ("checker", "one", 1)][i % 3]
+        field = smooth_field(rng, 128, noise=4.0).astype(np.float64) * 0.7 + 38.0  # off 0 and 255
+        image = field + checker[..., None] if family == "checker" else field
+        path = tmp_path / f"{i:03d}.png"
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+        rows.append(dict(path=path, label=label, family=family, generator="g", source=source, side="a", mask=""))
+    rows += [dict(rows[3 * i], family="plain", label=1) for i in range(6)]  # genuine images labelled synthetic
+    manifest = tmp_path / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    results = load_benchmark("grid_peaks").main(["--sets", str(manifest), "--per-family", "12", "--real", "24"])
+    assert results[("clean", "checker")][1] > 0.95 and results[("halved", "checker")][1] < 0.9  # period 2 halved
+    assert results[("clean", "plain")][1] < 0.9
+    assert ("clean", "two vs one") in results
+
+
 def test_the_everywhere_statistic_scores_new_regions_on_the_joint_scale():
     """Outside the content domain the shipped statistic falls back to the trace probe's; the candidate keeps the
     joint one. Inside it the two are the same."""

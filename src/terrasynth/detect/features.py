@@ -156,9 +156,10 @@ def _grid_frequencies(size: int):
 
 def grid_peaks(power: np.ndarray) -> np.ndarray:
     """Mean and largest log-height of the 2-D power spectrum's peaks on each period's grid frequencies above the
-    median of their neighbourhood (N × S × S → N × ``PEAK_WIDTH``). Up-sampling by 2 or 4 in any decoder or GAN,
-    and a JPEG block grid, leave such peaks; their height does not depend on the grid's phase, and a ×4 grid read
-    after halving the image is a ×2 one."""
+    median of their neighbourhood (N × S × S → N × ``PEAK_WIDTH``). Learnt up-sampling by 2 or 4 (a transposed
+    convolution's checkerboard) and a JPEG block grid often leave such peaks; plain nearest-neighbour up-sampling
+    does not (its filter is zero there). Their height does not depend on the grid's phase, and a ×4 grid read after
+    halving the image is a ×2 one."""
     log_power = np.log(power + 1e-3)
     out = []
     for bins, around in _grid_frequencies(power.shape[-1]):
