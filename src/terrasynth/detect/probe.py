@@ -5,7 +5,7 @@
   ``input_size`` pixels. None reads colour at full resolution, which says how an image was stored, not what made
   it.
 * **Three probes**, standardised L2-regularised logistic regressions on tiles (UnivFD's recipe, Ojha et al. 2023):
-  - the *trace* probe reads the luma residual statistics but the spectrum's grid peaks (up-sampling and
+  - the *trace* probe reads the luma residual statistics except the spectrum's grid peaks (up-sampling and
     re-sampling traces, little content). It alone can make a *synthetic* verdict. Its p-values hold for imagery
     like the calibration images; for other imagery, :meth:`ProbeDetector.calibrate` (``terrasynth detect
     calibrate``) sets them on the user's own;
@@ -53,7 +53,7 @@ from .trees import BoostedTrees
 
 # residual-feature columns (after the 768 deep ones) that describe capture and storage, not content
 _RESIDUAL = DEEP_WIDTH
-# the trace probe's columns: the residual statistics but the grid peaks; the forensic probe's: every column after
+# the trace probe's columns: the residual statistics except the grid peaks; the forensic probe's: every column after
 # the backbone's; the content probe's: the six blocks of the backbone.
 # The grid peaks are the residual statistics' last columns. In the nested selection of
 # benchmarks/detection_select.py (side a), in the forensic probe they ranked every held-out family better, with
