@@ -23,9 +23,9 @@ from terrasynth.detect.features import (
     canonical_chroma,
     colour_features,
     deep_features,
+    grid_tiles,
     naturalness_features,
     residual_features,
-    tile_grid,
 )
 from terrasynth.detect.perturb import jpeg
 
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiles_of(images: list[np.ndarray], size: int = 64) -> np.ndarray:
-    return np.stack([x[r : r + size, c : c + size] for x in images for r, c in tile_grid(*x.shape[:2], size, size)])
+    return np.concatenate([grid_tiles(x, size) for x in images])
 
 
 def largest_shift(a: np.ndarray, b: np.ndarray) -> float:

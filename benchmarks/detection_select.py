@@ -157,17 +157,10 @@ class Training:
     detector: type = ProbeDetector
 
 
-class TraceReadsPeaks(ProbeDetector):
-    """The trace probe reads the grid peaks too (the shipped one does not)."""
-
-    probe_columns = {**PROBE_COLUMNS, "trace": np.r_[TRACE_COLUMNS, PEAK_COLUMNS]}
-
-
-class TraceReadsUpsamplingPeaks(ProbeDetector):
-    """The trace probe reads the peaks of the period-2 and period-4 grids (up-sampling), not those only a period-8
-    grid has (a JPEG block grid's, and a ×8 decoder's)."""
-
-    probe_columns = {**PROBE_COLUMNS, "trace": np.r_[TRACE_COLUMNS, PEAK_COLUMNS[:4]]}
+def trace_also_reading(columns) -> type:
+    """A ProbeDetector whose trace probe also reads ``columns`` (the shipped one reads no grid peak)."""
+    probe_columns = {**PROBE_COLUMNS, "trace": np.r_[TRACE_COLUMNS, columns]}
+    return type("TraceAlsoReads", (ProbeDetector,), {"probe_columns": probe_columns})
 
 
 # "two shrunk copies" won for every outer family (docs/detection_selection.txt) and is the shipped recipe
@@ -192,8 +185,9 @@ TRAININGS = {
     "content without the three shallowest blocks": Training(dropped=tuple(np.r_[BLOCK_STARTS[0] : BLOCK_STARTS[3]])),
     "with small autoencoders": Training(optional=("smallae",)),
     "no grid peaks": Training(dropped=tuple(PEAK_COLUMNS)),
-    "grid peaks in the trace probe too": Training(detector=TraceReadsPeaks),
-    "period-2 and -4 grid peaks in the trace probe too": Training(detector=TraceReadsUpsamplingPeaks),
+    "grid peaks in the trace probe too": Training(detector=trace_also_reading(PEAK_COLUMNS)),
+    # the up-sampling grids' peaks, not those only a period-8 grid has (a JPEG block grid's, and a ×8 decoder's)
+    "period-2 and -4 grid peaks in the trace probe too": Training(detector=trace_also_reading(PEAK_COLUMNS[:4])),
 }
 
 

@@ -20,15 +20,14 @@ import numpy as np
 
 from terrasynth.detect.detector import read_rgb
 from terrasynth.detect.evaluate import roc_auc
-from terrasynth.detect.features import PEAK_WIDTH, PERIODS, residual_features, tile_grid
+from terrasynth.detect.features import PEAK_WIDTH, PERIODS, grid_tiles, residual_features
 from terrasynth.detect.perturb import jpeg, resize
 
 COLUMNS = [f"{kind} p{period}" for period in PERIODS for kind in ("mean", "max")]
 
 
 def peaks_of(image: np.ndarray, size: int = 64) -> np.ndarray:
-    tiles = np.stack([image[r : r + size, c : c + size] for r, c in tile_grid(*image.shape[:2], size, size)])
-    return residual_features(tiles)[:, -PEAK_WIDTH:].max(0)
+    return residual_features(grid_tiles(image, size))[:, -PEAK_WIDTH:].max(0)
 
 
 def load(row: dict, variant: str) -> np.ndarray:

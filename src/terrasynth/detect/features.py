@@ -264,6 +264,11 @@ def tile_features(tiles: np.ndarray) -> np.ndarray:
     return np.concatenate([deep, residual_features(tiles), naturalness_features(tiles), colour_features(tiles)], 1)
 
 
+def grid_tiles(image: np.ndarray, size: int) -> np.ndarray:
+    """Every ``size`` tile of an H×W×3 image on a grid, the last row and column flush with the edge."""
+    return np.stack([image[r : r + size, c : c + size] for r, c in tile_grid(*image.shape[:2], size, size)])
+
+
 def tile_grid(height: int, width: int, size: int, stride: int) -> list[tuple[int, int]]:
     """Top-left corners of ``size`` tiles every ``stride`` pixels, the last row and column flush with the edge."""
 
